@@ -1,0 +1,1 @@
+"""The click front end of seqbench (installed as ``seqbench.cli``)."""

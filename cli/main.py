@@ -1,0 +1,98 @@
+"""``seqbench``: thin click commands over the library (each calls one public function).
+
+Heavy imports (torch, pyarrow, lxml) happen inside the commands, so ``seqbench --help`` is instant.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from seqbench import __version__
+from seqbench.errors import SeqbenchError
+
+
+class _Group(click.Group):
+    """Turns SeqbenchError into a clear one-paragraph message and exit code 1 (no traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SeqbenchError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seqbench")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+def cli(verbose: bool) -> None:
+    """seqbench: datasets, metrics, networks and zoo for Graves (2013).
+
+    \b
+    Example:
+      seqbench prepare iam --source ~/data/iam-ondb
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+@cli.group()
+def prepare() -> None:
+    """Build a dataset's Parquet files from the downloaded sources."""
+
+
+@prepare.command("iam")
+@click.option("--source", "source", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder with lineStrokes-all.tar.gz, ascii-all.tar.gz, the split lists (archives or extracted).")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Datasets root (default: $SEQBENCH_HOME/datasets, SEQBENCH_HOME defaults to ~/.cache/seqbench).")
+@click.option("--strict", is_flag=True, help="Fail on any malformed or unmatched input instead of recording it.")
+@click.option("--workers", type=int, default=None, help="Parser processes (default: number of CPUs).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def prepare_iam_cmd(source: str, out: str | None, strict: bool, workers: int | None, quiet: bool) -> None:
+    """Prepare IAM-OnDB (both split configurations: graves2013 and official).
+
+    \b
+    Example:
+      seqbench prepare iam --source ../shared/data/iam-ondb
+    """
+    from seqbench.data.iam.prepare import prepare_iam
+
+    report = prepare_iam(source, out, strict=strict, workers=workers, quiet=quiet)
+    _summary(report.path, report.info, quiet)
+
+
+def _summary(path, info: dict, quiet: bool) -> None:
+    click.echo(f"wrote {path}")
+    for config, c in info["configs"].items():
+        parts = ", ".join(f"{s} {v['lines']:,} lines / {v['points']:,} points" for s, v in c["splits"].items())
+        click.echo(f"  {config}: {parts}")
+    click.echo(f"  skipped {len(info['skipped'])}, flagged {len(info['flagged'])} (details in {path}/info.json)")
+    if not info.get("expected_counts", {}).get("match", True):
+        click.secho("  note: counts differ from the official release (fine for a sample or a demo)", fg="yellow")
+
+
+@cli.command("info")
+@click.argument("dataset")
+@click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
+def info_cmd(dataset: str, root: str | None) -> None:
+    """Print a prepared dataset's info.json.
+
+    \b
+    Example:
+      seqbench info iam-ondb
+    """
+    from seqbench.data.base import get_spec, read_info
+
+    _, info = read_info(get_spec(dataset), root)
+    click.echo(json.dumps(info, indent=2))
+
+
+def main() -> None:  # console-script entry point
+    cli(prog_name="seqbench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,419 @@
+"""``seqbench prepare iam``: IAM-OnDB archives -> versioned, lossless Parquet with two split configs."""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seqbench import __version__
+from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
+from seqbench.data.iam import spec as iam_spec
+from seqbench.data.iam.sources import Sources, find_sources, iter_files, read_split_list
+from seqbench.data.iam.strokes import LineError, ParsedLine, parse_line_xml
+from seqbench.data.iam.transcripts import (
+    form_of_ascii,
+    form_of_original,
+    line_sort_key,
+    parse_csr,
+    parse_writer,
+)
+from seqbench.errors import BadInputError, SeqbenchError
+
+log = logging.getLogger(__name__)
+
+_LINE_FILE = re.compile(r"(?:^|/)lineStrokes/(?:[^/]+/)*(?P<id>[^/]+-\d+)\.xml$")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # line id, e.g. a01-000u-01
+        pa.field("form", pa.string(), nullable=False),  # e.g. a01-000u
+        pa.field("writer_id", pa.string()),  # from original XML <Form writerID>; null if absent
+        pa.field("text", pa.string()),  # CSR transcription line; null if it cannot be matched
+        pa.field("text_note", pa.string()),  # why text is null (or other notes); null if fine
+        pa.field("x", pa.list_(pa.int32()), nullable=False),  # raw board coordinates
+        pa.field("y", pa.list_(pa.int32()), nullable=False),
+        pa.field("t", pa.list_(pa.float64()), nullable=False),  # seconds, as recorded
+        pa.field("eos", pa.list_(pa.bool_()), nullable=False),  # True at the last point of a stroke
+    ]
+)
+
+_BATCH = 48  # files per task sent to a worker process
+
+
+@dataclass
+class Report:
+    """What prepare did: where, how many, and everything it skipped or flagged."""
+
+    path: Path
+    info: dict
+    skipped: list[dict] = field(default_factory=list)
+    flagged: list[dict] = field(default_factory=list)
+
+
+class _Issues:
+    def __init__(self, strict: bool):
+        self.strict = strict
+        self.skipped: list[dict] = []
+        self.flagged: list[dict] = []
+
+    def skip(self, file: str, reason: str, line_id: str | None = None) -> None:
+        if self.strict:
+            raise BadInputError(file, reason, "Rerun without --strict to skip it and record the reason.")
+        log.warning("skipping %s: %s", file, reason)
+        self.skipped.append({"file": file, "id": line_id, "reason": reason})
+
+    def flag(self, file: str, reason: str, line_id: str | None = None, strict_fails: bool = True) -> None:
+        if self.strict and strict_fails:
+            raise BadInputError(file, reason, "Rerun without --strict to keep going and record it.")
+        self.flagged.append({"file": file, "id": line_id, "reason": reason})
+
+
+def _parse_batch(items: list[tuple[str, bytes]]) -> list[tuple[str, ParsedLine | str]]:
+    out: list[tuple[str, ParsedLine | str]] = []
+    for name, data in items:
+        try:
+            out.append((name, parse_line_xml(data)))
+        except LineError as e:
+            out.append((name, str(e)))
+    return out
+
+
+def _progress(total: int | None, quiet: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=quiet, desc=desc, unit="file", dynamic_ncols=True, mininterval=0.5)
+
+
+def _parse_all_strokes(
+    src: Sources, issues: _Issues, workers: int, quiet: bool
+) -> dict[str, tuple[str, ParsedLine]]:
+    part = src.strokes
+    lines: dict[str, tuple[str, ParsedLine]] = {}
+
+    def label(name: str) -> str:
+        return f"{part.path}:{name}" if part.is_archive else str(part.path.parent / name)
+
+    def on_unsafe(name: str) -> None:
+        issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
+
+    def want(name: str) -> bool:
+        return name.endswith(".xml") and "lineStrokes/" in f"/{name}"
+
+    def collect(results: list[tuple[str, ParsedLine | str]]) -> None:
+        for name, res in results:
+            m = _LINE_FILE.search(name)
+            if m is None:
+                issues.skip(label(name), "not named like a line stroke file (<form>-<NN>.xml)")
+                continue
+            lid = m.group("id")
+            if isinstance(res, str):
+                issues.skip(label(name), res, lid)
+                lines.setdefault(lid, (label(name), None))  # keeps its place for text matching
+                continue
+            if lid in lines:
+                issues.skip(label(name), f"duplicate line id {lid} (first seen in {lines[lid][0]})", lid)
+                continue
+            for w in res.warnings:
+                issues.flag(label(name), w, lid)
+            lines[lid] = (label(name), res)
+            bar.update(1)
+
+    bar = _progress(iam_spec.EXPECTED["line_files"] if part.is_archive else None, quiet, "parse lineStrokes")
+    try:
+        if workers <= 1:
+            batch: list[tuple[str, bytes]] = []
+            for item in iter_files(part, want, on_unsafe):
+                batch.append(item)
+                if len(batch) >= _BATCH:
+                    collect(_parse_batch(batch))
+                    batch = []
+            collect(_parse_batch(batch))
+        else:
+            with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+                pending: collections.deque = collections.deque()
+                batch = []
+                for item in iter_files(part, want, on_unsafe):
+                    batch.append(item)
+                    if len(batch) >= _BATCH:
+                        pending.append(pool.submit(_parse_batch, batch))
+                        batch = []
+                        while len(pending) > 4 * workers:
+                            collect(pending.popleft().result())
+                if batch:
+                    pending.append(pool.submit(_parse_batch, batch))
+                while pending:
+                    collect(pending.popleft().result())
+    finally:
+        bar.close()
+    return lines
+
+
+def _read_transcripts(src: Sources, issues: _Issues) -> dict[str, list[str] | str]:
+    """form -> CSR lines, or form -> reason string when the file is unusable."""
+    out: dict[str, list[str] | str] = {}
+    part = src.ascii
+
+    def on_unsafe(name: str) -> None:
+        issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
+
+    for name, data in iter_files(part, lambda n: form_of_ascii(n) is not None, on_unsafe):
+        form = form_of_ascii(name)
+        try:
+            out[form] = parse_csr(data)
+        except ValueError as e:
+            out[form] = f"{part.path.name}:{name} has {e}"
+    return out
+
+
+def _read_writers(src: Sources, issues: _Issues) -> tuple[dict[str, str], list[dict]]:
+    writers: dict[str, str] = {}
+    notes: list[dict] = []
+    if src.original is None:
+        return writers, notes
+    part = src.original
+
+    def on_unsafe(name: str) -> None:
+        issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
+
+    for name, data in iter_files(part, lambda n: form_of_original(n) is not None, on_unsafe):
+        form = form_of_original(name)
+        writer, form_attr = parse_writer(data)
+        if writer is None:
+            notes.append({"file": f"{part.path.name}:{name}", "reason": "no <Form writerID> element"})
+            continue
+        if form_attr and form_attr != form:
+            # Keyed by path: the file's place in the archive is authoritative.
+            notes.append(
+                {"file": f"{part.path.name}:{name}",
+                 "reason": f"<Form id={form_attr!r}> differs from its path's form {form!r}; keyed by path"}
+            )
+        writers[form] = writer.strip()
+    return writers, notes
+
+
+def _split_assignment(src: Sources, forms_present: set[str], issues: _Issues) -> dict[str, set[str]]:
+    lists = {name: read_split_list(path) for name, path in src.splits.items()}
+    owner: dict[str, str] = {}
+    for name, forms in lists.items():
+        for f in forms:
+            if f in owner and owner[f] != name:
+                raise BadInputError(
+                    str(src.splits[name]),
+                    f"form {f} is also in {owner[f]}.txt; split lists must not overlap",
+                    "Download the official task split lists again.",
+                )
+            owner[f] = name
+            if f not in forms_present:
+                issues.flag(str(src.splits[name]), f"listed form {f} has no line stroke files", strict_fails=False)
+    return {name: set(forms) for name, forms in lists.items()}
+
+
+def _table(ids: list[str], lines: dict, meta: dict[str, str]) -> pa.Table:
+    parsed = [lines[i]["parsed"] for i in ids]
+    lengths = np.fromiter((len(p.x) for p in parsed), dtype=np.int64, count=len(parsed))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+
+    def lst(attr: str, typ) -> pa.Array:
+        vals = np.concatenate([getattr(p, attr) for p in parsed]) if parsed else np.array([], dtype=typ.to_pandas_dtype())
+        return pa.ListArray.from_arrays(offsets, pa.array(vals, type=typ))
+
+    cols = [
+        pa.array(ids, pa.string()),
+        pa.array([lines[i]["form"] for i in ids], pa.string()),
+        pa.array([lines[i]["writer_id"] for i in ids], pa.string()),
+        pa.array([lines[i]["text"] for i in ids], pa.string()),
+        pa.array([lines[i]["text_note"] for i in ids], pa.string()),
+        lst("x", pa.int32()),
+        lst("y", pa.int32()),
+        lst("t", pa.float64()),
+        lst("eos", pa.bool_()),
+    ]
+    schema = SCHEMA.with_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def prepare_iam(
+    source: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    strict: bool = False,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> Report:
+    """Build both split configurations of IAM-OnDB from the downloaded files in ``source``.
+
+    ``out`` is the datasets root (default ``$SEQBENCH_HOME/datasets``); the result goes to
+    ``<out>/iam-ondb/<version>/``. With ``strict``, any skipped or malformed input fails the
+    run instead of being recorded. Nothing is written unless the whole run succeeds.
+
+    >>> report = prepare_iam("~/data/iam-ondb")  # doctest: +SKIP
+    >>> report.info["configs"]["graves2013"]["splits"]["train"]["lines"]  # doctest: +SKIP
+    10741
+    """
+    from seqbench.data.iam.transform import OffsetTransform
+
+    spec = iam_spec.SPEC
+    src = find_sources(source)
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    issues = _Issues(strict)
+
+    with cf.ThreadPoolExecutor(max_workers=1) as hasher:  # sha256 of the sources, beside the parse
+        archives = [p.path for p in (src.strokes, src.ascii, src.original) if p is not None and p.is_archive]
+        archives += list(src.splits.values())
+        digests = {p: hasher.submit(sha256_file, p) for p in archives}
+
+        transcripts = _read_transcripts(src, issues)
+        writers, writer_notes = _read_writers(src, issues)
+        parsed = _parse_all_strokes(src, issues, workers, quiet)
+        sources_info = {
+            (p.relative_to(src.root).as_posix()): {"sha256": f.result(), "bytes": p.stat().st_size}
+            for p, f in digests.items()
+        }
+
+    # Match transcription lines to line files by position within each form.
+    by_form: dict[str, list[str]] = collections.defaultdict(list)
+    for lid in parsed:
+        by_form[lid.rpartition("-")[0]].append(lid)
+    lines: dict[str, dict] = {}
+    for form, ids in sorted(by_form.items()):
+        ids.sort(key=line_sort_key)
+        csr = transcripts.get(form)
+        note = None
+        if csr is None:
+            note = f"no transcription file for form {form} in {src.ascii.path.name}"
+        elif isinstance(csr, str):
+            note = csr
+        elif len(csr) != len(ids):
+            note = (f"form {form} has {len(ids)} line files but {len(csr)} transcription lines; "
+                    "text left null rather than risk misalignment")
+        if note:
+            issues.flag(str(src.ascii.path), note, strict_fails=False)
+        for k, lid in enumerate(ids):
+            label, res = parsed[lid]
+            if res is None:
+                continue  # skipped (already recorded), kept only for positional matching
+            lines[lid] = {
+                "form": form,
+                "writer_id": writers.get(form),
+                "text": None if note else csr[k],
+                "text_note": note,
+                "parsed": res,
+            }
+    if not lines:
+        raise SeqbenchError(f"{src.strokes.path}: no usable line stroke files were found")
+
+    lists = _split_assignment(src, set(by_form), issues)
+    official = {
+        "train": lists["trainset"],
+        "valid1": lists["testset_v"],
+        "valid2": lists["testset_t"],
+        "test": lists["testset_f"],
+    }
+    listed = set().union(*official.values())
+    split_ids: dict[str, dict[str, list[str]]] = {"official": {}, "graves2013": {}}
+    for split, forms in official.items():
+        split_ids["official"][split] = sorted(i for i in lines if lines[i]["form"] in forms)
+    unassigned = sorted(i for i in lines if lines[i]["form"] not in listed)
+    split_ids["official"]["unassigned"] = unassigned
+    # Graves (2013): trained on trainset + testset_t + testset_f, validated on testset_v.
+    graves_train = official["train"] | official["valid2"] | official["test"]
+    split_ids["graves2013"]["train"] = sorted(i for i in lines if lines[i]["form"] in graves_train)
+    split_ids["graves2013"]["valid"] = split_ids["official"]["valid1"]
+    split_ids["graves2013"]["unassigned"] = unassigned
+    for lid in unassigned:
+        issues.flag(str(src.strokes.path), f"line {lid} is in no split list (kept in split 'unassigned')", lid, strict_fails=False)
+
+    info: dict = {
+        "dataset": spec.name,
+        "version": spec.version,
+        "seqbench_version": __version__,
+        "description": spec.description,
+        "homepage": spec.homepage,
+        "license": spec.license,
+        "citation": spec.citation,
+        "schema": {f.name: str(f.type) for f in SCHEMA},
+        "sources": sources_info,
+        "parser": {"canonical_fast_path": sum(1 for v in lines.values() if v["parsed"].fast),
+                   "lxml_path": sum(1 for v in lines.values() if not v["parsed"].fast)},
+        "writer_id_notes": writer_notes,
+        "configs": {},
+    }
+    transform = OffsetTransform()
+    dest = dataset_dir(spec, out)
+    with atomic_output_dir(dest) as tmp:
+        jobs = []
+        with cf.ThreadPoolExecutor(max_workers=max(1, min(workers, 4))) as writer_pool:
+            for config, splits in split_ids.items():
+                (tmp / config).mkdir()
+                for split, ids in splits.items():
+                    meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
+                            "seqbench.config": config, "seqbench.split": split}
+                    path = tmp / config / f"{split}.parquet"
+                    jobs.append((config, split, ids, path, writer_pool.submit(_write, ids, lines, meta, path)))
+            for config, split, ids, path, fut in jobs:
+                fut.result()
+        for config, split, ids, path, _ in jobs:
+            cfg = info["configs"].setdefault(config, {"splits": {}})
+            cfg["splits"][split] = {
+                "file": f"{config}/{split}.parquet",
+                "rows": len(ids),
+                "lines": len(ids),
+                "forms": len({lines[i]["form"] for i in ids}),
+                "strokes": int(sum(lines[i]["parsed"].n_strokes for i in ids)),
+                "points": int(sum(len(lines[i]["parsed"].x) for i in ids)),
+                "sha256": sha256_file(path),
+            }
+        for config, splits in split_ids.items():
+            train = [lines[i]["parsed"] for i in splits["train"]]
+            info["configs"][config]["offset_stats"] = {transform.name: transform.fit(train).to_dict()}
+        info["configs"]["official"]["description"] = (
+            "IAM-OnDB task split lists: train=trainset, valid1=testset_v, valid2=testset_t, test=testset_f")
+        info["configs"]["graves2013"]["description"] = (
+            "Graves (2013): train=trainset+testset_t+testset_f, valid=testset_v (the paper's 'validation set')")
+        totals = {"line_files": len(parsed), "lines": len(lines),
+                  "strokes": int(sum(v["parsed"].n_strokes for v in lines.values())),
+                  "points": int(sum(len(v["parsed"].x) for v in lines.values()))}
+        info["totals"] = totals
+        info["expected_counts"] = {"expected": spec.expected, "match": _matches(info, spec.expected)}
+        info["skipped"] = issues.skipped
+        info["flagged"] = issues.flagged
+        info["fingerprint"] = _fingerprint(info)
+        dump_json(info, tmp / "info.json")
+    if not info["expected_counts"]["match"]:
+        log.warning("counts differ from the official IAM-OnDB release: %s", totals)
+    return Report(dest, info, issues.skipped, issues.flagged)
+
+
+def _write(ids: list[str], lines: dict, meta: dict, path: Path) -> None:
+    table = _table(ids, lines, meta)
+    # Fixed writer options so two runs on the same input give byte-identical files.
+    pq.write_table(table, path, compression="zstd", compression_level=1, row_group_size=1024,
+                   write_statistics=True)
+
+
+def _matches(info: dict, expected: dict) -> bool:
+    off = info["configs"]["official"]["splits"]
+    got = {"trainset": off["train"]["lines"], "testset_v": off["valid1"]["lines"],
+           "testset_t": off["valid2"]["lines"], "testset_f": off["test"]["lines"],
+           "unassigned": off["unassigned"]["lines"], "strokes": info["totals"]["strokes"],
+           "points": info["totals"]["points"], "line_files": info["totals"]["line_files"]}
+    return all(got.get(k) == v for k, v in expected.items())
+
+
+def _fingerprint(info: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for config in sorted(info["configs"]):
+        for split in sorted(info["configs"][config]["splits"]):
+            h.update(f"{config}/{split}:{info['configs'][config]['splits'][split]['sha256']}\n".encode())
+    return h.hexdigest()

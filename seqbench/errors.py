@@ -1,0 +1,33 @@
+"""One exception root, with subclasses whose messages say what to do next."""
+from __future__ import annotations
+
+
+class SeqbenchError(Exception):
+    """Base class of every error seqbench raises on purpose."""
+
+
+class ManualDownloadRequired(SeqbenchError):
+    """The source files must be obtained by the user (registration, license)."""
+
+
+class DataNotPrepared(SeqbenchError):
+    """A dataset was loaded before `seqbench prepare` built it."""
+
+
+class BadInputError(SeqbenchError):
+    """An input file is malformed; the message names the file and the problem."""
+
+    def __init__(self, path: str, problem: str, hint: str | None = None):
+        self.path = path
+        self.problem = problem
+        msg = f"{path}: {problem}"
+        if hint:
+            msg += f"\n  {hint}"
+        super().__init__(msg)
+
+
+class UnknownNameError(SeqbenchError, KeyError):
+    """An unknown registry name; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0] if self.args else ""

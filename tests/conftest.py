@@ -1,0 +1,37 @@
+"""Shared fixtures: tests never touch the user's caches, and real-data tests skip cleanly."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("SEQBENCH_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+IAM_SOURCE = SHARED_DATA / "iam-ondb"
+PTB_SOURCE = SHARED_DATA / "ptb"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("seqbench-home")
+    monkeypatch.setenv("SEQBENCH_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield home
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "data" in item.keywords:
+            needs = item.get_closest_marker("data").kwargs.get("path", IAM_SOURCE)
+            if not Path(needs).exists():
+                item.add_marker(pytest.mark.skip(reason=f"real data not found at {needs} (../shared/data)"))
+        if "gpu" in item.keywords:
+            try:
+                import torch
+
+                ok = torch.cuda.is_available()
+            except Exception:  # pragma: no cover
+                ok = False
+            if not ok:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
