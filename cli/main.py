@@ -90,6 +90,27 @@ def info_cmd(dataset: str, root: str | None) -> None:
     click.echo(json.dumps(info, indent=2))
 
 
+# Commands that live in their own modules (cli/<name>.py); each module has register(cli, prepare).
+_COMMAND_MODULES = ("prepare_text", "train", "sample", "evaluate", "demo")
+
+
+def _register_command_modules() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        mod_name = f"seqbench.cli.{name}"
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name != mod_name:
+                raise
+            continue
+        mod.register(cli, prepare)
+
+
+_register_command_modules()
+
+
 def main() -> None:  # console-script entry point
     cli(prog_name="seqbench")
 

@@ -55,8 +55,11 @@ def get_spec(name: str) -> DatasetSpec:
     import seqbench.data.iam  # noqa: F401  (registers iam-ondb)
 
     for mod in ("seqbench.data.ptb", "seqbench.data.enwik8"):
-        with contextlib.suppress(ImportError):
+        try:
             __import__(mod)
+        except ModuleNotFoundError as e:  # corpus module not there (yet); real import bugs propagate
+            if e.name != mod:
+                raise
     return DATASETS.get(name)
 
 
