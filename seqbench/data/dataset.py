@@ -12,6 +12,8 @@ from seqbench.errors import SeqbenchError
 # dataset name -> "module:function" building its torch view (keeps torch out of data/ imports)
 TORCH_VIEWS: dict[str, str] = {
     "iam-ondb": "seqbench.data.iam.torch:torch_dataset",
+    "ptb": "seqbench.data.streams:torch_view",
+    "enwik8": "seqbench.data.streams:torch_view",
 }
 
 

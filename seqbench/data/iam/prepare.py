@@ -59,6 +59,16 @@ class Report:
     flagged: list[dict] = field(default_factory=list)
 
 
+class _Done:
+    """A finished result with the Future interface (for the single-process path)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
 class _Issues:
     def __init__(self, strict: bool):
         self.strict = strict
@@ -94,7 +104,7 @@ def _progress(total: int | None, quiet: bool, desc: str):
 
 
 def _parse_all_strokes(
-    src: Sources, issues: _Issues, workers: int, quiet: bool
+    src: Sources, issues: _Issues, pool: cf.Executor | None, workers: int, quiet: bool
 ) -> dict[str, tuple[str, ParsedLine]]:
     part = src.strokes
     lines: dict[str, tuple[str, ParsedLine]] = {}
@@ -129,7 +139,7 @@ def _parse_all_strokes(
 
     bar = _progress(iam_spec.EXPECTED["line_files"] if part.is_archive else None, quiet, "parse lineStrokes")
     try:
-        if workers <= 1:
+        if pool is None:
             batch: list[tuple[str, bytes]] = []
             for item in iter_files(part, want, on_unsafe):
                 batch.append(item)
@@ -138,53 +148,49 @@ def _parse_all_strokes(
                     batch = []
             collect(_parse_batch(batch))
         else:
-            with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-                pending: collections.deque = collections.deque()
-                batch = []
-                for item in iter_files(part, want, on_unsafe):
-                    batch.append(item)
-                    if len(batch) >= _BATCH:
-                        pending.append(pool.submit(_parse_batch, batch))
-                        batch = []
-                        while len(pending) > 4 * workers:
-                            collect(pending.popleft().result())
-                if batch:
+            pending: collections.deque = collections.deque()
+            batch = []
+            for item in iter_files(part, want, on_unsafe):
+                batch.append(item)
+                if len(batch) >= _BATCH:
                     pending.append(pool.submit(_parse_batch, batch))
-                while pending:
-                    collect(pending.popleft().result())
+                    batch = []
+                    while len(pending) > 4 * workers:
+                        collect(pending.popleft().result())
+            if batch:
+                pending.append(pool.submit(_parse_batch, batch))
+            while pending:
+                collect(pending.popleft().result())
     finally:
         bar.close()
     return lines
 
 
-def _read_transcripts(src: Sources, issues: _Issues) -> dict[str, list[str] | str]:
-    """form -> CSR lines, or form -> reason string when the file is unusable."""
+def _read_transcripts(part) -> tuple[dict[str, list[str] | str], list[str]]:
+    """form -> CSR lines (or a reason string when unusable), and the unsafe entry names seen.
+
+    Runs in a worker process beside the stroke parser, so it returns what it found instead of
+    recording issues itself.
+    """
     out: dict[str, list[str] | str] = {}
-    part = src.ascii
-
-    def on_unsafe(name: str) -> None:
-        issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
-
-    for name, data in iter_files(part, lambda n: form_of_ascii(n) is not None, on_unsafe):
+    unsafe: list[str] = []
+    for name, data in iter_files(part, lambda n: form_of_ascii(n) is not None, unsafe.append):
         form = form_of_ascii(name)
         try:
             out[form] = parse_csr(data)
         except ValueError as e:
             out[form] = f"{part.path.name}:{name} has {e}"
-    return out
+    return out, unsafe
 
 
-def _read_writers(src: Sources, issues: _Issues) -> tuple[dict[str, str], list[dict]]:
+def _read_writers(part) -> tuple[dict[str, str], list[dict], list[str]]:
+    """form -> writer id from the original XML, notes on odd files, and unsafe entry names."""
     writers: dict[str, str] = {}
     notes: list[dict] = []
-    if src.original is None:
-        return writers, notes
-    part = src.original
-
-    def on_unsafe(name: str) -> None:
-        issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
-
-    for name, data in iter_files(part, lambda n: form_of_original(n) is not None, on_unsafe):
+    unsafe: list[str] = []
+    if part is None:
+        return writers, notes, unsafe
+    for name, data in iter_files(part, lambda n: form_of_original(n) is not None, unsafe.append):
         form = form_of_original(name)
         writer, form_attr = parse_writer(data)
         if writer is None:
@@ -197,7 +203,7 @@ def _read_writers(src: Sources, issues: _Issues) -> tuple[dict[str, str], list[d
                  "reason": f"<Form id={form_attr!r}> differs from its path's form {form!r}; keyed by path"}
             )
         writers[form] = writer.strip()
-    return writers, notes
+    return writers, notes, unsafe
 
 
 def _split_assignment(src: Sources, forms_present: set[str], issues: _Issues) -> dict[str, set[str]]:
@@ -271,9 +277,24 @@ def prepare_iam(
         archives += list(src.splits.values())
         digests = {p: hasher.submit(sha256_file, p) for p in archives}
 
-        transcripts = _read_transcripts(src, issues)
-        writers, writer_notes = _read_writers(src, issues)
-        parsed = _parse_all_strokes(src, issues, workers, quiet)
+        # Transcriptions and writer ids are read by the worker pool while the main process
+        # streams the stroke archive to it; their results are collected afterwards.
+        pool = cf.ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+        try:
+            if pool is not None:
+                text_job = pool.submit(_read_transcripts, src.ascii)
+                writer_job = pool.submit(_read_writers, src.original)
+            else:
+                text_job, writer_job = _Done(_read_transcripts(src.ascii)), _Done(_read_writers(src.original))
+            parsed = _parse_all_strokes(src, issues, pool, workers, quiet)
+            transcripts, unsafe_text = text_job.result()
+            writers, writer_notes, unsafe_orig = writer_job.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        for part, names in ((src.ascii, unsafe_text), (src.original, unsafe_orig)):
+            for name in names:
+                issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
         sources_info = {
             (p.relative_to(src.root).as_posix()): {"sha256": f.result(), "bytes": p.stat().st_size}
             for p, f in digests.items()
@@ -362,8 +383,11 @@ def prepare_iam(
                             "seqbench.config": config, "seqbench.split": split}
                     path = tmp / config / f"{split}.parquet"
                     jobs.append((config, split, ids, path, writer_pool.submit(_write, ids, lines, meta, path)))
+            fits = {config: writer_pool.submit(transform.fit, [lines[i]["parsed"] for i in splits["train"]])
+                    for config, splits in split_ids.items()}
             for config, split, ids, path, fut in jobs:
                 fut.result()
+            stats = {config: fut.result() for config, fut in fits.items()}
         for config, split, ids, path, _ in jobs:
             cfg = info["configs"].setdefault(config, {"splits": {}})
             cfg["splits"][split] = {
@@ -375,9 +399,8 @@ def prepare_iam(
                 "points": int(sum(len(lines[i]["parsed"].x) for i in ids)),
                 "sha256": sha256_file(path),
             }
-        for config, splits in split_ids.items():
-            train = [lines[i]["parsed"] for i in splits["train"]]
-            info["configs"][config]["offset_stats"] = {transform.name: transform.fit(train).to_dict()}
+        for config in split_ids:
+            info["configs"][config]["offset_stats"] = {transform.name: stats[config].to_dict()}
         info["configs"]["official"]["description"] = (
             "IAM-OnDB task split lists: train=trainset, valid1=testset_v, valid2=testset_t, test=testset_f")
         info["configs"]["graves2013"]["description"] = (

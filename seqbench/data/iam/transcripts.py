@@ -47,6 +47,14 @@ def parse_writer(data: bytes) -> tuple[str | None, str | None]:
 
     Reads only as far as the ``<Form>`` element. Returns ``(None, None)`` when the file has none.
     """
+    i = data.find(b"<General>", 0, 8192)
+    j = data.find(b"</General>", i) if i >= 0 else -1
+    if j > i:  # parse just the <General> element (the file holds megabytes of strokes after it)
+        try:
+            el = etree.fromstring(data[i : j + len(b"</General>")]).find("Form")
+            return (el.get("writerID"), el.get("id")) if el is not None else (None, None)
+        except etree.XMLSyntaxError:
+            pass
     try:
         for _, el in etree.iterparse(io.BytesIO(data), events=("start",), tag="Form", no_network=True):
             return el.get("writerID"), el.get("id")
