@@ -1,0 +1,226 @@
+"""The LSTM of Graves (2013), section 2, eqs. (7)-(11), with peephole connections.
+
+    i_t = σ(W_xi x_t + W_hi h_{t-1} + w_ci ⊙ c_{t-1} + b_i)          (7)
+    f_t = σ(W_xf x_t + W_hf h_{t-1} + w_cf ⊙ c_{t-1} + b_f)          (8)
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ tanh(W_xc x_t + W_hc h_{t-1} + b_c)  (9)
+    o_t = σ(W_xo x_t + W_ho h_{t-1} + w_co ⊙ c_t + b_o)              (10)
+    h_t = o_t ⊙ tanh(c_t)                                              (11)
+
+The peephole weights w_c* are diagonal (vectors), as in the paper. Fused library LSTMs (``torch.nn.LSTM``,
+cuDNN) have no peepholes; :class:`LSTMLayer` offers both, chosen by ``peephole``.
+
+Speed: a layer's input projection ``W_x x_t + b`` does not depend on the recurrence, so it is computed for the
+whole sequence in one matrix product; only ``W_h h_{t-1}`` and the element-wise gates run step by step. The
+peephole recurrence runs inside one autograd ``Function`` (:class:`PeepholeScan`) with a hand-written backward:
+no autograd graph per time step, and the weight gradients are one matrix product over all steps.
+
+Derivative clipping (Graves 2013, section 4.2: "the derivatives with respect to the network inputs to the LSTM
+layers (before the sigmoid and tanh functions are applied) were clipped"): ``clip`` clamps the gradient of the
+gate pre-activations to [-clip, clip] at every step of the backward pass, so the clipped value is what flows
+on through time, as in Graves' RNNLib. The fused path cannot reach its gates; there the clamp is applied to the
+gradient of the layer's outputs h_t instead (documented in docs/models.md).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+State = tuple[Tensor, Tensor]  # (h, c), each (B, H)
+
+
+def _clamp_grad(t: Tensor, clip: float | None) -> Tensor:
+    """Identity in the forward pass; clamps the gradient to [-clip, clip] in the backward pass."""
+    if clip is not None and t.requires_grad:
+        t.register_hook(lambda g: g.clamp(-clip, clip))
+    return t
+
+
+def peephole_cell(gates: Tensor, c: Tensor, peep: Tensor) -> State:
+    """One step of eqs. (7)-(11) given the pre-activations ``gates`` = W_x x_t + W_h h_{t-1} + b, (B, 4H).
+
+    ``peep`` is (3, H): the diagonal peephole weights (w_ci, w_cf, w_co). Plain autograd ops: used by the
+    synthesis network's first layer, which must interleave with the window, and as the reference in tests.
+    """
+    a_i, a_f, a_c, a_o = gates.chunk(4, dim=1)  # 4 × (B, H)
+    i = torch.sigmoid(a_i + peep[0] * c)  # (7)
+    f = torch.sigmoid(a_f + peep[1] * c)  # (8)
+    c = f * c + i * torch.tanh(a_c)  # (9)
+    o = torch.sigmoid(a_o + peep[2] * c)  # (10)
+    h = o * torch.tanh(c)  # (11)
+    return h, c
+
+
+class PeepholeScan(torch.autograd.Function):
+    """The peephole recurrence over a whole sequence, with a hand-written backward pass.
+
+    Inputs: xproj (B, T, 4H) = W_x x_t + b for all t; w_hh (4H, H); peep (3, H); h0, c0 (B, H); clip.
+    Outputs: h (B, T, H) for all steps and c_T (B, H).
+    """
+
+    @staticmethod
+    def forward(ctx, xproj: Tensor, w_hh: Tensor, peep: Tensor, h0: Tensor, c0: Tensor, clip: float | None):
+        B, T, G = xproj.shape
+        H = G // 4
+        w_t = w_hh.t()  # (H, 4H)
+        acts = xproj.new_empty(T, 4, B, H)  # i, f, tanh(a_c), o for every step
+        cs = xproj.new_empty(T + 1, B, H)  # c_0 .. c_T
+        hs = xproj.new_empty(T + 1, B, H)  # h_0 .. h_T
+        hs[0], cs[0] = h0, c0
+        p_i, p_f, p_o = peep[0], peep[1], peep[2]
+        h, c = h0, c0
+        for t in range(T):
+            g = torch.addmm(xproj[:, t], h, w_t)  # (B, 4H)
+            a_i, a_f, a_c, a_o = g.chunk(4, dim=1)
+            i = torch.sigmoid(torch.addcmul(a_i, p_i, c))  # (7)
+            f = torch.sigmoid(torch.addcmul(a_f, p_f, c))  # (8)
+            z = torch.tanh(a_c)
+            c = torch.addcmul(f * c, i, z)  # (9)
+            o = torch.sigmoid(torch.addcmul(a_o, p_o, c))  # (10)
+            h = o * torch.tanh(c)  # (11)
+            acts[t, 0], acts[t, 1], acts[t, 2], acts[t, 3] = i, f, z, o
+            cs[t + 1], hs[t + 1] = c, h
+        ctx.save_for_backward(acts, cs, hs, w_hh, peep)
+        ctx.clip = clip
+        return hs[1:].transpose(0, 1).contiguous(), c  # (B, T, H), (B, H)
+
+    @staticmethod
+    def backward(ctx, d_out: Tensor | None, d_cT: Tensor | None):
+        acts, cs, hs, w_hh, peep = ctx.saved_tensors
+        clip = ctx.clip
+        T, _, B, H = acts.shape
+        p_i, p_f, p_o = peep[0], peep[1], peep[2]
+        d_out = torch.zeros(B, T, H, dtype=hs.dtype, device=hs.device) if d_out is None else d_out
+        dh_rec = torch.zeros_like(hs[0])
+        dc_next = torch.zeros_like(cs[0]) if d_cT is None else d_cT.clone()
+        d_gates = hs.new_empty(T, B, 4 * H)  # gradient of the pre-activations, (T, B, 4H)
+        for t in range(T - 1, -1, -1):
+            i, f, z, o = acts[t, 0], acts[t, 1], acts[t, 2], acts[t, 3]
+            c, c_prev = cs[t + 1], cs[t]
+            dh = d_out[:, t] + dh_rec
+            tc = torch.tanh(c)
+            da_o = dh * tc * o * (1 - o)
+            dc = dc_next + dh * o * (1 - tc * tc) + da_o * p_o
+            da_i = dc * z * i * (1 - i)
+            da_f = dc * c_prev * f * (1 - f)
+            da_c = dc * i * (1 - z * z)
+            dg = d_gates[t]
+            dg[:, :H], dg[:, H:2 * H], dg[:, 2 * H:3 * H], dg[:, 3 * H:] = da_i, da_f, da_c, da_o
+            # The clamp acts where an autograd hook on W_x x + W_h h + b would: on what flows to W_h h_{t-1},
+            # x and the weights; the peephole paths (w_c ⊙ c) see the unclamped value.
+            dc_next = dc * f + da_i * p_i + da_f * p_f
+            dh_rec = (dg if clip is None else dg.clamp(-clip, clip)) @ w_hh  # (B, H)
+        d_peep = torch.stack([
+            (d_gates[:, :, :H] * cs[:-1]).sum((0, 1)),
+            (d_gates[:, :, H:2 * H] * cs[:-1]).sum((0, 1)),
+            (d_gates[:, :, 3 * H:] * cs[1:]).sum((0, 1)),
+        ])  # (3, H)
+        if clip is not None:
+            d_gates.clamp_(-clip, clip)
+        flat = d_gates.reshape(T * B, 4 * H)
+        d_w_hh = flat.t() @ hs[:-1].reshape(T * B, H)  # (4H, H): one product over all steps
+        return d_gates.transpose(0, 1), d_w_hh, d_peep, dh_rec, dc_next, None
+
+
+class LSTMLayer(nn.Module):
+    """One LSTM layer over a whole sequence: dense inputs ``x`` (B, T, I) and/or symbol inputs ``tokens`` (B, T).
+
+    A symbol input of a vocabulary of V is a one-hot vector; its weights are stored as a (V, 4H) lookup table,
+    which is the same parameter count as the one-hot matrix product and much faster.
+
+    ``peephole=True`` is the paper's cell (eqs. 7-11). ``peephole=False`` uses ``torch.nn.LSTM`` (fused; one
+    bias more per gate, no peepholes), fed with the concatenation of ``x`` and the one-hot symbols.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, vocab_size: int = 0, peephole: bool = True,
+                 clip: float | None = None):
+        super().__init__()
+        self.input_size, self.hidden_size, self.vocab_size = input_size, hidden_size, vocab_size
+        self.peephole, self.clip = peephole, clip
+        H = hidden_size
+        if peephole:
+            self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))  # W_x for dense inputs
+            self.embed_ih = nn.Parameter(torch.empty(vocab_size, 4 * H)) if vocab_size else None
+            self.weight_hh = nn.Parameter(torch.empty(4 * H, H))  # W_h
+            self.bias = nn.Parameter(torch.zeros(4 * H))
+            self.peep = nn.Parameter(torch.zeros(3, H))  # diagonal w_ci, w_cf, w_co
+            self.reset_parameters()
+        else:
+            self.lstm = nn.LSTM(input_size + vocab_size, H, batch_first=True)
+
+    def reset_parameters(self) -> None:
+        # Graves' RNNLib initialises weights uniformly in [-0.1, 0.1]; that is what we use too. (The paper
+        # itself does not say.) Peepholes start at 0 so that an untrained cell equals a standard LSTM.
+        for p in (self.weight_ih, self.embed_ih, self.weight_hh):
+            if p is not None:
+                nn.init.uniform_(p, -0.1, 0.1)
+        nn.init.zeros_(self.bias)
+        nn.init.zeros_(self.peep)
+
+    def zero_state(self, batch: int, like: Tensor) -> State:
+        z = like.new_zeros(batch, self.hidden_size)
+        return z, z.clone()
+
+    def project(self, x: Tensor | None, tokens: Tensor | None) -> Tensor:
+        """W_x x_t + b for all t at once: (B, T, 4H). Peephole layers only."""
+        parts = []
+        if x is not None and self.input_size:
+            parts.append(x @ self.weight_ih.t())  # (B, T, 4H)
+        if tokens is not None:
+            parts.append(nn.functional.embedding(tokens, self.embed_ih))  # (B, T, 4H)
+        out = parts[0]
+        for p in parts[1:]:
+            out = out + p
+        return out + self.bias
+
+    def forward(self, x: Tensor | None = None, tokens: Tensor | None = None,
+                state: State | None = None) -> tuple[Tensor, State]:
+        ref = x if x is not None else tokens
+        B = ref.shape[0]
+        if self.peephole:
+            xproj = self.project(x, tokens)  # (B, T, 4H)
+            h0, c0 = state if state is not None else self.zero_state(B, xproj)
+            out, c = PeepholeScan.apply(xproj, self.weight_hh, self.peep, h0, c0, self.clip)  # (B,T,H), (B,H)
+            return out, (out[:, -1], c)
+        dense = self._dense(x, tokens)  # (B, T, I + V)
+        hc = None if state is None else (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
+        out, (h, c) = self.lstm(dense, hc)  # (B, T, H)
+        return _clamp_grad(out, self.clip), (h[0], c[0])
+
+    def _dense(self, x: Tensor | None, tokens: Tensor | None) -> Tensor:
+        parts = []
+        if x is not None and self.input_size:
+            parts.append(x)
+        if tokens is not None:
+            parts.append(nn.functional.one_hot(tokens, self.vocab_size).to(self.lstm.weight_ih_l0.dtype))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    # -- one step at a time (for the synthesis network's first layer and for sampling) ---------------------
+    def step(self, pre: Tensor, state: State) -> State:
+        """One step given the input pre-activation ``pre`` (B, 4H) = W_x x_t (+ b for peephole layers).
+
+        For the fused path, ``pre`` is the dense input vector (B, I + V) itself.
+        """
+        h, c = state
+        if self.peephole:
+            gates = torch.addmm(pre, h, self.weight_hh.t())  # (B, 4H)
+            gates = _clamp_grad(gates, self.clip)
+            return peephole_cell(gates, c, self.peep)
+        l = self.lstm
+        h, c = torch.lstm_cell(pre, (h, c), l.weight_ih_l0, l.weight_hh_l0, l.bias_ih_l0, l.bias_hh_l0)
+        return _clamp_grad(h, self.clip), c
+
+
+def init_uniform_(module: nn.Module, scale: float = 0.1) -> None:
+    """RNNLib-style uniform initialisation of every weight matrix of a module (biases to zero)."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            nn.init.uniform_(p, -scale, scale)
+        else:
+            nn.init.zeros_(p)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["LSTMLayer", "PeepholeScan", "peephole_cell", "init_uniform_", "count_parameters", "State"]

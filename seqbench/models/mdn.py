@@ -1,0 +1,118 @@
+"""The mixture density output of Graves (2013), section 4.1, eqs. (15)-(26).
+
+The network output ŷ_t (B, T, 1 + 6M) is split as (ê, π̂_1..M, μ̂x_1..M, μ̂y_1..M, σ̂x_1..M, σ̂y_1..M, ρ̂_1..M):
+
+    e_t = 1 / (1 + exp(ê_t))             (17)  -- note the sign: e = sigmoid(-ê)
+    π_t^j = softmax(π̂_t)^j               (18)
+    μ_t^j = μ̂_t^j                        (19)
+    σ_t^j = exp(σ̂_t^j)                   (20)
+    ρ_t^j = tanh(ρ̂_t^j)                  (21)
+    Pr(x_{t+1} | y_t) = Σ_j π_t^j N(x_{t+1} | μ_t^j, σ_t^j, ρ_t^j) · (e_t if eos_{t+1} = 1 else 1 − e_t)   (23)
+    N(x | μ, σ, ρ) = exp(−Z / (2(1 − ρ²))) / (2π σ1 σ2 sqrt(1 − ρ²))                                  (24)
+    Z = (x1 − μ1)²/σ1² + (x2 − μ2)²/σ2² − 2ρ(x1 − μ1)(x2 − μ2)/(σ1σ2)                                 (25)
+
+Numerics (all in float32 or wider, autocast disabled, whatever the network runs in):
+- log σ is σ̂ itself, never log(exp(σ̂)): tiny σ cannot underflow to log 0;
+- log(1 − ρ²) = 2 log sech(ρ̂) = 2 (log 2 − |ρ̂| − softplus(−2|ρ̂|)), exact even where tanh(ρ̂) rounds to ±1;
+- Z / (1 − ρ²) is computed as (z1 − ρ z2)² / (1 − ρ²) + z2², with no cancellation between large terms;
+- the mixture sum is a log-sum-exp over log π + log N; log e = −softplus(ê), log(1 − e) = −softplus(−ê).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2 * math.pi)
+LOG_2 = math.log(2.0)
+
+
+@dataclass
+class MixtureParams:
+    """The mixture's parameters in the paper's parameterisation, each (..., M) except e_hat (...,)."""
+
+    e_hat: Tensor
+    log_pi: Tensor
+    mu_x: Tensor
+    mu_y: Tensor
+    log_sigma_x: Tensor
+    log_sigma_y: Tensor
+    rho_hat: Tensor
+
+
+def output_size(n_mixtures: int) -> int:
+    """1 + 6M outputs (the paper: M = 20, 121 outputs)."""
+    return 1 + 6 * n_mixtures
+
+
+def split_params(y_hat: Tensor, n_mixtures: int, bias: float = 0.0) -> MixtureParams:
+    """Split ŷ (..., 1 + 6M) into the mixture's parameters (eqs. 17-21), in float32 or wider.
+
+    ``bias`` is the sampling bias b of section 5.4: σ = exp(σ̂ − b), π ∝ exp(π̂ (1 + b)); 0 for training.
+    """
+    if y_hat.dtype not in (torch.float32, torch.float64):
+        y_hat = y_hat.float()
+    M = n_mixtures
+    e_hat = y_hat[..., 0]  # (...,)
+    pi_hat, mu_x, mu_y, s_x, s_y, rho_hat = y_hat[..., 1:].split(M, dim=-1)  # 6 × (..., M)
+    log_pi = torch.log_softmax(pi_hat * (1 + bias), dim=-1)  # (18)
+    return MixtureParams(e_hat, log_pi, mu_x, mu_y, s_x - bias, s_y - bias, rho_hat)
+
+
+def log_one_minus_rho2(rho_hat: Tensor) -> Tensor:
+    """log(1 − tanh²(ρ̂)) = 2 log sech(ρ̂), stable for any ρ̂."""
+    a = rho_hat.abs()
+    return 2 * (LOG_2 - a - F.softplus(-2 * a))
+
+
+def mixture_log_prob(y_hat: Tensor, target: Tensor, n_mixtures: int) -> Tensor:
+    """log Pr(x_{t+1} | y_t) (eq. 23) for each step: ``y_hat`` (..., 1 + 6M), ``target`` (..., 3) → (...).
+
+    Computed in float32 (or float64 if the inputs are float64) with autocast disabled.
+    """
+    dtype = torch.float64 if torch.float64 in (y_hat.dtype, target.dtype) else torch.float32
+    with torch.autocast(device_type=y_hat.device.type, enabled=False):
+        y_hat, target = y_hat.to(dtype), target.to(dtype)
+        p = split_params(y_hat, n_mixtures)
+        x1, x2, eos = target[..., 0:1], target[..., 1:2], target[..., 2]  # (..., 1), (..., 1), (...)
+        rho = torch.tanh(p.rho_hat)  # (21)
+        z1 = (x1 - p.mu_x) * torch.exp(-p.log_sigma_x)  # (..., M)
+        z2 = (x2 - p.mu_y) * torch.exp(-p.log_sigma_y)
+        l1mr2 = log_one_minus_rho2(p.rho_hat)
+        # Z / (1 − ρ²) with Z = (z1 − ρ z2)² + (1 − ρ²) z2²  (eq. 25 rearranged)
+        quad = (z1 - rho * z2).square() * torch.exp(-l1mr2) + z2.square()
+        log_n = -LOG_2PI - p.log_sigma_x - p.log_sigma_y - 0.5 * l1mr2 - 0.5 * quad  # log of eq. (24)
+        log_mix = torch.logsumexp(p.log_pi + log_n, dim=-1)  # (...)
+        log_bern = torch.where(eos > 0.5, -F.softplus(p.e_hat), -F.softplus(-p.e_hat))  # e = sigmoid(−ê) (17)
+        return log_mix + log_bern
+
+
+def mixture_nll(y_hat: Tensor, target: Tensor, mask: Tensor, n_mixtures: int) -> Tensor:
+    """Per-sequence summed NLL in nats, L(x) of eq. (26): ``y_hat`` (B, T, 1+6M), ``target`` (B, T, 3),
+    ``mask`` (B, T) bool → (B,)."""
+    lp = mixture_log_prob(y_hat, target, n_mixtures)  # (B, T)
+    return -(lp * mask.to(lp.dtype)).sum(dim=1)
+
+
+def sample(y_hat: Tensor, n_mixtures: int, bias: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    """Draw x_{t+1} ~ Pr(· | y_t) for one step: ``y_hat`` (B, 1+6M) → (B, 3) (Δx, Δy, eos), with bias b."""
+    with torch.autocast(device_type=y_hat.device.type, enabled=False):
+        p = split_params(y_hat.float(), n_mixtures, bias)
+        j = torch.multinomial(p.log_pi.exp(), 1, generator=generator)  # (B, 1)
+        pick = lambda v: v.gather(-1, j).squeeze(-1)  # noqa: E731
+        mx, my, sx, sy = pick(p.mu_x), pick(p.mu_y), pick(p.log_sigma_x).exp(), pick(p.log_sigma_y).exp()
+        rho = torch.tanh(pick(p.rho_hat))
+        n1 = torch.randn(mx.shape, generator=generator, device=mx.device)
+        n2 = torch.randn(mx.shape, generator=generator, device=mx.device)
+        dx = mx + sx * n1
+        dy = my + sy * (rho * n1 + torch.sqrt((1 - rho * rho).clamp_min(0)) * n2)
+        e = torch.sigmoid(-p.e_hat)  # (17)
+        eos = (torch.rand(e.shape, generator=generator, device=e.device) < e).float()
+        return torch.stack([dx, dy, eos], dim=-1)
+
+
+__all__ = ["MixtureParams", "output_size", "split_params", "mixture_log_prob", "mixture_nll", "sample",
+           "log_one_minus_rho2"]

@@ -1,0 +1,316 @@
+"""Networks of Graves (2013): shapes, gradients, numerics of the mixture density, parameter counts, checkpoints."""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import pytest
+import torch
+
+from seqbench.errors import SeqbenchError
+from seqbench.models import build_model, mdn
+from seqbench.models.io import CheckpointError, load_pretrained, save_pretrained
+from seqbench.models.lstm import LSTMLayer, PeepholeScan, peephole_cell
+from seqbench.models.reference import synthesis_forward_reference
+from seqbench.models.synthesis import SoftWindow
+
+
+def _hw_batch(B=3, T=7, U=5, V=6, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T + 1, 2, generator=g, dtype=dtype)
+    eos = (torch.rand(B, T + 1, 1, generator=g) < 0.2).to(dtype)
+    pts = torch.cat([x, eos], -1)
+    inputs = torch.cat([torch.zeros(B, 1, 3, dtype=dtype), pts[:, :-1]], 1)[:, :T]
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[0, T - 2:] = False
+    chars = torch.randint(0, V, (B, U), generator=g)
+    char_mask = torch.ones(B, U, dtype=torch.bool)
+    char_mask[1, U - 1:] = False
+    return {"inputs": inputs, "targets": pts[:, :T], "mask": mask, "chars": chars, "char_mask": char_mask}
+
+
+# ---------------------------------------------------------------- LSTM
+def _eager_layer(layer: LSTMLayer, x, state):
+    h, c = state
+    xproj = layer.project(x, None)
+    outs = []
+    for t in range(x.shape[1]):
+        h, c = layer.step(xproj[:, t], (h, c))
+        outs.append(h)
+    return torch.stack(outs, 1), c
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_peephole_scan_matches_autograd_reference(clip):
+    torch.manual_seed(0)
+    layer = LSTMLayer(4, 5, peephole=True, clip=clip).double()
+    torch.nn.init.normal_(layer.peep, std=0.5)
+    torch.nn.init.normal_(layer.bias, std=0.5)
+    x = torch.randn(3, 6, 4, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    w_out = torch.randn(3, 6, 5, dtype=torch.float64)
+    w_c = torch.randn(3, 5, dtype=torch.float64)
+
+    def run(fn):
+        for p in [x, h0, c0, *layer.parameters()]:
+            p.grad = None
+        out, c = fn()
+        ((out * w_out).sum() * 3 + (c * w_c).sum()).backward()
+        return [out.detach(), c.detach()] + [p.grad.clone() for p in [x, h0, c0, *layer.parameters()]]
+
+    fast = run(lambda: (lambda o, s: (o, s[1]))(*layer(x, None, (h0, c0))))
+    ref = run(lambda: _eager_layer(layer, x, (h0, c0)))
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_peephole_scan_gradcheck():
+    torch.manual_seed(1)
+    args = [torch.randn(2, 4, 12, dtype=torch.float64, requires_grad=True),
+            torch.randn(12, 3, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, 3, dtype=torch.float64, requires_grad=True),
+            torch.randn(2, 3, dtype=torch.float64, requires_grad=True),
+            torch.randn(2, 3, dtype=torch.float64, requires_grad=True)]
+    assert torch.autograd.gradcheck(lambda *a: PeepholeScan.apply(*a, None), args)
+
+
+def test_peephole_cell_is_the_paper_equations():
+    torch.manual_seed(2)
+    H = 3
+    g, c, p = torch.randn(2, 4 * H), torch.randn(2, H), torch.randn(3, H)
+    h2, c2 = peephole_cell(g, c, p)
+    a_i, a_f, a_c, a_o = g.chunk(4, 1)
+    i = torch.sigmoid(a_i + p[0] * c)
+    f = torch.sigmoid(a_f + p[1] * c)
+    cn = f * c + i * torch.tanh(a_c)
+    o = torch.sigmoid(a_o + p[2] * cn)
+    torch.testing.assert_close(c2, cn)
+    torch.testing.assert_close(h2, o * torch.tanh(cn))
+
+
+def test_fused_layer_runs_and_clips_outputs():
+    layer = LSTMLayer(3, 4, peephole=False, clip=1e-3)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    out, (h, c) = layer(x)
+    assert out.shape == (2, 5, 4) and h.shape == c.shape == (2, 4)
+    (out * 1e6).sum().backward()
+    assert x.grad.abs().max() < 1.0  # the 1e6 output gradient was clamped to 1e-3
+
+
+# ---------------------------------------------------------------- mixture density
+def _mp_log_prob(y, tgt, M):
+    """Independent computation of log Pr(x | y) (eqs. 17-25) with mpmath at 50 digits."""
+    mpmath.mp.dps = 50
+    y = [mpmath.mpf(float(v)) for v in y]
+    x1, x2, eos = (mpmath.mpf(float(v)) for v in tgt)
+    e = 1 / (1 + mpmath.exp(y[0]))
+    pi_hat = y[1:1 + M]
+    mx, my = y[1 + M:1 + 2 * M], y[1 + 2 * M:1 + 3 * M]
+    sx, sy = y[1 + 3 * M:1 + 4 * M], y[1 + 4 * M:1 + 5 * M]
+    rh = y[1 + 5 * M:1 + 6 * M]
+    zsum = mpmath.fsum(mpmath.exp(v) for v in pi_hat)
+    total = mpmath.mpf(0)
+    for j in range(M):
+        s1, s2, r = mpmath.exp(sx[j]), mpmath.exp(sy[j]), mpmath.tanh(rh[j])
+        Z = ((x1 - mx[j]) / s1) ** 2 + ((x2 - my[j]) / s2) ** 2 - 2 * r * (x1 - mx[j]) * (x2 - my[j]) / (s1 * s2)
+        n = mpmath.exp(-Z / (2 * (1 - r * r))) / (2 * mpmath.pi * s1 * s2 * mpmath.sqrt(1 - r * r))
+        total += mpmath.exp(pi_hat[j]) / zsum * n
+    return float(mpmath.log(total) + mpmath.log(e if eos > 0.5 else 1 - e))
+
+
+@pytest.mark.parametrize("case", ["random", "extreme"])
+def test_mixture_log_prob_against_independent_high_precision(case):
+    M = 4
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(6, 1 + 6 * M, generator=g, dtype=torch.float64)
+    tgt = torch.cat([torch.randn(6, 2, generator=g, dtype=torch.float64), torch.tensor([[1.], [0.]] * 3)], 1)
+    if case == "extreme":
+        rho = slice(1 + 5 * M, 1 + 6 * M)
+        y[0, rho] = 12.0  # ρ = tanh(12) rounds to 1 in float32
+        y[1, rho] = -12.0
+        y[2, 1 + 3 * M:1 + 5 * M] = -7.0  # σ ≈ 1e-3
+        y[3, 0] = 40.0  # e ≈ 4e-18
+        y[4, 1:1 + M] = torch.tensor([60.0, -60.0, 0.0, 0.0])  # one component dominates
+        y[5, 1 + 3 * M:1 + 5 * M] = 5.0  # very wide
+        y[0, 1 + M:1 + 3 * M] = tgt[0, :2].repeat_interleave(M)  # targets near the means where ρ≈1 is finite
+        y[1, 1 + M:1 + 2 * M], y[1, 1 + 2 * M:1 + 3 * M] = tgt[1, 0], -tgt[1, 1]
+    want = torch.tensor([_mp_log_prob(y[i], tgt[i], M) for i in range(6)], dtype=torch.float64)
+    got64 = mdn.mixture_log_prob(y, tgt, M)
+    torch.testing.assert_close(got64, want, rtol=1e-9, atol=1e-9)
+    got32 = mdn.mixture_log_prob(y.float(), tgt.float(), M)
+    assert got32.dtype == torch.float32 and torch.isfinite(got32).all()
+    torch.testing.assert_close(got32.double(), want, rtol=2e-4, atol=2e-3)
+
+
+def test_mixture_is_float32_under_autocast():
+    y = torch.randn(2, 5, 1 + 6 * 3).bfloat16()
+    t = torch.randn(2, 5, 3).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp = mdn.mixture_log_prob(y, t, 3)
+    assert lp.dtype == torch.float32
+
+
+def test_end_of_stroke_sign():
+    """e = 1 / (1 + exp(ê)): a large positive ê means the pen almost surely stays down."""
+    M = 1
+    y = torch.zeros(1 + 6 * M)
+    y[0] = 10.0
+    down = mdn.mixture_log_prob(y, torch.tensor([0.0, 0.0, 0.0]), M)
+    up = mdn.mixture_log_prob(y, torch.tensor([0.0, 0.0, 1.0]), M)
+    assert up - down == pytest.approx(-10.0, abs=1e-3)
+
+
+def test_mixture_gradcheck():
+    M = 3
+    y = torch.randn(4, 1 + 6 * M, dtype=torch.float64, requires_grad=True)
+    t = torch.cat([torch.randn(4, 2, dtype=torch.float64), torch.tensor([[0.], [1.], [0.], [1.]])], 1)
+    assert torch.autograd.gradcheck(lambda a: mdn.mixture_log_prob(a, t, M), (y,))
+
+
+def test_mixture_nll_masks_and_sums():
+    M = 2
+    y = torch.randn(2, 4, 1 + 6 * M)
+    t = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    nll = mdn.mixture_nll(y, t, mask, M)
+    lp = mdn.mixture_log_prob(y, t, M)
+    torch.testing.assert_close(nll, torch.stack([-lp[0, :2].sum(), -lp[1].sum()]))
+
+
+def test_sample_shapes_and_bias():
+    y = torch.randn(5, 1 + 6 * 2)
+    s = mdn.sample(y, 2, bias=0.5, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (5, 3) and set(s[:, 2].tolist()) <= {0.0, 1.0}
+
+
+# ---------------------------------------------------------------- window
+def test_window_gradcheck_and_equations():
+    torch.manual_seed(4)
+    win = SoftWindow(5, 3).double()
+    h = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    kappa = torch.rand(2, 3, dtype=torch.float64, requires_grad=True)
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 6)), 4).double()
+    cmask = torch.ones(2, 6, dtype=torch.float64)
+    cmask[1, 4:] = 0
+    u = torch.arange(1, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: win(a, b, onehot, cmask, u)[:2], (h, kappa))
+    w, k2, phi = win(h, kappa, onehot, cmask, u)
+    a, b, k = win.linear(h).chunk(3, -1)
+    k_want = kappa + k.exp()  # (51)
+    phi_want = (a.exp()[..., None] * torch.exp(-b.exp()[..., None] * (k_want[..., None] - u) ** 2)).sum(1)  # (46)
+    torch.testing.assert_close(k2, k_want)
+    torch.testing.assert_close(phi, phi_want)
+    torch.testing.assert_close(w, ((phi_want[:, :6] * cmask)[..., None] * onehot).sum(1))  # (47)
+
+
+# ---------------------------------------------------------------- networks
+def test_prediction_shapes_and_score():
+    m = build_model("handwriting-prediction", hidden_size=8, num_layers=3, n_mixtures=4)
+    b = _hw_batch()
+    y, state = m(b["inputs"])
+    assert y.shape == (3, 7, 25) and len(state) == 3
+    nll, n = m.score(b)
+    assert nll.shape == (3,) and n.tolist() == [5, 7, 7]
+
+
+@pytest.mark.parametrize("peephole", [True, False])
+def test_synthesis_matches_per_timestep_reference(peephole):
+    torch.manual_seed(5)
+    m = build_model("handwriting-synthesis", hidden_size=6, num_layers=3, n_mixtures=3, n_window=2,
+                    vocab_size=6, peephole=peephole).double()
+    b = {k: (v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
+         for k, v in _hw_batch(dtype=torch.float64).items()}
+    fast, _ = m(b["inputs"], b["chars"], b["char_mask"])
+    g1 = torch.autograd.grad(fast.sin().sum(), list(m.parameters()))
+    ref = synthesis_forward_reference(m, b["inputs"], b["chars"], b["char_mask"])
+    g2 = torch.autograd.grad(ref.sin().sum(), list(m.parameters()))
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    for a, c in zip(g1, g2):
+        torch.testing.assert_close(a, c, rtol=1e-8, atol=1e-10)
+
+
+def test_synthesis_state_continues_a_sequence():
+    torch.manual_seed(6)
+    m = build_model("handwriting-synthesis", hidden_size=6, num_layers=2, n_mixtures=2, n_window=2, vocab_size=6)
+    b = _hw_batch()
+    whole, _ = m(b["inputs"], b["chars"], b["char_mask"])
+    first, st = m(b["inputs"][:, :3], b["chars"], b["char_mask"])
+    second, _ = m(b["inputs"][:, 3:], b["chars"], b["char_mask"], st)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    assert st.phi.shape == (3, 6)  # U + 1 positions, for the stopping rule
+
+
+@pytest.mark.parametrize("peephole", [True, False])
+def test_lm_shapes_state_and_score(peephole):
+    m = build_model("lstm-lm", vocab_size=11, hidden_size=8, num_layers=3, peephole=peephole)
+    x = torch.randint(0, 11, (2, 9))
+    logits, st = m(x)
+    assert logits.shape == (2, 9, 11) and len(st) == 3
+    a, sa = m(x[:, :4])
+    b, _ = m(x[:, 4:], sa)
+    torch.testing.assert_close(torch.cat([a, b], 1), logits)
+    nll, n = m.score({"inputs": x[:, :-1], "targets": x[:, 1:]})
+    assert nll.shape == (2,) and n.tolist() == [8, 8]
+    want = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), x[:, 1:].reshape(-1), reduction="sum")
+    torch.testing.assert_close(nll.sum(), want, rtol=1e-5, atol=1e-4)
+
+
+def test_derivative_clipping_of_outputs():
+    m = build_model("handwriting-prediction", hidden_size=4, num_layers=1, n_mixtures=2)
+    m.set_clipping(lstm=10.0, output=1e-4)
+    b = _hw_batch()
+    y, _ = m(b["inputs"])
+    (y * 1e3).sum().backward()
+    # d/d(output bias) = sum over B·T of the clamped output gradient
+    assert m.output.bias.grad.abs().max() <= 1e-4 * 3 * 7 + 1e-9
+
+
+# Table rows: (family, config, paper's count). See docs/models.md for the enwik8 discrepancy.
+PAPER_COUNTS = [
+    ("handwriting-prediction", dict(hidden_size=400, num_layers=3), 3.4e6),
+    ("handwriting-synthesis", dict(hidden_size=400, num_layers=3), 3.7e6),
+    ("lstm-lm", dict(vocab_size=49, hidden_size=1000, num_layers=1), 4.3e6),
+    ("lstm-lm", dict(vocab_size=10000, hidden_size=1000, num_layers=1), 54e6),
+]
+
+
+@pytest.mark.parametrize("family,cfg,paper", PAPER_COUNTS)
+def test_parameter_counts_match_the_paper(family, cfg, paper):
+    n = build_model(family, **cfg).num_parameters()
+    assert abs(n - paper) / paper < 0.03, n
+
+
+def test_unknown_family_and_field():
+    with pytest.raises(SeqbenchError, match="Did you mean"):
+        build_model("handwriting-synthesys")
+    with pytest.raises(SeqbenchError, match="unknown config field"):
+        build_model("lstm-lm", hiden_size=3)
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_save_load_identical_scores(tmp_path):
+    m = build_model("handwriting-synthesis", hidden_size=6, num_layers=2, n_mixtures=2, n_window=2, vocab_size=6)
+    b = _hw_batch()
+    save_pretrained(m, tmp_path / "ck")
+    m2 = load_pretrained(tmp_path / "ck")
+    assert torch.equal(m.score(b)[0], m2.score(b)[0])
+
+
+def test_bad_checkpoints(tmp_path):
+    m = build_model("handwriting-prediction", hidden_size=6, num_layers=2, n_mixtures=2)
+    save_pretrained(m, tmp_path / "ck")
+    # config that does not match the weights
+    other = build_model("handwriting-prediction", hidden_size=7, num_layers=2, n_mixtures=2)
+    save_pretrained(other, tmp_path / "other")
+    (tmp_path / "ck" / "config.json").write_text((tmp_path / "other" / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_pretrained(tmp_path / "ck")
+    # truncated weights
+    save_pretrained(m, tmp_path / "ck2")
+    w = tmp_path / "ck2" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_pretrained(tmp_path / "ck2")
+    with pytest.raises(CheckpointError, match="missing"):
+        load_pretrained(tmp_path / "nothing")
