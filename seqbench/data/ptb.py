@@ -1,0 +1,377 @@
+"""Penn Treebank, Mikolov's preprocessing: word-level and character-level language modelling.
+
+``seqbench prepare ptb --source DIR`` reads the six files ``ptb.{train,valid,test}.txt`` and
+``ptb.char.{train,valid,test}.txt`` (from a folder, or from Mikolov's ``simple-examples.tgz``) and
+writes two configurations, one row per sentence (= per line of the files):
+
+- ``word``: ids over a 10,000-word vocabulary, ``<eos>`` appended to every sentence (Graves 2013,
+  Sec. 3.1: the end-of-sentence token is an input and is counted in the loss).
+- ``char``: ids over the 49 symbols of ``ptb.char.train.txt`` (``_`` for a word boundary, no
+  end-of-line symbol: 49 = the paper's network inputs). :func:`seqbench.data.streams.load_tokens`
+  can insert an end-of-line symbol (id 49) between sentences with ``eol=True``.
+
+Per split, info.json records lines, words (with and without ``<eos>``) and characters (with and
+without end-of-line), so bits per character and word perplexity convert exactly; see
+docs/datasets/ptb.md.
+
+>>> report = prepare_ptb("../shared/data/ptb")  # doctest: +SKIP
+>>> report.info["configs"]["word"]["splits"]["test"]["tokens"]  # doctest: +SKIP
+82430
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqbench.data.base import DATASETS, DatasetSpec
+from seqbench.errors import BadInputError, SeqbenchError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+EOS = "<eos>"
+EOL = "<eol>"  # optional end-of-line symbol of the char streams (not in the char vocabulary)
+TGZ_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
+
+# sha256 of Mikolov's files (simple-examples.tgz, data/), as in ../shared/data/ptb/SHA256SUMS.
+KNOWN_SHA256 = {
+    "ptb.train.txt": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+    "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+    "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+    "ptb.char.train.txt": "e313d91425e06c4f0a8fb6e881dcce0c291f2a0e9f4dda54833069b122f91da9",
+    "ptb.char.valid.txt": "21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8",
+    "ptb.char.test.txt": "1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe",
+}
+
+# Counts of Mikolov's files (measured on ../shared/data/ptb; the word totals are the paper's).
+EXPECTED = {
+    "lines": {"train": 42068, "valid": 3370, "test": 3761},
+    "words_with_eos": {"train": 929589, "valid": 73760, "test": 82430},
+    "words": {"train": 887521, "valid": 70390, "test": 78669},
+    "chars": {"train": 4975414, "valid": 389672, "test": 438662},
+    "chars_with_eol": {"train": 5017482, "valid": 393042, "test": 442423},
+    "word_vocab": 10000,
+    "char_vocab": 49,
+}
+
+SPEC = DATASETS.add(
+    "ptb",
+    DatasetSpec(
+        name="ptb",
+        # Bump whenever the bytes prepare writes change.
+        version="1.0.0",
+        description="Penn Treebank (Wall Street Journal text) with Mikolov's preprocessing: 10k-word "
+        "vocabulary with <unk>, one sentence per line; word level and character level.",
+        homepage="http://www.fit.vutbr.cz/~imikolov/rnnlm/",
+        license="The text is from LDC's Treebank-3 (LDC99T42), under the LDC User Agreement; Mikolov's "
+        "preprocessed files are distributed in simple-examples.tgz. seqbench never redistributes them.",
+        citation="M. P. Marcus, B. Santorini, M. A. Marcinkiewicz. Building a Large Annotated Corpus of "
+        "English: The Penn Treebank. Computational Linguistics 19(2), 1993. T. Mikolov et al. "
+        "Empirical Evaluation and Combination of Advanced Language Modeling Techniques. Interspeech 2011.",
+        configs={"word": SPLITS, "char": SPLITS},
+        default_config="word",
+        prepare_command="seqbench prepare ptb --source DIR",
+        expected=EXPECTED,
+    ),
+)
+
+_HINT = (
+    "PTB needs Mikolov's six files ptb.{train,valid,test}.txt and ptb.char.{train,valid,test}.txt, "
+    f"found in the data/ folder of simple-examples.tgz ({TGZ_URL}); then run: "
+    "seqbench prepare ptb --source DIR (the folder) or --source simple-examples.tgz"
+)
+
+
+def _names() -> list[str]:
+    return [f"ptb.{s}.txt" for s in SPLITS] + [f"ptb.char.{s}.txt" for s in SPLITS]
+
+
+@dataclass
+class Report:
+    """What prepare did: where it wrote and the info.json it wrote there."""
+
+    path: Path
+    info: dict
+
+
+def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes]], dict]:
+    """name -> (label for messages, bytes), and the sources' checksums."""
+    src = Path(source).expanduser()
+    wanted = _names()
+    found: dict[str, tuple[str, bytes]] = {}
+    sources: dict[str, dict] = {}
+    if src.is_file():
+        try:
+            tf = tarfile.open(src, "r:*")
+        except (tarfile.TarError, OSError) as e:
+            raise BadInputError(str(src), f"not a readable .tgz archive ({e})", _HINT) from None
+        sources[src.name] = {"sha256": _sha256_path(src), "bytes": src.stat().st_size}
+        with tf:
+            members: dict[str, list[tarfile.TarInfo]] = collections.defaultdict(list)
+            try:
+                for m in tf:
+                    base = m.name.rsplit("/", 1)[-1]
+                    if m.isfile() and base in wanted:
+                        members[base].append(m)
+                for base, ms in members.items():
+                    # simple-examples.tgz keeps the corpus in data/; prefer it over any other copy.
+                    ms.sort(key=lambda m: (m.name.rsplit("/", 2)[-2:-1] != ["data"], m.name))
+                    f = tf.extractfile(ms[0])
+                    found[base] = (f"{src}:{ms[0].name}", f.read())
+            except (tarfile.TarError, OSError, EOFError) as e:
+                raise BadInputError(str(src), f"damaged or truncated archive ({e})", _HINT) from None
+    elif src.is_dir():
+        for base in wanted:
+            for d in (src, src / "data", src / "simple-examples" / "data"):
+                if (d / base).is_file():
+                    found[base] = (str(d / base), (d / base).read_bytes())
+                    break
+    else:
+        raise BadInputError(str(src), "no such file or folder", _HINT)
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise BadInputError(str(src), f"missing {', '.join(missing)}", _HINT)
+    for base, (label, data) in found.items():
+        digest = hashlib.sha256(data).hexdigest()
+        entry = {"sha256": digest, "bytes": len(data), "known": digest == KNOWN_SHA256[base]}
+        sources[base if src.is_dir() else f"{src.name}:{base}"] = entry
+    return found, sources
+
+
+def _sha256_path(path: Path) -> str:
+    from seqbench.data.base import sha256_file
+
+    return sha256_file(path)
+
+
+def _lines(label: str, data: bytes) -> list[list[str]]:
+    """The file's lines as token lists (whitespace-separated), without the final empty line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise BadInputError(
+            label,
+            f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} (line {line})",
+            "Mikolov's PTB files are plain ASCII; use the files from simple-examples.tgz unchanged. " + _HINT,
+        ) from None
+    rows = text.split("\n")
+    if rows and not rows[-1].strip():
+        rows.pop()  # the newline ending the last line (the char files end with "\n ")
+    if not rows:
+        raise BadInputError(label, "is empty", _HINT)
+    return [r.split() for r in rows]
+
+
+def _parse(found: dict[str, tuple[str, bytes]]) -> dict[str, dict[str, list[list[str]]]]:
+    out: dict[str, dict[str, list[list[str]]]] = {"word": {}, "char": {}}
+    for split in SPLITS:
+        wlabel, wdata = found[f"ptb.{split}.txt"]
+        clabel, cdata = found[f"ptb.char.{split}.txt"]
+        words, chars = _lines(wlabel, wdata), _lines(clabel, cdata)
+        if len(words) != len(chars):
+            raise BadInputError(
+                clabel, f"has {len(chars)} lines but {Path(wlabel).name} has {len(words)}: not the same text",
+                "The word and char files must come from the same simple-examples.tgz. " + _HINT)
+        for n, (w, c) in enumerate(zip(words, chars), 1):
+            long = next((t for t in c if len(t) != 1), None)
+            if long is not None:
+                raise BadInputError(clabel, f"line {n}: symbol {long!r} is not one character; not a PTB char file",
+                                    _HINT)
+            if "_".join(w) != "".join(c):
+                raise BadInputError(
+                    clabel, f"line {n} is not line {n} of {Path(wlabel).name} spelt out "
+                    f"({''.join(c)[:60]!r} vs {'_'.join(w)[:60]!r})", _HINT)
+        out["word"][split] = words
+        out["char"][split] = chars
+    return out
+
+
+def _vocab(lines: list[list[str]], eos: bool) -> list[str]:
+    counts = collections.Counter(t for line in lines for t in line)
+    if eos:
+        counts[EOS] += len(lines)
+        # By decreasing training frequency, ties alphabetically (the usual PTB order; deterministic).
+        return sorted(counts, key=lambda t: (-counts[t], t))
+    return sorted(counts)  # characters: by code point, readable and stable
+
+
+def _encode(label: str, lines: list[list[str]], index: dict[str, int], eos: bool):
+    import numpy as np
+
+    lengths = np.fromiter((len(line) + eos for line in lines), dtype=np.int64, count=len(lines))
+    flat = [t for line in lines for t in (line + [EOS] if eos else line)]
+    try:
+        ids = np.fromiter((index[t] for t in flat), dtype=np.int32, count=len(flat))
+    except KeyError as e:
+        tok = e.args[0]
+        n = next(i for i, line in enumerate(lines, 1) if tok in line)
+        what = "word" if eos else "symbol"
+        raise BadInputError(
+            label, f"line {n}: {what} {tok!r} is not in the training vocabulary",
+            "Mikolov's preprocessing maps rare words to <unk> in every split, so valid and test use only "
+            "training symbols; these files are not that preprocessing. " + _HINT) from None
+    offsets = np.zeros(len(lines) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, ids
+
+
+def _table(lines: list[list[str]], offsets, ids, sep: str, meta: dict[str, str]):
+    import numpy as np
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [
+            pa.field("line", pa.int32(), nullable=False),  # 0-based line number in the source file
+            pa.field("text", pa.string(), nullable=False),  # the sentence ('_' between words for char)
+            pa.field("ids", pa.list_(pa.int32()), nullable=False),  # vocabulary ids (word: <eos> last)
+        ],
+        metadata={k.encode(): v.encode() for k, v in meta.items()},
+    )
+    cols = [
+        pa.array(np.arange(len(lines), dtype=np.int32)),
+        pa.array([sep.join(line) for line in lines], pa.string()),
+        pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids)),
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def prepare_ptb(source: str | os.PathLike, out: str | os.PathLike | None = None, *, quiet: bool = False) -> Report:
+    """Build the ``word`` and ``char`` configurations of PTB from Mikolov's files in ``source``.
+
+    ``source`` is a folder holding the six files (or their ``data/`` folder), or
+    ``simple-examples.tgz`` itself. ``out`` is the datasets root (default
+    ``$SEQBENCH_HOME/datasets``); the result goes to ``<out>/ptb/<version>/``, whole or not at all.
+
+    >>> info = prepare_ptb("../shared/data/ptb").info  # doctest: +SKIP
+    >>> info["configs"]["char"]["vocab_size"]  # doctest: +SKIP
+    49
+    """
+    import pyarrow.parquet as pq
+
+    from seqbench import __version__
+    from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
+
+    spec = SPEC
+    found, sources = _read_sources(source)
+    parsed = _parse(found)
+
+    counts: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        words, chars = parsed["word"][split], parsed["char"][split]
+        n_words = sum(len(w) for w in words)
+        n_chars = sum(len(c) for c in chars)
+        counts[split] = {
+            "lines": len(words),
+            "words": n_words,
+            "words_with_eos": n_words + len(words),
+            "chars": n_chars,
+            "chars_with_eol": n_chars + len(chars),
+        }
+
+    info: dict = {
+        "dataset": spec.name,
+        "version": spec.version,
+        "seqbench_version": __version__,
+        "description": spec.description,
+        "homepage": spec.homepage,
+        "license": spec.license,
+        "citation": spec.citation,
+        "schema": {"line": "int32", "text": "string", "ids": "list<int32>"},
+        "sources": sources,
+        "verified": all(v.get("known", True) for v in sources.values()),
+        "counts": counts,
+        "units": {
+            "chars": "symbols of the char file: letters, digits, punctuation, '_' between words (so "
+            "'<unk>' is 5 symbols); no end-of-line",
+            "chars_with_eol": "chars plus one end-of-line per sentence (the eol=True stream)",
+            "words": "whitespace-separated tokens of the word file, '<unk>' included",
+            "words_with_eos": "words plus one <eos> per sentence (the word config's tokens; the paper's counts)",
+            "convert": "word perplexity = 2 ** (BPC * chars / words) for a char model scored on `chars` "
+            "symbols; see docs/datasets/ptb.md",
+        },
+        "configs": {},
+    }
+    dest = dataset_dir(spec, out)
+    with atomic_output_dir(dest) as tmp:
+        for config, eos, sep in (("word", True, " "), ("char", False, "")):
+            (tmp / config).mkdir()
+            vocab = _vocab(parsed[config]["train"], eos)
+            (tmp / config / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
+            index = {t: i for i, t in enumerate(vocab)}
+            cfg: dict = {
+                "vocab_file": f"{config}/vocab.txt",
+                "vocab_size": len(vocab),
+                "vocab_sha256": sha256_file(tmp / config / "vocab.txt"),
+                "splits": {},
+            }
+            if eos:
+                cfg["eos_id"] = index[EOS]
+                cfg["description"] = "one row per sentence; ids end with <eos> (counted in the loss, as in the paper)"
+            else:
+                cfg["eol_id"] = len(vocab)
+                cfg["description"] = ("one row per sentence; the char file's symbols, no end-of-line "
+                                      f"({len(vocab)} symbols); streams with eol=True add {EOL} as id {len(vocab)}")
+            for split in SPLITS:
+                lines = parsed[config][split]
+                label = found[f"ptb.{'char.' if not eos else ''}{split}.txt"][0]
+                offsets, ids = _encode(label, lines, index, eos)
+                meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
+                        "seqbench.config": config, "seqbench.split": split}
+                path = tmp / config / f"{split}.parquet"
+                # Fixed writer options so two runs on the same input give byte-identical files.
+                pq.write_table(_table(lines, offsets, ids, sep, meta), path, compression="zstd",
+                               compression_level=3, row_group_size=8192)
+                c = counts[split]
+                cfg["splits"][split] = {
+                    "file": f"{config}/{split}.parquet",
+                    "rows": len(lines),
+                    "tokens": int(len(ids)),
+                    **c,
+                    "sha256": sha256_file(path),
+                }
+            info["configs"][config] = cfg
+        info["expected_counts"] = {"expected": EXPECTED, "match": _matches(info)}
+        info["fingerprint"] = _fingerprint(info)
+        dump_json(info, tmp / "info.json")
+    if not info["expected_counts"]["match"]:
+        log.warning("PTB counts differ from Mikolov's files (fine for a sample): %s", counts)
+    return Report(dest, info)
+
+
+def _matches(info: dict) -> bool:
+    c = info["counts"]
+    ok = all(c[s][k] == EXPECTED[k][s] for s in SPLITS for k in ("lines", "words_with_eos", "words", "chars",
+                                                                  "chars_with_eol"))
+    return (ok and info["configs"]["word"]["vocab_size"] == EXPECTED["word_vocab"]
+            and info["configs"]["char"]["vocab_size"] == EXPECTED["char_vocab"])
+
+
+def _fingerprint(info: dict) -> str:
+    h = hashlib.sha256()
+    for config in sorted(info["configs"]):
+        c = info["configs"][config]
+        h.update(f"{config}/vocab:{c['vocab_sha256']}\n".encode())
+        for split in sorted(c["splits"]):
+            h.update(f"{config}/{split}:{c['splits'][split]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def read_vocab(config: str = "word", root: str | os.PathLike | None = None) -> list[str]:
+    """The vocabulary of a prepared configuration: ``vocab[id]`` is the token with that id."""
+    from seqbench.data.base import read_info, resolve_split
+
+    resolve_split(SPEC, config, "train")
+    folder, info = read_info(SPEC, root)
+    path = folder / info["configs"][config]["vocab_file"]
+    if not path.is_file():
+        raise SeqbenchError(f"{path}: missing from the prepared dataset; rerun: {SPEC.prepare_command}")
+    return path.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+__all__ = ["SPEC", "EXPECTED", "prepare_ptb", "read_vocab", "Report"]
