@@ -1,0 +1,378 @@
+"""enwik8: the first 10^8 bytes of an English Wikipedia XML dump (the Hutter Prize corpus).
+
+Symbols are bytes (the field's "BPC" on enwik8 is bits per *byte*). Two configurations:
+
+- ``graves2013``: train = first 96,000,000 bytes, valid = last 4,000,000 (Graves 2013, Sec. 3.2;
+  no test set);
+- ``standard``: train / valid / test = 90M / 5M / 5M bytes (most later work).
+
+Each split is stored as rows of ``CHUNK`` consecutive bytes (``offset`` into enwik8, ``bytes``);
+:func:`seqbench.data.streams.load_tokens` turns a split into one ``torch.uint8`` tensor without
+copying the decoded Arrow buffer.
+
+>>> report = prepare_enwik8()                       # downloads and verifies enwik8.zip  # doctest: +SKIP
+>>> report = prepare_enwik8("~/data/enwik8.zip")    # or from a local copy  # doctest: +SKIP
+>>> report.info["content"]["distinct_bytes"]  # doctest: +SKIP
+205
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import io
+import logging
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqbench.data.base import DATASETS, DatasetSpec
+from seqbench.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+URL = "http://mattmahoney.net/dc/enwik8.zip"
+ZIP_SHA256 = "547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc"
+ZIP_BYTES = 36_445_475
+SIZE = 100_000_000
+MEMBER = "enwik8"
+HEADER = b"<mediawiki"
+CHUNK = 1_000_000  # bytes per Parquet row: a storage unit only (1 MB, so rows line up with the 10^6 splits)
+
+# Fractions of the corpus, in percent, so a sample of another size gets the same proportions.
+SPLIT_PERCENT = {
+    "graves2013": {"train": 96, "valid": 4},
+    "standard": {"train": 90, "valid": 5, "test": 5},
+}
+
+SPEC = DATASETS.add(
+    "enwik8",
+    DatasetSpec(
+        name="enwik8",
+        # Bump whenever the bytes prepare writes change.
+        version="1.0.0",
+        description="The first 100,000,000 bytes of the English Wikipedia XML dump of 2006-03-03 "
+        "(Hutter Prize); byte-level language modelling.",
+        homepage="http://mattmahoney.net/dc/textdata.html",
+        license="Wikipedia text: CC BY-SA / GFDL (Wikipedia's terms); the file is distributed by Matt "
+        "Mahoney for the Hutter Prize. seqbench downloads it from there and never redistributes it.",
+        citation="M. Mahoney. Large Text Compression Benchmark, http://mattmahoney.net/dc/text.html. "
+        "M. Hutter. The Human Knowledge Compression Prize, 2006.",
+        configs={"graves2013": ("train", "valid"), "standard": ("train", "valid", "test")},
+        default_config="graves2013",
+        prepare_command="seqbench prepare enwik8  (or: seqbench prepare enwik8 --source enwik8.zip)",
+        expected={"bytes": SIZE, "distinct_bytes": 205, "zip_sha256": ZIP_SHA256},
+    ),
+)
+
+_MANUAL = (
+    f"Download enwik8.zip by hand from {URL} ({ZIP_BYTES:,} bytes, sha256 {ZIP_SHA256}), "
+    "then run: seqbench prepare enwik8 --source /path/to/enwik8.zip"
+)
+
+
+@dataclass
+class Report:
+    """What prepare did: where it wrote and the info.json it wrote there."""
+
+    path: Path
+    info: dict
+
+
+def split_bounds(total: int) -> dict[str, dict[str, tuple[int, int]]]:
+    """``config -> split -> (start, end)`` byte offsets; exact 96M/4M and 90M/5M/5M for 10^8 bytes."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for config, parts in SPLIT_PERCENT.items():
+        start, names = 0, list(parts)
+        out[config] = {}
+        for k, name in enumerate(names):
+            end = total if k == len(names) - 1 else start + total * parts[name] // 100
+            out[config][name] = (start, end)
+            start = end
+    return out
+
+
+def _locate(source: str | os.PathLike) -> Path:
+    src = Path(source).expanduser()
+    if src.is_dir():
+        for name in ("enwik8.zip", "enwik8"):
+            if (src / name).is_file():
+                return src / name
+        raise BadInputError(str(src), "holds neither enwik8.zip nor enwik8", _MANUAL)
+    if not src.is_file():
+        raise BadInputError(str(src), "no such file or folder", _MANUAL)
+    return src
+
+
+def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict]:
+    """The 10^8 bytes of enwik8 from a zip or a raw file, and the source's checksum record."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    is_zip = magic == b"PK\x03\x04" or path.suffix.lower() == ".zip"
+    if not is_zip:
+        data = path.read_bytes()
+        return data, {path.name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                  "kind": "raw enwik8 (no zip checksum to verify)"}}
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    record = {path.name: {"sha256": digest, "bytes": len(raw), "kind": "zip"}}
+    if sha256 is not None and digest != sha256:
+        raise BadInputError(
+            str(path), f"sha256 is {digest}, not the expected {sha256} ({len(raw):,} bytes; the official "
+            f"enwik8.zip has {ZIP_BYTES:,}): the file is damaged, truncated or not enwik8.zip",
+            f"Run `seqbench prepare enwik8` with no --source to download and verify it, or: {_MANUAL}")
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            names = zf.namelist()
+            if MEMBER not in names:
+                raise BadInputError(str(path), f"has no member {MEMBER!r} (members: {', '.join(names[:5])}"
+                                    f"{', ...' if len(names) > 5 else ''}): not enwik8.zip", _MANUAL)
+            data = _read_member(raw, zf.getinfo(MEMBER))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        raise BadInputError(str(path), f"truncated or damaged zip ({e})",
+                            f"Download it again. {_MANUAL}") from None
+    return data, record
+
+
+def _read_member(raw: bytes, zi: zipfile.ZipInfo) -> bytes:
+    """A zip member's bytes, CRC-checked; deflate through ISA-L (about 3x faster than zlib here)."""
+    import struct
+
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
+        isal_zlib = None
+    if isal_zlib is None or zi.compress_type != zipfile.ZIP_DEFLATED or zi.flag_bits & 0x1:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            return zf.read(zi)  # checks the CRC-32 too
+    head = raw[zi.header_offset: zi.header_offset + 30]
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local file header")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    start = zi.header_offset + 30 + name_len + extra_len
+    comp = raw[start: start + zi.compress_size]
+    if len(comp) != zi.compress_size:
+        raise zipfile.BadZipFile(f"member data cut short ({len(comp):,} of {zi.compress_size:,} bytes)")
+    try:
+        data = isal_zlib.decompress(comp, wbits=-15)
+    except isal_zlib.error as e:
+        raise zipfile.BadZipFile(f"deflate data damaged ({e})") from None
+    if len(data) != zi.file_size or isal_zlib.crc32(data) != zi.CRC:
+        raise zipfile.BadZipFile("CRC-32 or size mismatch: the member is damaged")
+    return data
+
+
+def _check_content(path: Path, data: bytes, size: int | None) -> None:
+    if size is not None and len(data) != size:
+        raise BadInputError(
+            str(path), f"holds {len(data):,} bytes; enwik8 is exactly {size:,}: not the corpus, or truncated",
+            f"{_MANUAL} (for a sample of another size, call prepare_enwik8(..., size=None, sha256=None))")
+    if not data.startswith(HEADER):
+        raise BadInputError(str(path), f"does not start with {HEADER.decode()!r}: not a Wikipedia XML dump "
+                            "(enwik8 starts with '<mediawiki')", _MANUAL)
+
+
+def _histogram(arr) -> "np.ndarray":
+    import numpy as np
+
+    # np.bincount widens its input to int64; 1 MB pieces keep that copy in cache (5x faster).
+    h = np.zeros(256, dtype=np.int64)
+    for i in range(0, len(arr), 1 << 20):
+        h += np.bincount(arr[i: i + (1 << 20)], minlength=256)
+    return h
+
+
+def _write_split(data: memoryview, start: int, end: int, meta: dict[str, str], path: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    starts = np.arange(start, end, CHUNK, dtype=np.int64)
+    offsets = np.append(starts - start, end - start).astype(np.int32)
+    values = pa.py_buffer(data[start:end])  # zero-copy view of the corpus
+    col = pa.Array.from_buffers(pa.binary(), len(starts), [None, pa.py_buffer(offsets), values])
+    schema = pa.schema(
+        [
+            pa.field("offset", pa.int64(), nullable=False),  # byte offset of the chunk in enwik8
+            pa.field("bytes", pa.binary(), nullable=False),  # CHUNK bytes (the last chunk may be shorter)
+        ],
+        metadata={k.encode(): v.encode() for k, v in meta.items()},
+    )
+    table = pa.Table.from_arrays([pa.array(starts), col], schema=schema)
+    # Fixed options (deterministic bytes). One row group per split, so a split reads back as one
+    # contiguous Arrow buffer (zero-copy to torch); zstd level 1 decodes at well over 1 GB/s.
+    pq.write_table(table, path, compression="zstd", compression_level=1, row_group_size=len(starts) or 1,
+                   use_dictionary=False, write_statistics=["offset"], data_page_size=1 << 20)
+
+
+def prepare_enwik8(
+    source: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    sha256: str | None = ZIP_SHA256,
+    size: int | None = SIZE,
+    url: str = URL,
+    retries: int = 2,
+    quiet: bool = False,
+) -> Report:
+    """Build both split configurations of enwik8 (``graves2013`` and ``standard``).
+
+    ``source``: ``enwik8.zip``, the unzipped ``enwik8``, or a folder holding either; with no
+    source, enwik8.zip is downloaded from ``url`` into ``$SEQBENCH_HOME/downloads`` and verified.
+    ``sha256``: the zip's expected digest (``None`` skips the check: samples and tests).
+    ``size``: the expected content length (``None``: take the file's own; splits keep the
+    96/4 and 90/5/5 percent proportions). ``out``: datasets root (default
+    ``$SEQBENCH_HOME/datasets``); the result goes to ``<out>/enwik8/<version>/``, whole or not at all.
+
+    >>> prepare_enwik8("enwik8.zip").info["configs"]["graves2013"]["splits"]["train"]["bytes"]  # doctest: +SKIP
+    96000000
+    """
+    import numpy as np
+
+    from seqbench import __version__
+    from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
+
+    spec = SPEC
+    if source is None:
+        from seqbench.data.download import fetch
+
+        path = fetch(url, "enwik8.zip", sha256, manual_hint=_MANUAL, retries=retries, quiet=quiet)
+        downloaded = True
+    else:
+        path = _locate(source)
+        downloaded = False
+    data, sources = _read_content(path, sha256)
+    _check_content(path, data, size)
+    total = len(data)
+    bounds = split_bounds(total)
+
+    arr = np.frombuffer(data, dtype=np.uint8)
+    # Byte histograms of the pieces every split is a union of (one pass over the corpus).
+    cuts = sorted({b for cfg in bounds.values() for (s, e) in cfg.values() for b in (s, e)})
+    hist = {(a, b): _histogram(arr[a:b]) for a, b in zip(cuts, cuts[1:])}
+
+    def distinct(start: int, end: int) -> int:
+        h = sum((v for (a, b), v in hist.items() if start <= a and b <= end), np.zeros(256, dtype=np.int64))
+        return int(np.count_nonzero(h))
+
+    verified = sha256 == ZIP_SHA256 and sources[path.name]["kind"] == "zip"
+    info: dict = {
+        "dataset": spec.name,
+        "version": spec.version,
+        "seqbench_version": __version__,
+        "description": spec.description,
+        "homepage": spec.homepage,
+        "license": spec.license,
+        "citation": spec.citation,
+        "schema": {"offset": "int64", "bytes": "binary"},
+        "chunk_bytes": CHUNK,
+        "sources": sources,
+        "downloaded_from": url if downloaded else None,
+        "verified": verified,
+        "content": {"bytes": total, "sha256": hashlib.sha256(data).hexdigest(), "distinct_bytes": distinct(0, total)},
+        "units": "symbols are bytes; report bits per byte (the field's 'BPC' on enwik8)",
+        "configs": {},
+    }
+    view = memoryview(data)
+    dest = dataset_dir(spec, out)
+    with atomic_output_dir(dest) as tmp:
+        jobs = []
+        # pyarrow releases the GIL while compressing: write the five files two at a time.
+        with cf.ThreadPoolExecutor(max_workers=2) as pool:
+            for config, splits in bounds.items():
+                (tmp / config).mkdir()
+                for split, (start, end) in splits.items():
+                    meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
+                            "seqbench.config": config, "seqbench.split": split}
+                    p = tmp / config / f"{split}.parquet"
+                    jobs.append((config, split, start, end, p, pool.submit(_write_split, view, start, end, meta, p)))
+            for *_, fut in jobs:
+                fut.result()
+            digests = {p: pool.submit(sha256_file, p) for *_, p, _ in jobs}
+            for config, split, start, end, p, _ in jobs:
+                cfg = info["configs"].setdefault(config, {"splits": {}})
+                cfg["splits"][split] = {
+                    "file": f"{config}/{split}.parquet",
+                    "rows": -(-(end - start) // CHUNK),
+                    "bytes": end - start,
+                    "start": start,
+                    "end": end,
+                    "distinct_bytes": distinct(start, end),
+                    "sha256": digests[p].result(),
+                }
+        info["configs"]["graves2013"]["description"] = (
+            "Graves (2013): train = first 96% (96,000,000 bytes), valid = last 4% (4,000,000); no test set")
+        info["configs"]["standard"]["description"] = "train / valid / test = 90% / 5% / 5% (90M / 5M / 5M bytes)"
+        info["expected_counts"] = {
+            "expected": spec.expected,
+            "match": verified and total == SIZE and info["content"]["distinct_bytes"] == 205,
+        }
+        h = hashlib.sha256()
+        for config in sorted(info["configs"]):
+            for split in sorted(info["configs"][config]["splits"]):
+                h.update(f"{config}/{split}:{info['configs'][config]['splits'][split]['sha256']}\n".encode())
+        info["fingerprint"] = h.hexdigest()
+        dump_json(info, tmp / "info.json")
+    del view
+    if not verified:
+        log.warning("%s: not checked against the official enwik8.zip checksum (a sample or a raw file)", path)
+    return Report(dest, info)
+
+
+def synthetic_enwik8(size: int, seed: int = 0) -> bytes:
+    """``size`` bytes shaped like enwik8, for tests and benchmarks (the real file is not redistributable here).
+
+    Wikipedia-like XML: a ``<mediawiki`` header, ``<page>`` elements with titles and wiki markup,
+    Zipf-distributed words, some UTF-8 letters and entities, so it compresses like the real thing
+    (about 3:1 with zip) and uses about 200 distinct byte values.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer(b"etaoinshrdlcumwfgypbvkjxqz", dtype=np.uint8)
+    n_words = 20000
+    word_len = rng.integers(1, 11, n_words)
+    pick = rng.choice(len(letters), size=int(word_len.sum()), p=_zipf(len(letters)))
+    pieces = np.split(letters[pick], np.cumsum(word_len)[:-1])
+    words = [p.tobytes() for p in pieces]
+    words[:20] = [w.capitalize() for w in words[:20]]
+    extras = [bytes([b]) for b in range(33, 127)] + [b"\t"]
+    extras += [bytes([0xC0 + (i % 32), 0x80 + (i * 7) % 64]) for i in range(64)]  # 2-byte UTF-8 letters
+    extras += ["\u20ac".encode(), "\u4e2d".encode(), "&amp;".encode(), "&lt;ref&gt;".encode(), "[[".encode(), "]]".encode()]
+    extras += [bytes([0xE0 + i % 16, 0x80 + i % 64, 0x80 + (i * 3) % 64]) for i in range(48)]  # 3-byte UTF-8
+    vocab = words + extras
+    p = _zipf(len(vocab))
+    out = bytearray(b'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.3/" version="0.3" xml:lang="en">\n')
+    page = 0
+    block = 1 << 16
+    while len(out) < size:
+        toks = rng.choice(len(vocab), size=block, p=p)
+        seps = rng.choice([b" ", b" ", b" ", b" ", b" ", b"\n", b", ", b". "], size=block)
+        body = b"".join(vocab[t] + s for t, s in zip(toks.tolist(), seps.tolist()))
+        out += (b"  <page>\n    <title>Page %d</title>\n    <id>%d</id>\n    <revision>\n      <text xml:space=\"preserve\">"
+                % (page, page + 1) + body + b"</text>\n    </revision>\n  </page>\n")
+        page += 1
+    return bytes(out[:size])
+
+
+def _zipf(n: int):
+    import numpy as np
+
+    w = 1.0 / np.arange(1, n + 1)
+    return w / w.sum()
+
+
+def write_synthetic_zip(path: str | os.PathLike, size: int, seed: int = 0, *, member: str = MEMBER) -> Path:
+    """Write an enwik8-shaped zip (one deflated member, as the real enwik8.zip) and return its path."""
+    path = Path(path)
+    data = synthetic_enwik8(size, seed)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        info = zipfile.ZipInfo(member, date_time=(2006, 3, 3, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, data)
+    return path
+
+
+__all__ = ["SPEC", "URL", "ZIP_SHA256", "prepare_enwik8", "split_bounds", "synthetic_enwik8",
+           "write_synthetic_zip", "Report"]
