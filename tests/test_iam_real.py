@@ -95,3 +95,21 @@ def test_offset_stats_and_torch_load(prepared):
     assert st["removed_spikes"] + st["split_strokes"] + st["interpolated_points"] > 0
     ds = seqbench.load_dataset("iam-ondb", "graves2013", "valid", root=root).to_torch()
     assert len(ds) == 1438 and ds[0]["strokes"].shape[1] == 3
+
+
+def test_fast_path_equals_full_lxml_parse_on_real_files():
+    """Every 20th real line file: the canonical fast path and a full lxml parse agree exactly."""
+    from seqbench.data.iam.strokes import _parse_fast, _parse_lxml
+
+    checked = 0
+    with tarfile.open(IAM_SOURCE / "lineStrokes-all.tar.gz", "r:gz") as tf:
+        for k, m in enumerate(m for m in tf if m.isfile()):
+            if k % 20:
+                continue
+            data = tf.extractfile(m).read()
+            fast, full = _parse_fast(data), _parse_lxml(data)
+            assert fast is not None, m.name
+            for attr in ("x", "y", "t", "eos"):
+                assert np.array_equal(getattr(fast, attr), getattr(full, attr)), (m.name, attr)
+            checked += 1
+    assert checked > 600

@@ -13,7 +13,8 @@ Two tiers give identical results:
    lxml, which also produces the precise error messages (line and column).
 
 The fast path exists because a full lxml tree for 7.6 million ``<Point>`` elements costs about
-13 s of CPU on a 2-core machine; the canonical grammar plus lxml on the rest costs about a third.
+13 s of CPU on the 2-core reference machine before any value is read; the canonical path reads
+all 12,195 files in about 6.6 s on one core.
 """
 from __future__ import annotations
 
@@ -24,17 +25,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from lxml import etree
 
-# Bounded digit counts keep coordinates within int32 and times exact in float64.
-_NUM = rb"\d{1,9}(?:\.\d{1,6})?"
+# Bounded digit counts keep coordinates within int32. Times must have exactly two decimals (as
+# in every official file) so that they can be read as integer hundredths: the correctly rounded
+# quotient int / 100.0 is the same double as float("769.05"), and integer parsing is 2x faster.
+_TIME = rb"\d{1,9}\.\d\d"
 _BODY = re.compile(
-    rb'(?:\s*<Stroke colour="[A-Za-z]*" start_time="' + _NUM + rb'" end_time="' + _NUM + rb'">'
-    rb'(?:\s*<Point x="-?\d{1,9}" y="-?\d{1,9}" time="' + _NUM + rb'"/>)+'
+    rb'(?:\s*<Stroke colour="[A-Za-z]*" start_time="' + _TIME + rb'" end_time="' + _TIME + rb'">'
+    rb'(?:\s*<Point x="-?\d{1,9}" y="-?\d{1,9}" time="' + _TIME + rb'"/>)+'
     rb"\s*</Stroke>)+\s*"
 )
-# Everything but digits, '.', '-' becomes a space: what is left of a canonical body is, per
-# stroke, its start and end time followed by x, y, time of each point.
-_KEEP = b"0123456789.-"
-_TO_NUMBERS = bytes(c if c in _KEEP else 32 for c in range(256))
+# Everything but digits and '-' becomes a space and '.' is deleted: what is left of a canonical
+# body is, per stroke, its start and end time followed by x, y, time (in 1/100 s) of each point.
+_TO_NUMBERS = bytes(c if c in b"0123456789-" else 32 for c in range(256))
+_LT, _S, _P = ord("<"), ord("S"), ord("P")
 
 
 class LineError(Exception):
@@ -77,10 +80,15 @@ def _parse_fast(data: bytes) -> ParsedLine | None:
     if root.tag != "WhiteboardCaptureSession" or len(root.findall("StrokeSet")) != 1:
         return None
     body = data[i:j]
-    counts = np.array([c.count(b"<Point") for c in body.split(b"<Stroke ")[1:]], dtype=np.int64)
+    # Points per stroke: the grammar guarantees every '<' opens <Stroke, <Point or </Stroke.
+    raw = np.frombuffer(body, dtype=np.uint8)
+    lt = np.flatnonzero(raw == _LT)
+    after = raw[lt + 1]
+    stroke_at, point_at = lt[after == _S], lt[after == _P]
+    counts = np.diff(np.append(np.searchsorted(point_at, stroke_at), len(point_at)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        vals = np.fromstring(body.translate(_TO_NUMBERS), dtype=np.float64, sep=" ")
+        vals = np.fromstring(body.translate(_TO_NUMBERS, b"."), dtype=np.int64, sep=" ")
     block = 2 + 3 * counts
     if vals.size != int(block.sum()):
         return None  # defensive: the grammar guarantees this, fall back if it ever fails
@@ -91,7 +99,7 @@ def _parse_fast(data: bytes) -> ParsedLine | None:
     pts = vals[keep].reshape(-1, 3)
     eos = np.zeros(len(pts), dtype=bool)
     eos[np.cumsum(counts) - 1] = True
-    return ParsedLine(pts[:, 0].astype(np.int32), pts[:, 1].astype(np.int32), pts[:, 2].copy(), eos)
+    return ParsedLine(pts[:, 0].astype(np.int32), pts[:, 1].astype(np.int32), pts[:, 2] / 100.0, eos)
 
 
 def _parse_lxml(data: bytes) -> ParsedLine:
