@@ -137,7 +137,7 @@ def _parse_all_strokes(
             lines[lid] = (label(name), res)
             bar.update(1)
 
-    bar = _progress(iam_spec.EXPECTED["line_files"] if part.is_archive else None, quiet, "parse lineStrokes")
+    bar = _progress(None, quiet, "parse lineStrokes")  # count unknown until the stream ends
     try:
         if pool is None:
             batch: list[tuple[str, bytes]] = []
