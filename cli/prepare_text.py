@@ -10,21 +10,24 @@ def register(cli: click.Group, prepare: click.Group) -> None:
     """Add the text-corpus commands to the ``prepare`` group."""
 
     @prepare.command("ptb")
-    @click.option("--source", required=True, type=click.Path(exists=True, path_type=str),
+    @click.option("--source", default=None, type=click.Path(exists=True, path_type=str),
                   help="Folder with ptb.{train,valid,test}.txt and ptb.char.{train,valid,test}.txt, "
-                  "or simple-examples.tgz.")
+                  "or simple-examples.tgz. Default: download simple-examples.tgz from Mikolov's page and "
+                  "check the six files' sha256.")
     @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str), help=_OUT_HELP)
-    def prepare_ptb_cmd(source: str, out: str | None) -> None:
+    @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+    def prepare_ptb_cmd(source: str | None, out: str | None, quiet: bool) -> None:
         """Prepare Penn Treebank (Mikolov's files): configurations `word` and `char`.
 
         \b
         Example:
           seqbench prepare ptb --source ../shared/data/ptb
           seqbench prepare ptb --source ~/Downloads/simple-examples.tgz
+          seqbench prepare ptb                  # download simple-examples.tgz
         """
         from seqbench.data.ptb import prepare_ptb
 
-        report = prepare_ptb(source, out)
+        report = prepare_ptb(source, out, quiet=quiet)
         click.echo(f"wrote {report.path}")
         for config, c in report.info["configs"].items():
             parts = ", ".join(f"{s} {v['tokens']:,}" for s, v in c["splits"].items())

@@ -16,7 +16,10 @@ import pytest
 
 from seqbench.data.download import DownloadError, downloads_dir, fetch
 from seqbench.data.enwik8 import prepare_enwik8, write_synthetic_zip
+from seqbench.data.ptb import prepare_ptb
 from seqbench.errors import ManualDownloadRequired
+from tests.conftest import PTB_SOURCE
+from tests.test_ptb import write_tiny
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -144,3 +147,41 @@ def test_damaged_cached_copy_is_not_kept_when_the_download_fails(server, zipped)
     with pytest.raises(DownloadError):
         fetch(server.url, "enwik8.zip", digest, manual_hint="by hand", retries=0, quiet=True)
     assert _cache_files() == []
+
+
+# ---------------------------------------------------------------- PTB: simple-examples.tgz
+
+
+def _tgz(files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(f"./simple-examples/data/{name}")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.data(path=PTB_SOURCE)
+def test_ptb_download_checks_mikolovs_files(server):
+    server.payload = _tgz({f.name: f.read_bytes() for f in sorted(PTB_SOURCE.glob("ptb*.txt"))})
+    info = prepare_ptb(url=server.url, retries=0, quiet=True).info
+    assert info["verified"] and info["expected_counts"]["match"]
+    assert info["downloaded_from"] == server.url
+    assert _cache_files() == ["simple-examples.tgz"]
+
+
+def test_ptb_download_of_other_files_is_refused_and_deleted(server, tmp_path):
+    src = write_tiny(tmp_path / "tiny")
+    server.payload = _tgz({f.name: f.read_bytes() for f in sorted(src.iterdir())})
+    with pytest.raises(DownloadError, match="do not have the sha256 of Mikolov's files.*deleted"):
+        prepare_ptb(url=server.url, retries=0, quiet=True)
+    assert _cache_files() == []
+    server.payload = b"<html>a captive portal</html>"
+    with pytest.raises(DownloadError, match="unusable.*deleted.*\n.*--source"):
+        prepare_ptb(url=server.url, retries=0, quiet=True)
+    assert _cache_files() == []
+    assert not (downloads_dir().parent / "datasets" / "ptb").exists()

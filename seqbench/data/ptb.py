@@ -75,7 +75,7 @@ SPEC = DATASETS.add(
         "Empirical Evaluation and Combination of Advanced Language Modeling Techniques. Interspeech 2011.",
         configs={"word": SPLITS, "char": SPLITS},
         default_config="word",
-        prepare_command="seqbench prepare ptb --source DIR",
+        prepare_command="seqbench prepare ptb  (or: seqbench prepare ptb --source DIR)",
         expected=EXPECTED,
     ),
 )
@@ -83,7 +83,8 @@ SPEC = DATASETS.add(
 _HINT = (
     "PTB needs Mikolov's six files ptb.{train,valid,test}.txt and ptb.char.{train,valid,test}.txt, "
     f"found in the data/ folder of simple-examples.tgz ({TGZ_URL}); then run: "
-    "seqbench prepare ptb --source DIR (the folder) or --source simple-examples.tgz"
+    "seqbench prepare ptb --source DIR (the folder) or --source simple-examples.tgz, "
+    "or with no --source to download simple-examples.tgz"
 )
 
 
@@ -108,8 +109,8 @@ def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes
     if src.is_file():
         try:
             tf = tarfile.open(src, "r:*")
-        except (tarfile.TarError, OSError) as e:
-            raise BadInputError(str(src), f"not a readable .tgz archive ({e})", _HINT) from None
+        except (tarfile.TarError, OSError):
+            raise BadInputError(str(src), "not a .tgz (or .tar) archive, or damaged", _HINT) from None
         sources[src.name] = {"sha256": _sha256_path(src), "bytes": src.stat().st_size}
         with tf:
             members: dict[str, list[tarfile.TarInfo]] = collections.defaultdict(list)
@@ -241,12 +242,46 @@ def _table(lines: list[list[str]], offsets, ids, sep: str, meta: dict[str, str])
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def prepare_ptb(source: str | os.PathLike, out: str | os.PathLike | None = None, *, quiet: bool = False) -> Report:
+def _download(url: str, retries: int, quiet: bool) -> tuple[dict[str, tuple[str, bytes]], dict]:
+    """Fetch simple-examples.tgz and accept it only if its six PTB files have Mikolov's sha256s.
+
+    No digest of the archive itself is published, so the check is on its members; a download that
+    fails it is deleted from the cache.
+    """
+    from seqbench.data.download import DownloadError, fetch
+
+    manual = (f"Download simple-examples.tgz by hand from {url} (or copy Mikolov's six PTB files into a "
+              "folder), then run: seqbench prepare ptb --source PATH")
+    path = fetch(url, "simple-examples.tgz", None, manual_hint=manual, retries=retries, quiet=quiet)
+    try:
+        found, sources = _read_sources(path)
+    except BadInputError as e:
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{url}: the downloaded archive is unusable ({e.problem}); it was deleted.\n  {manual}") from None
+    bad = sorted(k.split(":", 1)[-1] for k, v in sources.items() if v.get("known") is False)
+    if bad:
+        path.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{url}: {', '.join(bad)} in the downloaded archive do not have the sha256 of Mikolov's files; "
+            f"the archive was deleted.\n  {manual}")
+    return found, sources
+
+
+def prepare_ptb(
+    source: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    url: str = TGZ_URL,
+    retries: int = 2,
+    quiet: bool = False,
+) -> Report:
     """Build the ``word`` and ``char`` configurations of PTB from Mikolov's files in ``source``.
 
     ``source`` is a folder holding the six files (or their ``data/`` folder), or
-    ``simple-examples.tgz`` itself. ``out`` is the datasets root (default
-    ``$SEQBENCH_HOME/datasets``); the result goes to ``<out>/ptb/<version>/``, whole or not at all.
+    ``simple-examples.tgz`` itself. With no source, ``simple-examples.tgz`` is downloaded from ``url``
+    into ``$SEQBENCH_HOME/downloads`` and accepted only if its six files have Mikolov's sha256s.
+    ``out`` is the datasets root (default ``$SEQBENCH_HOME/datasets``); the result goes to
+    ``<out>/ptb/<version>/``, whole or not at all.
 
     >>> info = prepare_ptb("../shared/data/ptb").info  # doctest: +SKIP
     >>> info["configs"]["char"]["vocab_size"]  # doctest: +SKIP
@@ -258,7 +293,7 @@ def prepare_ptb(source: str | os.PathLike, out: str | os.PathLike | None = None,
     from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
 
     spec = SPEC
-    found, sources = _read_sources(source)
+    found, sources = _download(url, retries, quiet) if source is None else _read_sources(source)
     parsed = _parse(found)
 
     counts: dict[str, dict[str, int]] = {}
@@ -285,6 +320,7 @@ def prepare_ptb(source: str | os.PathLike, out: str | os.PathLike | None = None,
         "schema": {"line": "int32", "text": "string", "ids": "list<int32>"},
         "sources": sources,
         "verified": all(v.get("known", True) for v in sources.values()),
+        "downloaded_from": url if source is None else None,
         "counts": counts,
         "units": {
             "chars": "symbols of the char file: letters, digits, punctuation, '_' between words (so "
