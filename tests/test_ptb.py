@@ -74,6 +74,8 @@ def test_real_load_and_streams(real):
     chars = load_tokens(ds)
     assert chars.shape == (438662,) and chars.dtype == torch.int32
     assert load_tokens(ds, eol=True).shape == (442423,)
+    train = seqbench.load_dataset("ptb", "char", "train", root=root)  # several row groups: chunked Arrow
+    assert load_tokens(train).shape == (4975414,) and load_tokens(train, eol=True).shape == (5017482,)
 
     w = seqbench.load_dataset("ptb", config="word", split="test", root=root)
     words = load_tokens(w)

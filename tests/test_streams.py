@@ -103,3 +103,36 @@ def test_bad_arguments():
         TokenStream(torch.arange(5), 1, 1, reset_every=0)
     with pytest.raises(IndexError):
         TokenStream(torch.arange(5), 1, 2)[3]
+
+
+class _FakeSplit:
+    """Just what load_tokens reads from a SplitDataset."""
+
+    def __init__(self, table, info=None, config="char"):
+        self._t, self.info, self.config = table, info or {}, config
+        self.spec = type("S", (), {"name": "fake"})()
+        self.path = "fake.parquet"
+
+    def to_arrow(self):
+        return self._t
+
+
+def test_load_tokens_across_arrow_chunks_and_slices():
+    import pyarrow as pa
+
+    from seqbench.data.streams import load_tokens
+
+    rows = [[1, 2, 3], [4], [], [5, 6], [7, 8, 9, 10]]
+    arr = pa.array(rows, pa.list_(pa.int32()))
+    chunked = pa.chunked_array([arr.slice(0, 2), arr.slice(2, 3)])  # sliced chunks keep offsets
+    ds = _FakeSplit(pa.table({"ids": chunked}), {"configs": {"char": {"eol_id": 0}}})
+    assert load_tokens(ds).tolist() == list(range(1, 11))
+    assert load_tokens(ds, eol=True).tolist() == [1, 2, 3, 0, 4, 0, 0, 5, 6, 0, 7, 8, 9, 10, 0]
+    b = pa.array([b"abc", b"de", b"", b"fgh"], pa.binary())
+    ds = _FakeSplit(pa.table({"bytes": pa.chunked_array([b.slice(1, 2), b.slice(3, 1)])}))
+    t = load_tokens(ds)
+    assert t.dtype == torch.uint8 and bytes(t.numpy()) == b"defgh"
+    with pytest.raises(SeqbenchError, match="PTB char streams only"):
+        load_tokens(ds, eol=True)
+    with pytest.raises(SeqbenchError, match="not a text corpus"):
+        load_tokens(_FakeSplit(pa.table({"x": [1]})))
