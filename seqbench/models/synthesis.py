@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from seqbench.models import mdn
 from seqbench.models.base import SeqModel
 from seqbench.models.lstm import LSTMLayer, State
+from seqbench.models.window import SoftWindow, WindowScan
 
 
 @dataclass
@@ -52,30 +53,6 @@ class SynthesisState:
     kappa: Tensor
     window: Tensor
     phi: Tensor | None = field(default=None)
-
-
-class SoftWindow(nn.Module):
-    """Eqs. (46)-(51): the window parameters from h^1_t, and the window vector over the one-hot text."""
-
-    def __init__(self, hidden_size: int, n_window: int):
-        super().__init__()
-        self.K = n_window
-        self.linear = nn.Linear(hidden_size, 3 * n_window)  # (48)
-        nn.init.uniform_(self.linear.weight, -0.1, 0.1)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, h1: Tensor, kappa_prev: Tensor, onehot: Tensor, char_mask: Tensor,
-                u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``h1`` (B, H), ``kappa_prev`` (B, K), ``onehot`` (B, U, V), ``char_mask`` (B, U), ``u`` (U',) with
-        U' ≥ U positions 1..U' → w_t (B, V), κ_t (B, K), φ(t, ·) (B, U')."""
-        a_hat, b_hat, k_hat = self.linear(h1).chunk(3, dim=-1)  # 3 × (B, K)  (48)
-        kappa = kappa_prev + torch.exp(k_hat)  # (51)
-        # α exp(−β (κ − u)²) = exp(α̂ − exp(β̂) (κ − u)²)  (46, 49, 50): no overflow of α times underflow
-        d = kappa.unsqueeze(-1) - u  # (B, K, U')
-        phi = torch.exp(a_hat.unsqueeze(-1) - torch.exp(b_hat).unsqueeze(-1) * d * d).sum(1)  # (B, U')
-        U = onehot.shape[1]
-        w = torch.bmm((phi[:, :U] * char_mask).unsqueeze(1), onehot).squeeze(1)  # (B, 1, U) @ (B, U, V) (47)
-        return w, kappa, phi
 
 
 class HandwritingSynthesis(SeqModel):
@@ -121,23 +98,21 @@ class HandwritingSynthesis(SeqModel):
         U = chars.shape[1]
         u = torch.arange(1, U + 2, device=inputs.device, dtype=inputs.dtype)  # positions 1..U+1 (U+1: stop test)
         layer1 = self.layers[0]
-        w, kappa, (h, c) = state.window, state.kappa, state.layers[0]
+        (h0, c0) = state.layers[0]
         if layer1.peephole:
-            xproj = inputs @ layer1.weight_ih[:, :I].t() + layer1.bias  # (B, T, 4H): W x_t + b for all t
-            w_w = layer1.weight_ih[:, I:].t()  # (V, 4H)
-        h1s, ws = [], []
-        phi = state.phi
-        for t in range(T):
-            if layer1.peephole:
-                pre = torch.addmm(xproj[:, t], w, w_w)  # (B, 4H): + W_{wh^1} w_{t−1}  (52)
-            else:
-                pre = torch.cat([inputs[:, t], w], dim=-1)  # (B, I + V)
-            h, c = layer1.step(pre, (h, c))  # (B, H)
-            w, kappa, phi = self.window(h, kappa, onehot, cmask, u)  # (B, V), (B, K), (B, U+1)
-            h1s.append(h)
-            ws.append(w)
-        h1 = torch.stack(h1s, dim=1)  # (B, T, H)
-        wseq = torch.stack(ws, dim=1)  # (B, T, V)
+            w_x, w_w = layer1.weight_ih[:, :I], layer1.weight_ih[:, I:]  # (4H, I), (4H, V)
+            bias, w_hh, peep = layer1.bias, layer1.weight_hh, layer1.peep
+        else:  # torch.nn.LSTM's weights: same gate order (i, f, g, o), two biases, no peepholes
+            lstm = layer1.lstm
+            w_x, w_w = lstm.weight_ih_l0[:, :I], lstm.weight_ih_l0[:, I:]
+            bias, w_hh = lstm.bias_ih_l0 + lstm.bias_hh_l0, lstm.weight_hh_l0
+            peep = w_hh.new_zeros(3, cfg.hidden_size)
+        xproj = inputs @ w_x.t() + bias  # (B, T, 4H): W x_t + b for all t at once
+        # layer 1 and the window, step by step (52), (46)-(51)
+        h1, wseq, c, kappa, phi = WindowScan.apply(
+            xproj, w_w, w_hh, peep, self.window.linear.weight, self.window.linear.bias, onehot, cmask, u,
+            h0, c0, state.kappa, state.window, layer1.clip)  # (B, T, H), (B, T, V), (B, H), (B, K), (B, U+1)
+        h, w = h1[:, -1], wseq[:, -1]
         hs, new_layers = [h1], [(h, c)]
         for n in range(1, cfg.num_layers):
             x = torch.cat([inputs, hs[-1], wseq], dim=-1)  # (B, T, I + H + V)  (53)

@@ -1,0 +1,1 @@
+"""Training the networks of Graves (2013): optimisers, regularisation, recipes and the trainer."""
