@@ -18,8 +18,8 @@ from seqbench.data.download import DownloadError, downloads_dir, fetch
 from seqbench.data.enwik8 import prepare_enwik8, write_synthetic_zip
 from seqbench.data.ptb import prepare_ptb
 from seqbench.errors import ManualDownloadRequired
-from tests.conftest import PTB_SOURCE
-from tests.test_ptb import write_tiny
+from conftest import PTB_SOURCE
+from test_ptb import write_tiny
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,7 +15,7 @@ from seqbench.data.base import dataset_dir
 from seqbench.data.ptb import EXPECTED, SPEC, prepare_ptb, read_vocab
 from seqbench.data.streams import TokenStream, load_tokens
 from seqbench.errors import BadInputError
-from tests.conftest import PTB_SOURCE
+from conftest import PTB_SOURCE
 
 SPLITS = ("train", "valid", "test")
 
