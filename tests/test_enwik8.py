@@ -28,6 +28,11 @@ def corpus(tmp_path_factory) -> tuple[Path, bytes]:
     return path, data
 
 
+def test_not_prepared_says_what_to_run():
+    with pytest.raises(seqbench.SeqbenchError, match="Run: seqbench prepare enwik8"):
+        seqbench.load_dataset("enwik8", "standard", "test")
+
+
 def test_split_bounds_are_graves_and_standard():
     b = split_bounds(100_000_000)
     assert b["graves2013"] == {"train": (0, 96_000_000), "valid": (96_000_000, 100_000_000)}
@@ -51,7 +56,11 @@ def test_prepare_and_load_byte_exact(corpus):
             t = load_tokens(ds)
             assert t.dtype == torch.uint8 and bytes(t.numpy()) == data[start:end]
             assert len(ds) == s["rows"] == -(-(end - start) // 1_000_000)
-    row = seqbench.load_dataset("enwik8", "graves2013", "train")[1]
+    ds = seqbench.load_dataset("enwik8", "graves2013", "train")
+    t = load_tokens(ds)
+    buf = ds.to_arrow().column("bytes").chunks[0].buffers()[2]
+    assert t.data_ptr() == buf.address  # zero-copy: the tensor is the decoded Arrow buffer
+    row = ds[1]
     assert row["offset"] == 1_000_000 and row["bytes"] == data[1_000_000:2_000_000]
 
 
