@@ -208,3 +208,12 @@ def test_cli(tmp_path):
 def test_expected_counts_documented():
     assert EXPECTED["words_with_eos"] == {"train": 929589, "valid": 73760, "test": 82430}
     assert SPEC.configs == {"word": SPLITS, "char": SPLITS}
+
+
+def test_char_encoding_and_unknown_symbol():
+    from seqbench.data.ptb import _encode
+
+    offsets, ids = _encode("f.txt", ["ab", "", "xa"], ["a", "b", "x"], eos=False)
+    assert offsets.tolist() == [0, 2, 2, 4] and ids.tolist() == [0, 1, 2, 0]
+    with pytest.raises(BadInputError, match=r"f\.txt: line 3: symbol 'z' is not in the training vocabulary"):
+        _encode("f.txt", ["ab", "", "xz"], ["a", "b", "x"], eos=False)

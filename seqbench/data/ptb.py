@@ -169,8 +169,9 @@ def _lines(label: str, data: bytes) -> list[list[str]]:
     return [r.split() for r in rows]
 
 
-def _parse(found: dict[str, tuple[str, bytes]]) -> dict[str, dict[str, list[list[str]]]]:
-    out: dict[str, dict[str, list[list[str]]]] = {"word": {}, "char": {}}
+def _parse(found: dict[str, tuple[str, bytes]]) -> dict[str, dict[str, list]]:
+    """``word``: split -> lines as word lists; ``char``: split -> lines as strings of symbols."""
+    out: dict[str, dict[str, list]] = {"word": {}, "char": {}}
     for split in SPLITS:
         wlabel, wdata = found[f"ptb.{split}.txt"]
         clabel, cdata = found[f"ptb.char.{split}.txt"]
@@ -179,50 +180,64 @@ def _parse(found: dict[str, tuple[str, bytes]]) -> dict[str, dict[str, list[list
             raise BadInputError(
                 clabel, f"has {len(chars)} lines but {Path(wlabel).name} has {len(words)}: not the same text",
                 "The word and char files must come from the same simple-examples.tgz. " + _HINT)
-        for n, (w, c) in enumerate(zip(words, chars), 1):
-            long = next((t for t in c if len(t) != 1), None)
-            if long is not None:
+        strings = ["".join(c) for c in chars]
+        for n, (w, c, cs) in enumerate(zip(words, chars, strings), 1):
+            if len(cs) != len(c):
+                long = next(t for t in c if len(t) != 1)
                 raise BadInputError(clabel, f"line {n}: symbol {long!r} is not one character; not a PTB char file",
                                     _HINT)
-            if "_".join(w) != "".join(c):
+            if "_".join(w) != cs:
                 raise BadInputError(
                     clabel, f"line {n} is not line {n} of {Path(wlabel).name} spelt out "
-                    f"({''.join(c)[:60]!r} vs {'_'.join(w)[:60]!r})", _HINT)
+                    f"({cs[:60]!r} vs {'_'.join(w)[:60]!r})", _HINT)
         out["word"][split] = words
-        out["char"][split] = chars
+        out["char"][split] = strings
     return out
 
 
-def _vocab(lines: list[list[str]], eos: bool) -> list[str]:
-    counts = collections.Counter(t for line in lines for t in line)
+def _vocab(lines: list, eos: bool) -> list[str]:
     if eos:
+        counts = collections.Counter(t for line in lines for t in line)
         counts[EOS] += len(lines)
         # By decreasing training frequency, ties alphabetically (the usual PTB order; deterministic).
         return sorted(counts, key=lambda t: (-counts[t], t))
-    return sorted(counts)  # characters: by code point, readable and stable
+    return sorted(set("".join(lines)))  # characters: by code point, readable and stable
 
 
-def _encode(label: str, lines: list[list[str]], index: dict[str, int], eos: bool):
+def _encode(label: str, lines: list, vocab: list[str], eos: bool):
+    """Row offsets and ids: words through a dict; characters (one string per line) with numpy."""
     import numpy as np
 
     lengths = np.fromiter((len(line) + eos for line in lines), dtype=np.int64, count=len(lines))
-    flat = [t for line in lines for t in (line + [EOS] if eos else line)]
-    try:
-        ids = np.fromiter((index[t] for t in flat), dtype=np.int32, count=len(flat))
-    except KeyError as e:
-        tok = e.args[0]
-        n = next(i for i, line in enumerate(lines, 1) if tok in line)
-        what = "word" if eos else "symbol"
-        raise BadInputError(
-            label, f"line {n}: {what} {tok!r} is not in the training vocabulary",
-            "Mikolov's preprocessing maps rare words to <unk> in every split, so valid and test use only "
-            "training symbols; these files are not that preprocessing. " + _HINT) from None
     offsets = np.zeros(len(lines) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    return offsets, ids
+    if eos:
+        index = {t: i for i, t in enumerate(vocab)}
+        flat = [t for line in lines for t in (*line, EOS)]
+        try:
+            return offsets, np.fromiter((index[t] for t in flat), dtype=np.int32, count=len(flat))
+        except KeyError as e:
+            tok = e.args[0]
+            n = next(i for i, line in enumerate(lines, 1) if tok in line)
+            raise _oov(label, n, "word", tok) from None
+    codes = np.frombuffer("".join(lines).encode("utf-32-le"), dtype=np.uint32)
+    table = np.array([ord(c) for c in vocab], dtype=np.uint32)  # sorted: vocab is in code point order
+    ids = np.searchsorted(table, codes)
+    bad = np.flatnonzero(table[np.minimum(ids, len(table) - 1)] != codes)
+    if len(bad):
+        n = int(np.searchsorted(offsets, bad[0], side="right"))
+        raise _oov(label, n, "symbol", chr(codes[bad[0]]))
+    return offsets, ids.astype(np.int32)
 
 
-def _table(lines: list[list[str]], offsets, ids, sep: str, meta: dict[str, str]):
+def _oov(label: str, n: int, what: str, tok: str) -> BadInputError:
+    return BadInputError(
+        label, f"line {n}: {what} {tok!r} is not in the training vocabulary",
+        "Mikolov's preprocessing maps rare words to <unk> in every split, so valid and test use only "
+        "training symbols; these files are not that preprocessing. " + _HINT)
+
+
+def _table(texts: list[str], offsets, ids, meta: dict[str, str]):
     import numpy as np
     import pyarrow as pa
 
@@ -235,8 +250,8 @@ def _table(lines: list[list[str]], offsets, ids, sep: str, meta: dict[str, str])
         metadata={k.encode(): v.encode() for k, v in meta.items()},
     )
     cols = [
-        pa.array(np.arange(len(lines), dtype=np.int32)),
-        pa.array([sep.join(line) for line in lines], pa.string()),
+        pa.array(np.arange(len(texts), dtype=np.int32)),
+        pa.array(texts, pa.string()),
         pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids)),
     ]
     return pa.Table.from_arrays(cols, schema=schema)
@@ -335,11 +350,10 @@ def prepare_ptb(
     }
     dest = dataset_dir(spec, out)
     with atomic_output_dir(dest) as tmp:
-        for config, eos, sep in (("word", True, " "), ("char", False, "")):
+        for config, eos in (("word", True), ("char", False)):
             (tmp / config).mkdir()
             vocab = _vocab(parsed[config]["train"], eos)
             (tmp / config / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
-            index = {t: i for i, t in enumerate(vocab)}
             cfg: dict = {
                 "vocab_file": f"{config}/vocab.txt",
                 "vocab_size": len(vocab),
@@ -347,7 +361,7 @@ def prepare_ptb(
                 "splits": {},
             }
             if eos:
-                cfg["eos_id"] = index[EOS]
+                cfg["eos_id"] = vocab.index(EOS)
                 cfg["description"] = "one row per sentence; ids end with <eos> (counted in the loss, as in the paper)"
             else:
                 cfg["eol_id"] = len(vocab)
@@ -356,12 +370,13 @@ def prepare_ptb(
             for split in SPLITS:
                 lines = parsed[config][split]
                 label = found[f"ptb.{'char.' if not eos else ''}{split}.txt"][0]
-                offsets, ids = _encode(label, lines, index, eos)
+                offsets, ids = _encode(label, lines, vocab, eos)
+                texts = [" ".join(w) for w in lines] if eos else lines
                 meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
                         "seqbench.config": config, "seqbench.split": split}
                 path = tmp / config / f"{split}.parquet"
                 # Fixed writer options so two runs on the same input give byte-identical files.
-                pq.write_table(_table(lines, offsets, ids, sep, meta), path, compression="zstd",
+                pq.write_table(_table(texts, offsets, ids, meta), path, compression="zstd",
                                compression_level=3, row_group_size=8192)
                 c = counts[split]
                 cfg["splits"][split] = {
