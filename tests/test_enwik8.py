@@ -81,7 +81,7 @@ def test_raw_file_and_folder_sources(tmp_path, corpus):
     a = prepare_enwik8(tmp_path / "enwik8", tmp_path / "a", **SAMPLE, quiet=True).info
     b = prepare_enwik8(tmp_path, tmp_path / "b", **SAMPLE, quiet=True).info
     assert a["fingerprint"] == b["fingerprint"]
-    assert a["sources"]["enwik8"]["kind"].startswith("raw")
+    assert a["sources"]["enwik8"]["kind"] == "raw"
 
 
 def test_deterministic_bytes(tmp_path, corpus):
@@ -178,3 +178,21 @@ def test_cli(tmp_path, corpus):
     assert "graves2013: train 2,400,000, valid 100,000 bytes" in r.output
     r = CliRunner().invoke(cli, ["prepare", "enwik8", "--source", str(path), "-q"])
     assert r.exit_code == 1 and "not the expected 547994d9" in r.output and "--source" in r.output
+
+
+def test_raw_file_must_be_the_official_content(tmp_path, corpus):
+    _, data = corpus
+    (tmp_path / "enwik8").write_bytes(data)
+    with pytest.raises(BadInputError, match=r"enwik8: sha256 is [0-9a-f]{64}, not enwik8's 2b49720e"):
+        prepare_enwik8(tmp_path / "enwik8", quiet=True)
+    _nothing_written()
+
+
+def test_repacked_zip_of_the_official_content_is_accepted(tmp_path, corpus, monkeypatch):
+    import seqbench.data.enwik8 as e8
+
+    path, data = corpus
+    # Pretend the generated content is the official one: a zip with another digest but the right bytes.
+    monkeypatch.setattr(e8, "CONTENT_SHA256", __import__("hashlib").sha256(data).hexdigest())
+    info = prepare_enwik8(path, size=None, quiet=True).info
+    assert info["verified"] and info["sources"]["enwik8.zip"]["kind"].startswith("zip (re-packed")

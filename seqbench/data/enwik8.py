@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 URL = "http://mattmahoney.net/dc/enwik8.zip"
 ZIP_SHA256 = "547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc"
 ZIP_BYTES = 36_445_475
+# sha256 of the unzipped 100,000,000 bytes (as published by several independent benchmark suites).
+CONTENT_SHA256 = "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8"
 SIZE = 100_000_000
 MEMBER = "enwik8"
 HEADER = b"<mediawiki"
@@ -62,7 +64,7 @@ SPEC = DATASETS.add(
         configs={"graves2013": ("train", "valid"), "standard": ("train", "valid", "test")},
         default_config="graves2013",
         prepare_command="seqbench prepare enwik8  (or: seqbench prepare enwik8 --source enwik8.zip)",
-        expected={"bytes": SIZE, "distinct_bytes": 205, "zip_sha256": ZIP_SHA256},
+        expected={"bytes": SIZE, "distinct_bytes": 205, "zip_sha256": ZIP_SHA256, "content_sha256": CONTENT_SHA256},
     ),
 )
 
@@ -105,20 +107,31 @@ def _locate(source: str | os.PathLike) -> Path:
     return src
 
 
-def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict]:
-    """The 10^8 bytes of enwik8 from a zip or a raw file, and the source's checksum record."""
+def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict, str, bool]:
+    """The bytes of enwik8 from a zip or a raw file: (data, source record, content sha256, verified).
+
+    With ``sha256`` set (the default), the zip must have that digest, or else hold exactly the
+    official content (``CONTENT_SHA256``: a re-packed archive of the same bytes is fine); an
+    unzipped file must be the official content. ``sha256=None`` checks nothing (samples).
+    """
     with open(path, "rb") as f:
         magic = f.read(4)
     is_zip = magic == b"PK\x03\x04" or path.suffix.lower() == ".zip"
     if not is_zip:
         data = path.read_bytes()
-        return data, {path.name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                                  "kind": "raw enwik8 (no zip checksum to verify)"}}
+        content = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and content != CONTENT_SHA256:
+            raise BadInputError(
+                str(path), f"sha256 is {content}, not enwik8's {CONTENT_SHA256} ({len(data):,} bytes; enwik8 "
+                f"has {SIZE:,}): not the corpus, or modified", _MANUAL)
+        record = {path.name: {"sha256": content, "bytes": len(data), "kind": "raw"}}
+        return data, record, content, sha256 is not None
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     record = {path.name: {"sha256": digest, "bytes": len(raw), "kind": "zip"}}
+    mismatch = None
     if sha256 is not None and digest != sha256:
-        raise BadInputError(
+        mismatch = BadInputError(
             str(path), f"sha256 is {digest}, not the expected {sha256} ({len(raw):,} bytes; the official "
             f"enwik8.zip has {ZIP_BYTES:,}): the file is damaged, truncated or not enwik8.zip",
             f"Run `seqbench prepare enwik8` with no --source to download and verify it, or: {_MANUAL}")
@@ -126,13 +139,20 @@ def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict]:
         with zipfile.ZipFile(io.BytesIO(raw)) as zf:
             names = zf.namelist()
             if MEMBER not in names:
-                raise BadInputError(str(path), f"has no member {MEMBER!r} (members: {', '.join(names[:5])}"
-                                    f"{', ...' if len(names) > 5 else ''}): not enwik8.zip", _MANUAL)
+                raise mismatch or BadInputError(
+                    str(path), f"has no member {MEMBER!r} (members: {', '.join(names[:5])}"
+                    f"{', ...' if len(names) > 5 else ''}): not enwik8.zip", _MANUAL)
             data = _read_member(raw, zf.getinfo(MEMBER))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
-        raise BadInputError(str(path), f"truncated or damaged zip ({e})",
-                            f"Download it again. {_MANUAL}") from None
-    return data, record
+        raise mismatch or BadInputError(str(path), f"truncated or damaged zip ({e})",
+                                        f"Download it again. {_MANUAL}") from None
+    content = hashlib.sha256(data).hexdigest()
+    if mismatch is not None:
+        if content != CONTENT_SHA256:
+            raise mismatch
+        log.info("%s: a re-packed archive of the official enwik8 content (content sha256 verified)", path)
+        record[path.name]["kind"] = "zip (re-packed; content verified)"
+    return data, record, content, sha256 is not None
 
 
 def _read_member(raw: bytes, zi: zipfile.ZipInfo) -> bytes:
@@ -220,7 +240,9 @@ def prepare_enwik8(
 
     ``source``: ``enwik8.zip``, the unzipped ``enwik8``, or a folder holding either; with no
     source, enwik8.zip is downloaded from ``url`` into ``$SEQBENCH_HOME/downloads`` and verified.
-    ``sha256``: the zip's expected digest (``None`` skips the check: samples and tests).
+    ``sha256``: the zip's expected digest; a zip with another digest is still accepted if its
+    content is byte for byte the official enwik8 (``CONTENT_SHA256``), and an unzipped file must be.
+    ``None`` skips these checks (samples and tests; info.json then says ``"verified": false``).
     ``size``: the expected content length (``None``: take the file's own; splits keep the
     96/4 and 90/5/5 percent proportions). ``out``: datasets root (default
     ``$SEQBENCH_HOME/datasets``); the result goes to ``<out>/enwik8/<version>/``, whole or not at all.
@@ -242,7 +264,8 @@ def prepare_enwik8(
     else:
         path = _locate(source)
         downloaded = False
-    data, sources = _read_content(path, sha256)
+    data, sources, content_sha256, _ = _read_content(path, sha256)
+    verified = content_sha256 == CONTENT_SHA256  # the official corpus, byte for byte
     _check_content(path, data, size)
     total = len(data)
     bounds = split_bounds(total)
@@ -256,7 +279,6 @@ def prepare_enwik8(
         h = sum((v for (a, b), v in hist.items() if start <= a and b <= end), np.zeros(256, dtype=np.int64))
         return int(np.count_nonzero(h))
 
-    verified = sha256 == ZIP_SHA256 and sources[path.name]["kind"] == "zip"
     info: dict = {
         "dataset": spec.name,
         "version": spec.version,
@@ -270,7 +292,7 @@ def prepare_enwik8(
         "sources": sources,
         "downloaded_from": url if downloaded else None,
         "verified": verified,
-        "content": {"bytes": total, "sha256": hashlib.sha256(data).hexdigest(), "distinct_bytes": distinct(0, total)},
+        "content": {"bytes": total, "sha256": content_sha256, "distinct_bytes": distinct(0, total)},
         "units": "symbols are bytes; report bits per byte (the field's 'BPC' on enwik8)",
         "configs": {},
     }
@@ -306,7 +328,7 @@ def prepare_enwik8(
         info["configs"]["standard"]["description"] = "train / valid / test = 90% / 5% / 5% (90M / 5M / 5M bytes)"
         info["expected_counts"] = {
             "expected": spec.expected,
-            "match": verified and total == SIZE and info["content"]["distinct_bytes"] == 205,
+            "match": content_sha256 == CONTENT_SHA256 and info["content"]["distinct_bytes"] == 205,
         }
         h = hashlib.sha256()
         for config in sorted(info["configs"]):
@@ -316,7 +338,7 @@ def prepare_enwik8(
         dump_json(info, tmp / "info.json")
     del view
     if not verified:
-        log.warning("%s: not checked against the official enwik8.zip checksum (a sample or a raw file)", path)
+        log.warning("%s: not checked against the official enwik8 checksums (a sample)", path)
     return Report(dest, info)
 
 
@@ -374,5 +396,5 @@ def write_synthetic_zip(path: str | os.PathLike, size: int, seed: int = 0, *, me
     return path
 
 
-__all__ = ["SPEC", "URL", "ZIP_SHA256", "prepare_enwik8", "split_bounds", "synthetic_enwik8",
+__all__ = ["SPEC", "URL", "ZIP_SHA256", "CONTENT_SHA256", "prepare_enwik8", "split_bounds", "synthetic_enwik8",
            "write_synthetic_zip", "Report"]
