@@ -19,4 +19,12 @@ def load_dataset(name: str, config: str | None = None, split: str = "train", *, 
     return _load(name, config=config, split=split, root=root)
 
 
+def evaluate(model, dataset=None, config=None, split=None, **kwargs):
+    """Evaluate a model on a prepared split; see :func:`seqbench.evaluation.evaluator.evaluate`."""
+    from seqbench.evaluation import evaluate as _evaluate
+
+    return _evaluate(model, dataset, config, split, **kwargs)
+
+
 __all__ = ["__version__", "load_dataset", "SeqbenchError"]
+__all__ += ["evaluate"]

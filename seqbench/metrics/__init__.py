@@ -40,6 +40,24 @@ def _values(x: Any) -> list[float]:
     return [float(v) for v in x]
 
 
+def _push(partials: list[float], values: list[float]) -> float:
+    """Add ``values`` exactly into Shewchuk's non-overlapping ``partials`` (the algorithm behind ``math.fsum``)
+    and return the correctly rounded total: the result does not depend on how the values were grouped."""
+    for x in values:
+        i = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i:] = [x]
+    return math.fsum(partials)
+
+
 @dataclass
 class Totals:
     """Summed statistics of one evaluation (all sums exact in float64, via ``math.fsum``).
@@ -65,35 +83,42 @@ class Totals:
     _nll_parts: list[float] = field(default_factory=list, repr=False, compare=False)
     _sse_parts: list[float] = field(default_factory=list, repr=False, compare=False)
 
-    def add(self, nll_nats, units, errors=None, sse=None) -> None:
-        """Add per-sequence statistics (tensors, arrays or lists of equal length: one entry per sequence)."""
+    def __post_init__(self) -> None:
+        if self.nll_nats and not self._nll_parts:  # e.g. read back from a record
+            self._nll_parts = [float(self.nll_nats)]
+        if self.sse and not self._sse_parts:
+            self._sse_parts = [float(self.sse)]
+
+    def add(self, nll_nats, units, errors=None, sse=None, *, sequences: int | None = None) -> None:
+        """Add per-sequence statistics (tensors, arrays or lists of equal length: one entry per sequence).
+
+        ``sequences``: how many sequences this adds (default: one per entry; 0 for a later window of sequences
+        already counted, as when text streams are scored window by window)."""
         nll, n = _values(nll_nats), _values(units)
         if len(nll) != len(n):
             raise MetricError(f"nll_nats has {len(nll)} sequences but units has {len(n)}")
-        self._nll_parts.append(math.fsum(nll))
-        self.nll_nats = math.fsum(self._nll_parts)
+        self.nll_nats = _push(self._nll_parts, nll)
         self.units += int(round(math.fsum(n)))
-        self.sequences += len(n)
+        self.sequences += len(n) if sequences is None else sequences
         if errors is not None:
             self.errors = (self.errors or 0) + int(round(math.fsum(_values(errors))))
         if sse is not None:
-            self._sse_parts.append(math.fsum(_values(sse)))
-            self.sse = math.fsum(self._sse_parts)
+            self.sse = _push(self._sse_parts, _values(sse))
 
     def merge(self, other: "Totals") -> "Totals":
         """The totals of two disjoint parts (e.g. two ranks' shards)."""
         if other.unit != self.unit:
             raise MetricError(f"cannot merge totals in {self.unit!r} with totals in {other.unit!r}")
         out = Totals(**{**self.to_dict(), "nll_nats": 0.0, "units": 0, "sequences": 0, "errors": None, "sse": None})
-        out._nll_parts = [self.nll_nats, other.nll_nats]
-        out.nll_nats = math.fsum(out._nll_parts)
+        out._nll_parts = list(self._nll_parts)
+        out.nll_nats = _push(out._nll_parts, list(other._nll_parts))
         out.units = self.units + other.units
         out.sequences = self.sequences + other.sequences
         if self.errors is not None or other.errors is not None:
             out.errors = (self.errors or 0) + (other.errors or 0)
         if self.sse is not None or other.sse is not None:
-            out._sse_parts = [self.sse or 0.0, other.sse or 0.0]
-            out.sse = math.fsum(out._sse_parts)
+            out._sse_parts = list(self._sse_parts)
+            out.sse = _push(out._sse_parts, list(other._sse_parts))
         return out
 
     def to_dict(self) -> dict:

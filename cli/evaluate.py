@@ -1,0 +1,149 @@
+"""``seqbench eval``, ``seqbench report`` and ``seqbench zoo``: thin commands over seqbench.evaluation and
+seqbench.zoo (torch and pandas are imported inside the commands)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def register(cli: click.Group, prepare: click.Group) -> None:
+    cli.add_command(eval_cmd)
+    cli.add_command(report_cmd)
+    cli.add_command(zoo)
+
+
+@click.command("eval")
+@click.option("--model", "model", required=True,
+              help="zoo:NAME, hf-hub:org/repo@revision, a model folder, or package.module:factory.")
+@click.option("--dataset", default=None, help="Dataset name (default: the zoo entry's).")
+@click.option("--config", "config", default=None, help="Dataset configuration (default: the zoo entry's).")
+@click.option("--split", default=None, help="Split (default: the zoo entry's, else valid).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--dynamic", is_flag=True, help="Dynamic evaluation (the network trains on the data as it scores it).")
+@click.option("--dynamic-lr", type=float, default=1e-4, show_default=True, help="SGD learning rate of --dynamic.")
+@click.option("--batch-size", type=int, default=None, help="Lines or text chunks per batch (default 16).")
+@click.option("--window", type=int, default=None, help="Text: steps per forward call (default 100).")
+@click.option("--chunk", type=int, default=None, help="Text: predictions per independent stream (default: whole split).")
+@click.option("--metrics", default=None, help="Comma-separated metric names (default: the zoo entry's or the unit's).")
+@click.option("--limit", type=int, default=None, help="Only the first N lines / tokens (a smoke run, recorded as such).")
+@click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the result record (JSON) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_size, window, chunk, metrics, limit,
+             root, out, as_json) -> None:
+    """Evaluate a model on a prepared split and print its metrics in named units.
+
+    \b
+    Examples:
+      seqbench eval --model zoo:synth-3layer --out runs/synth.json
+      seqbench eval --model mypkg.nets:build --dataset iam-ondb --split valid
+    """
+    from seqbench.evaluation import evaluate
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    r = evaluate(model, dataset, config, split, metrics=names, dynamic=dynamic, dynamic_lr=dynamic_lr,
+                 batch_size=batch_size, window=window, chunk=chunk, device=device, limit=limit, root=root, out=out)
+    if as_json:
+        click.echo(r.to_json(), nl=False)
+        return
+    d = r.dataset
+    click.echo(f"{r.model['reference']} on {d['name']} {d['version']} {d['config']}/{d['split']} "
+               f"({r.protocol['name']}{', first ' + str(d['limit']) + ' only: a smoke run' if d.get('limit') else ''})")
+    for name, mv in r.metrics.items():
+        click.echo(f"  {name:24s} {mv['value']:.6g} {mv['unit']}")
+    tp = r.throughput
+    if tp.get("units_per_second"):
+        click.echo(f"  {tp['units']:,} {tp['unit']}s in {tp['seconds']:.2f} s ({tp['units_per_second']:,.0f}/s on {r.device})")
+    if out:
+        click.echo(f"wrote {out}")
+
+
+@click.command("report")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True)
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the table here.")
+def report_cmd(files, fmt, out) -> None:
+    """Tabulate result records beside the paper's numbers for the same setting.
+
+    \b
+    Example:
+      seqbench report runs/*.json --format csv --out results.csv
+    """
+    from seqbench.evaluation import report
+
+    rep = report(files)
+    text = rep.markdown if fmt == "markdown" else rep.csv
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.group("zoo")
+def zoo() -> None:
+    """Pretrained models: list, fetch, publish."""
+
+
+@zoo.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def zoo_list(as_json) -> None:
+    """List the zoo's models, their status and the scores they must reproduce.
+
+    \b
+    Example:
+      seqbench zoo list
+    """
+    from seqbench.evaluation.paper import PAPER
+    from seqbench.zoo import entries, mirror_folder
+
+    items = entries()
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in items], indent=2, sort_keys=True))
+        return
+    for e in items:
+        status = ("published @" + e.revision[:12]) if e.published else "not yet trained"
+        if mirror_folder(e.name) is not None:
+            status += ", mirrored in zoo/"
+        scores = ", ".join(f"{k} {v:g}" for k, v in e.expected.items()) or "-"
+        paper = PAPER.get(e.paper or "")
+        ref = ", ".join(f"{k} {v:g}" for k, v in paper.metrics.items()) if paper else "-"
+        click.echo(f"zoo:{e.name:18s} {e.family:22s} {e.dataset}/{e.dataset_config}/{e.split:6s} [{status}]")
+        click.echo(f"    expected: {scores}   paper ({paper.table if paper else '-'}): {ref}")
+
+
+@zoo.command("fetch")
+@click.argument("name")
+def zoo_fetch(name) -> None:
+    """Download a zoo model into the Hugging Face cache at its pinned revision.
+
+    \b
+    Example:
+      seqbench zoo fetch synth-3layer
+    """
+    from seqbench.zoo.hub import fetch
+
+    r = fetch(name)
+    click.echo(f"zoo:{name}: {r.repo_id}@{r.revision} in {r.folder} (sha256 {r.weights_sha256})")
+
+
+@zoo.command("push")
+@click.argument("name")
+@click.option("--repo-id", default=None, help="Hub repo (default: the entry's, seqbench/NAME).")
+@click.option("--folder", default=None, type=click.Path(file_okay=False), help="Folder to publish (default: zoo/NAME).")
+@click.option("--private", is_flag=True, help="Create the repo as private.")
+def zoo_push(name, repo_id, folder, private) -> None:
+    """Publish zoo/NAME (config.json, model.safetensors, README.md) to the Hugging Face Hub.
+
+    Prints the new commit: pin it as the entry's revision in seqbench/zoo/__init__.py.
+
+    \b
+    Example:
+      HF_TOKEN=... seqbench zoo push synth-3layer
+    """
+    from seqbench.zoo.hub import push
+
+    commit = push(name, repo_id=repo_id, folder=folder, private=private)
+    click.echo(f"pushed {name}: revision {commit} (pin it in the zoo entry)")

@@ -1,0 +1,358 @@
+"""``seqbench.evaluate``: a model on a prepared split → summed statistics → metrics → a result record.
+
+Protocols (never mixed in one table):
+
+- **static**: the weights are fixed; every prediction is scored once.
+- **dynamic** (Graves 2013, Sec. 3.1): the network keeps training on the evaluation data while it is scored,
+  predicting each unit *before* the update that uses it. seqbench's instance of this protocol (the paper leaves
+  the hyperparameters open): plain SGD on a copy of the network, learning rate ``dynamic_lr`` (1e-4, the
+  paper's training rate), momentum ``dynamic_momentum`` (0), one step per window (text) or per batch of lines
+  (handwriting) on the summed NLL of that window. Its result depends on the batching and is recorded with it.
+
+Text (PTB, enwik8) is scored as independent *chunks* of ``chunk`` consecutive predictions (default: the whole
+split is one chunk; enwik8's zoo entry uses Graves's 10,000 = 100 sequences of 100 bytes between state resets),
+each from a zero state, with the state carried across windows of ``window`` steps. Chunks are fixed by the data,
+not by the batch size, so static results do not depend on ``batch_size`` or ``window``. Handwriting lines are
+scored whole, in batches of lines sorted by length.
+
+Under ``torchrun`` (``torch.distributed`` initialised) each rank scores every ``world_size``-th line or chunk and
+the summed statistics are all-reduced, so every rank returns the single-process result.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from seqbench.errors import SeqbenchError
+from seqbench.evaluation.paper import PAPER, paper_rows_for
+from seqbench.evaluation.records import EvalResult
+from seqbench.metrics import DEFAULT_METRICS, Totals, compute
+from seqbench.registry import Registry
+from seqbench.zoo import ZOO, ZooEntry
+from seqbench.zoo.hub import ResolvedModel, load_model
+
+log = logging.getLogger(__name__)
+
+_TEXT_UNIT = {"enwik8": "byte"}  # ptb: the configuration's name ("char" or "word")
+
+
+class EvaluationError(SeqbenchError):
+    """The model and the data do not fit together, or the options are inconsistent."""
+
+
+@dataclass
+class Protocol:
+    """Everything that can change the numbers besides the model and the data (recorded in every result)."""
+
+    name: str = "static"  # "static" | "dynamic"
+    batch_size: int = 16  # lines (handwriting) or chunks (text) per batch
+    window: int = 100  # text: steps per forward call (state carried across windows)
+    chunk: int | None = None  # text: predictions per independent stream; None = the whole split
+    eol: bool = False  # PTB char: end-of-line symbol between sentences
+    dynamic_lr: float | None = None
+    dynamic_momentum: float | None = None
+    dtype: str = "float32"
+
+
+def _device(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_reduce(totals: Totals, device: torch.device) -> Totals:
+    rank, world = _dist()
+    if world == 1:
+        return totals
+    v = torch.tensor([totals.nll_nats, totals.units, totals.sequences, totals.errors or 0, totals.sse or 0.0,
+                      float(totals.errors is not None), float(totals.sse is not None)], dtype=torch.float64,
+                     device=device if torch.distributed.get_backend() == "nccl" else "cpu")
+    torch.distributed.all_reduce(v)
+    out = Totals(unit=totals.unit, chars=totals.chars, words=totals.words, log_sigma=totals.log_sigma)
+    out.add([float(v[0])], [int(round(float(v[1])))], sequences=int(round(float(v[2]))),
+            errors=[float(v[3])] if v[5] > 0 else None, sse=[float(v[4])] if v[6] > 0 else None)
+    return out
+
+
+# -- scoring one batch ------------------------------------------------------------------------------------------------
+def _family(model) -> str:
+    return getattr(model, "family", "") or ""
+
+
+def score_handwriting(model, batch: dict) -> dict[str, torch.Tensor]:
+    """Per-line nll, points and (for seqbench's networks) squared error of the mixture mean, from one forward."""
+    fam = _family(model)
+    if fam in ("handwriting-prediction", "handwriting-synthesis"):
+        from seqbench.metrics.handwriting import squared_error
+        from seqbench.models import mdn
+
+        if fam == "handwriting-synthesis":
+            y_hat, _ = model(batch["inputs"], batch["chars"], batch["char_mask"])
+        else:
+            y_hat, _ = model(batch["inputs"])
+        M, mask = model.config.n_mixtures, batch["mask"]
+        return {"nll": mdn.mixture_nll(y_hat, batch["targets"], mask, M), "n": mask.sum(1),
+                "sse": squared_error(y_hat, batch["targets"], mask, M)}
+    nll, n = model.score(batch)
+    return {"nll": nll, "n": n}
+
+
+def score_text(model, batch: dict, state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Per-row nll, predictions and argmax errors of one window, carrying ``state``."""
+    if _family(model) == "lstm-lm":
+        logits, new_state = model(batch["inputs"], state)  # (B, T, V)
+        mask, targets = batch["mask"], batch["targets"]
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits if logits.dtype == torch.float64 else logits.float()
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T), 0 where -100
+        nll = (nll * mask.to(nll.dtype)).sum(1)
+        errors = ((logits.argmax(-1) != targets) & mask).sum(1)
+        return {"nll": nll, "n": mask.sum(1), "errors": errors}, new_state
+    if hasattr(model, "score_with_state"):
+        nll, n, new_state = model.score_with_state(batch, state)
+        return {"nll": nll, "n": n}, new_state
+    nll, n = model.score(batch)
+    return {"nll": nll, "n": n}, None
+
+
+def _add(totals: Totals, out: dict[str, torch.Tensor], sequences: int | None = None) -> None:
+    totals.add(out["nll"].detach(), out["n"].detach(), errors=out.get("errors"), sse=out.get("sse"),
+               sequences=sequences)
+
+
+def _detach(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(_detach(s) for s in state)
+    return state
+
+
+# -- the two kinds of data ---------------------------------------------------------------------------------------------
+def _to(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device)
+            if v.is_floating_point():
+                v = v.to(dtype)
+        out[k] = v
+    return out
+
+
+def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype, step) -> tuple[Totals, dict]:
+    from seqbench.data.iam.torch import collate
+
+    if _family(model) == "handwriting-synthesis":
+        from seqbench.data.iam.vocab import GRAVES57
+
+        if model.config.vocab_size != GRAVES57.size:
+            raise EvaluationError(f"the synthesis network has {model.config.vocab_size} character classes but "
+                                  f"the evaluation transcriptions use the {GRAVES57.size}-class vocabulary")
+    tds = ds.to_torch()
+    st = tds.stats
+    totals = Totals(unit="point", log_sigma=math.log(st.std_dx) + math.log(st.std_dy))
+    n = len(tds) if limit is None else min(limit, len(tds))
+    lengths = tds.lengths()[:n]
+    order = sorted(range(n), key=lambda i: (-int(lengths[i]), i))  # long lines first: less padding
+    rank, world = _dist()
+    order = order[rank::world]
+    for a in range(0, len(order), protocol.batch_size):
+        batch = _to(collate([tds[i] for i in order[a:a + protocol.batch_size]]), device, dtype)
+        out = step(lambda: score_handwriting(model, batch))
+        _add(totals, out)
+    info = {"transform": tds.transform.name, "offset_stats": st.to_dict()}
+    return totals, info
+
+
+def _chunks(n_pred: int, chunk: int | None) -> list[tuple[int, int]]:
+    L = n_pred if not chunk else chunk
+    return [(a, min(a + L, n_pred)) for a in range(0, n_pred, max(L, 1))]
+
+
+def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step) -> tuple[Totals, dict]:
+    from seqbench.data.streams import load_tokens
+
+    unit = _TEXT_UNIT.get(ds.spec.name, ds.config)
+    model_unit = getattr(model, "unit", "") or ""
+    if model_unit and model_unit != unit:
+        raise EvaluationError(f"the model predicts {model_unit}s but {ds.spec.name}/{ds.config} is scored in {unit}s")
+    cfg_info = ds.info["configs"][ds.config]
+    n_symbols = cfg_info.get("vocab_size", 256) + (1 if protocol.eol else 0)
+    V = getattr(getattr(model, "config", None), "vocab_size", None)
+    if V is not None and V < n_symbols:
+        raise EvaluationError(f"the model has {V} outputs but {ds.spec.name}/{ds.config} has {n_symbols} symbols"
+                              f"{' (with end-of-line)' if protocol.eol else ''}; it was trained on other data")
+    tokens = load_tokens(ds, eol=protocol.eol)
+    if limit is not None:
+        tokens = tokens[: limit + 1]
+    si = ds.split_info
+    totals = Totals(unit=unit, chars=si.get("chars"), words=si.get("words"))
+    n_pred = max(len(tokens) - 1, 0)
+    chunks = _chunks(n_pred, protocol.chunk)
+    rank, world = _dist()
+    mine = chunks[rank::world]
+    T = protocol.window
+    for a in range(0, len(mine), protocol.batch_size):
+        group = mine[a:a + protocol.batch_size]
+        B, Lmax = len(group), max(e - s for s, e in group)
+        inputs = torch.zeros(B, Lmax, dtype=torch.int64)
+        targets = torch.full((B, Lmax), -100, dtype=torch.int64)
+        for b, (s, e) in enumerate(group):
+            inputs[b, : e - s] = tokens[s:e].to(torch.int64)
+            targets[b, : e - s] = tokens[s + 1:e + 1].to(torch.int64)
+        mask = targets != -100
+        inputs, targets, mask = inputs.to(device), targets.to(device), mask.to(device)
+        state = None
+        for w in range(0, Lmax, T):
+            batch = {"inputs": inputs[:, w:w + T], "targets": targets[:, w:w + T], "mask": mask[:, w:w + T]}
+            box: dict = {}
+
+            def run(batch=batch, state=state, box=box):
+                out, box["state"] = score_text(model, batch, state)
+                return out
+
+            out = step(run)
+            state = _detach(box["state"])
+            _add(totals, out, sequences=B if w == 0 else 0)
+    info = {"tokens": int(len(tokens)), "chunks": len(chunks), "unit": unit}
+    return totals, info
+
+
+# -- the public function ------------------------------------------------------------------------------------------------
+def evaluate(model: Any, dataset: str | None = None, config: str | None = None, split: str | None = None, *,
+             metrics: Iterable[str] | None = None, dynamic: bool = False, batch_size: int | None = None,
+             window: int | None = None, chunk: int | None = None, eol: bool | None = None, device: str = "cpu",
+             dtype: str = "float32", dynamic_lr: float = 1e-4, dynamic_momentum: float = 0.0,
+             limit: int | None = None, root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+             registry: Registry[ZooEntry] = ZOO) -> EvalResult:
+    """Evaluate ``model`` on a prepared split and return (and optionally save to ``out``) its result record.
+
+    ``model``: a reference (``zoo:NAME``, ``hf-hub:org/repo@rev``, a folder, ``package.module:factory``) or a
+    torch module with ``score(batch) -> (nll nats per sequence (B,), units (B,))``. A zoo entry supplies the
+    default dataset, configuration, split, metrics and protocol options. ``limit``: score only the first
+    ``limit`` lines (handwriting) or tokens (text), recorded as such: a smoke run, not a benchmark.
+
+    >>> r = seqbench.evaluate("zoo:synth-3layer")  # doctest: +SKIP
+    >>> r.value("nll_nats_per_line")  # doctest: +SKIP
+    """
+    import seqbench
+    from seqbench.data import load_dataset
+
+    dev = _device(device)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
+    if tdtype is None:
+        raise EvaluationError(f"dtype must be float32 or float64, not {dtype!r}")
+    if isinstance(model, str):
+        net, resolved = load_model(model, device=str(dev), registry=registry)
+    else:
+        net, resolved = model, ResolvedModel(f"python:{type(model).__module__}.{type(model).__qualname__}",
+                                             "object", "python")
+    entry = resolved.entry
+    if not callable(getattr(net, "score", None)):
+        raise EvaluationError(f"{resolved.reference}: the model has no score(batch) method")
+    if hasattr(net, "to"):
+        net = net.to(device=dev, dtype=tdtype)
+    opts = dict(entry.eval_options) if entry else {}
+    dataset = dataset or (entry.dataset if entry else None)
+    if dataset is None:
+        raise EvaluationError(f"{resolved.reference} is not a zoo model: say which data to use "
+                              "(dataset=..., or --dataset NAME [--config C] [--split S])")
+    if entry and dataset == entry.dataset:
+        config = config or entry.dataset_config
+        split = split or entry.split
+    ds = load_dataset(dataset, config=config, split=split or "valid", root=root)
+    handwriting = ds.spec.name == "iam-ondb"
+    if eol is None:
+        eol = bool(opts.get("eol", False))
+        V = getattr(getattr(net, "config", None), "vocab_size", None)
+        ci = ds.info["configs"][ds.config]
+        if not handwriting and V is not None and "eol_id" in ci and V == ci["vocab_size"] + 1:
+            eol = True  # a char model with one output more than the file's symbols was trained with end-of-line
+    protocol = Protocol(
+        name="dynamic" if dynamic else "static",
+        batch_size=batch_size or int(opts.get("batch_size", 16)),
+        window=window or int(opts.get("window", 100)),
+        chunk=chunk if chunk is not None else opts.get("chunk"),
+        eol=eol, dtype=dtype,
+        dynamic_lr=dynamic_lr if dynamic else None, dynamic_momentum=dynamic_momentum if dynamic else None)
+    if protocol.batch_size < 1 or protocol.window < 1 or (protocol.chunk is not None and protocol.chunk < 1):
+        raise EvaluationError("batch_size, window and chunk must be positive")
+
+    if dynamic:
+        if _dist()[1] > 1:
+            raise EvaluationError("dynamic evaluation is sequential: run it in one process, not under torchrun")
+        net = copy.deepcopy(net)
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=dynamic_lr, momentum=dynamic_momentum)
+
+        def step(fn):
+            with torch.enable_grad():
+                out = fn()
+                loss = out["nll"].sum()  # the window's summed NLL: scored before the update below
+                opt.zero_grad(set_to_none=True)
+                if loss.requires_grad:
+                    loss.backward()
+                    opt.step()
+            return {k: v.detach() for k, v in out.items()}
+    else:
+        def step(fn):
+            with torch.inference_mode():
+                return fn()
+
+    if hasattr(net, "eval"):
+        net.eval()
+    t0 = time.perf_counter()
+    run = _handwriting if handwriting else _text
+    totals, data_info = run(net, ds, protocol, limit, dev, tdtype, step)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    totals = _all_reduce(totals, dev)
+
+    names = list(metrics) if metrics is not None else list(entry.metrics if entry else DEFAULT_METRICS[totals.unit])
+    values = compute(names, totals, skip_missing=metrics is None)
+
+    family = _family(net) or type(net).__name__
+    model_info = {**resolved.to_dict(), "family": family,
+                  "config": asdict(net.config) if hasattr(getattr(net, "config", None), "__dataclass_fields__") else None,
+                  "parameters": int(sum(p.numel() for p in net.parameters())) if hasattr(net, "parameters") else None}
+    dataset_info = {"name": ds.spec.name, "version": ds.spec.version, "config": ds.config, "split": ds.split,
+                    "fingerprint": ds.fingerprint, "dataset_fingerprint": ds.info.get("fingerprint"),
+                    "rows": len(ds), "limit": limit, **data_info}
+    paper_ids = [entry.paper] if entry and entry.paper in PAPER else [
+        r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name)]
+    if entry and entry.paper in PAPER and PAPER[entry.paper].protocol != protocol.name:
+        paper_ids = [r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name)]
+    result = EvalResult(
+        model=model_info, dataset=dataset_info, protocol=asdict(protocol),
+        metrics={k: {"value": v.value, "unit": v.unit} for k, v in values.items()},
+        totals=totals.to_dict(), seqbench_version=seqbench.__version__,
+        device=str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+        throughput={"units": totals.units, "unit": totals.unit, "seconds": seconds,
+                    "units_per_second": totals.units / seconds if seconds > 0 else None,
+                    "world_size": _dist()[1]},
+        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        paper=paper_ids)
+    if out is not None and _dist()[0] == 0:
+        result.save(out)
+    return result
+
+
+__all__ = ["evaluate", "Protocol", "EvaluationError", "score_handwriting", "score_text"]

@@ -1,0 +1,179 @@
+"""The model zoo: one registry entry per pretrained model (after timm's pretrained configs).
+
+An entry says what the model is (family + config), how it was trained (recipe), where it is evaluated (dataset,
+configuration, split, metrics, protocol), where its files live (Hugging Face Hub repo id + pinned revision, and
+the sha256 of its weights), which numbers it must reproduce, and its license. ``zoo/NAME/`` in the checkout
+holds exactly what the Hub repo holds (config.json, model.safetensors, README.md) and serves as the offline
+mirror.
+
+An entry whose model has not been trained yet has ``revision=None`` and ``weights_sha256=None``: it documents
+the paper's setting (and its numbers, through ``paper``) and resolving it explains how to train it.
+
+>>> get_entry("synth-3layer").dataset, get_entry("synth-3layer").split
+('iam-ondb', 'valid')
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqbench.registry import Registry
+
+#: Hub organisation of the seqbench zoo (repo ids are ``HUB_ORG/NAME``).
+HUB_ORG = "seqbench"
+
+IAM_LICENSE = ("Weights trained on IAM-OnDB: the database is free for non-commercial research only "
+               "(https://fki.tic.heia-fr.ch/databases/iam-on-line-handwriting-database); the same restriction "
+               "applies to these weights. Code: Apache-2.0.")
+PTB_LICENSE = ("Weights trained on the Penn Treebank (Mikolov's preprocessing of LDC99T42; LDC license terms "
+               "apply to the text). Code: Apache-2.0.")
+ENWIK8_LICENSE = "Weights trained on enwik8 (Wikipedia text, CC BY-SA). Code: Apache-2.0."
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A pretrained model of the zoo. ``expected`` holds the metric values ``seqbench eval --model zoo:NAME``
+    must reproduce (within ``tolerance``, relative), measured by ``recipe``'s run; empty until trained."""
+
+    name: str
+    family: str  # seqbench.models registry name
+    config: dict[str, Any]  # the family's config fields
+    recipe: str  # how the weights were (or are to be) trained
+    dataset: str
+    dataset_config: str
+    split: str
+    metrics: tuple[str, ...]
+    description: str
+    license: str
+    hub_repo: str = ""
+    revision: str | None = None  # pinned commit of hub_repo; None = not published yet
+    weights_sha256: str | None = None
+    expected: dict[str, float] = field(default_factory=dict)
+    tolerance: float = 1e-4
+    protocol: str = "static"  # "static" or "dynamic"
+    eval_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"chunk": 10000} for enwik8
+    paper: str | None = None  # id of the paper's row this model reproduces (seqbench.evaluation.paper)
+    smoke: bool = False  # a tiny smoke-test model, not a benchmark result
+
+    @property
+    def repo_id(self) -> str:
+        return self.hub_repo or f"{HUB_ORG}/{self.name}"
+
+    @property
+    def published(self) -> bool:
+        return self.revision is not None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["metrics"] = list(self.metrics)
+        d["repo_id"] = self.repo_id
+        return d
+
+
+ZOO: Registry[ZooEntry] = Registry("zoo model")
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    return ZOO.add(entry.name, entry)
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The zoo entry ``name`` (an unknown name raises with close matches)."""
+    return ZOO.get(name)
+
+
+def entries() -> list[ZooEntry]:
+    return [ZOO.get(n) for n in ZOO.names()]
+
+
+def mirror_dirs() -> list[Path]:
+    """Folders searched for ``NAME/`` mirrors of zoo repos, in order: ``$SEQBENCH_ZOO`` (os.pathsep-separated),
+    the checkout's ``zoo/``, an installed copy under ``<prefix>/share/seqbench/zoo``."""
+    out: list[Path] = []
+    env = os.environ.get("SEQBENCH_ZOO")
+    if env:
+        out += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    out.append(Path(__file__).resolve().parents[2] / "zoo")
+    out.append(Path(sys.prefix) / "share" / "seqbench" / "zoo")
+    return out
+
+
+def mirror_folder(name: str) -> Path | None:
+    """The first mirror folder ``zoo/NAME`` that holds a config.json, or None."""
+    for d in mirror_dirs():
+        if (d / name / "config.json").is_file():
+            return d / name
+    return None
+
+
+_HW_METRICS = ("nll_nats_per_line", "sse_per_point", "nll_nats_per_point", "nll_nats_per_line_raw",
+               "nll_nats_per_point_raw")
+_NOT_TRAINED = "not yet trained: "
+
+
+def _hw(name, family, layers, hidden, paper, reg, recipe):
+    cfg = {"hidden_size": hidden, "num_layers": layers, "n_mixtures": 20}
+    if family == "handwriting-synthesis":
+        cfg.update(n_window=10, vocab_size=57)
+    kind = "synthesis" if family == "handwriting-synthesis" else "prediction"
+    return ZooEntry(
+        name=name, family=family, config=cfg, recipe=recipe, dataset="iam-ondb", dataset_config="graves2013",
+        split="valid", metrics=_HW_METRICS, license=IAM_LICENSE, paper=paper,
+        description=f"{_NOT_TRAINED}handwriting {kind} network, {layers} × {hidden} LSTM, {reg} "
+                    f"(Graves 2013, Table {4 if kind == 'synthesis' else 3})")
+
+
+def _lm(name, config, vocab, hidden, layers, unit, dataset, split, paper, reg, recipe, metrics, **kw):
+    return ZooEntry(
+        name=name, family="lstm-lm",
+        config={"vocab_size": vocab, "hidden_size": hidden, "num_layers": layers, "unit": unit},
+        recipe=recipe, dataset=dataset, dataset_config=config, split=split, metrics=metrics,
+        license=PTB_LICENSE if dataset == "ptb" else ENWIK8_LICENSE, paper=paper,
+        description=f"{_NOT_TRAINED}{layers} × {hidden} LSTM {unit} model, {reg}", **kw)
+
+
+# The paper's models (Graves 2013, Tables 1-4). None is trained yet: no revision, no weights, no expected values.
+for _e in (
+    _hw("pred-1layer", "handwriting-prediction", 1, 900, "table3-1layer", "no regularisation",
+        "graves2013-prediction-1x900"),
+    _hw("pred-3layer", "handwriting-prediction", 3, 400, "table3-3layer", "no regularisation",
+        "graves2013-prediction-3x400"),
+    _hw("pred-3layer-awn", "handwriting-prediction", 3, 400, "table3-3layer-awn", "adaptive weight noise",
+        "graves2013-prediction-3x400-awn"),
+    _hw("synth-3layer", "handwriting-synthesis", 3, 400, "table4-none", "no regularisation",
+        "graves2013-synthesis-3x400"),
+    _hw("synth-3layer-awn", "handwriting-synthesis", 3, 400, "table4-awn", "adaptive weight noise",
+        "graves2013-synthesis-3x400-awn"),
+    _lm("ptb-char", "char", 49, 1000, 1, "char", "ptb", "test", "table1-char-none-static", "no regularisation",
+        "graves2013-ptb-char", ("bits_per_char", "perplexity", "error_rate")),
+    _lm("ptb-char-wn", "char", 49, 1000, 1, "char", "ptb", "test", "table1-char-wn-static", "weight noise",
+        "graves2013-ptb-char-wn", ("bits_per_char", "perplexity", "error_rate")),
+    _lm("ptb-char-awn", "char", 49, 1000, 1, "char", "ptb", "test", "table1-char-awn-static",
+        "adaptive weight noise", "graves2013-ptb-char-awn", ("bits_per_char", "perplexity", "error_rate")),
+    _lm("ptb-word", "word", 10000, 1000, 1, "word", "ptb", "test", "table1-word-none-static", "no regularisation",
+        "graves2013-ptb-word", ("perplexity", "bits_per_word", "error_rate")),
+    _lm("ptb-word-wn", "word", 10000, 1000, 1, "word", "ptb", "test", "table1-word-wn-static", "weight noise",
+        "graves2013-ptb-word-wn", ("perplexity", "bits_per_word", "error_rate")),
+    # vocab 256: the prepared enwik8 stream holds raw bytes (205 of them occur; Sec. 3.2's 205 inputs)
+    _lm("enwik8-7layer", "graves2013", 256, 700, 7, "byte", "enwik8", "valid", "table2-valid-static",
+        "no regularisation", "graves2013-enwik8-7x700", ("bits_per_byte", "error_rate"),
+        # Sec. 3.2: 100-byte sequences, state reset every 100 sequences -> chunks of 10,000 bytes
+        eval_options={"chunk": 10_000}),
+):
+    register(_e)
+
+
+__all__ = ["ZooEntry", "ZOO", "HUB_ORG", "register", "get_entry", "entries", "mirror_dirs", "mirror_folder"]
+
+
+def export(model, entry: ZooEntry | str, folder, **kwargs):
+    """Write a zoo folder for ``model`` (see :func:`seqbench.zoo.card.export`)."""
+    from seqbench.zoo.card import export as _export
+
+    return _export(model, get_entry(entry) if isinstance(entry, str) else entry, folder, **kwargs)
+
+
+__all__ += ["export"]

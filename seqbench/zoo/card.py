@@ -1,0 +1,90 @@
+"""Export a trained network as a zoo folder: config.json, model.safetensors and a model card README.md whose
+front matter carries the results in the Hub's ``model-index`` format.
+
+>>> export(model, get_entry("synth-3layer"), "zoo/synth-3layer", results=record)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from seqbench.zoo import ZooEntry
+from seqbench.zoo.hub import CARD, CONFIG, WEIGHTS, sha256_file
+
+_DATASET_NAMES = {"iam-ondb": "IAM On-Line Handwriting Database", "ptb": "Penn Treebank", "enwik8": "enwik8"}
+_TASKS = {"iam-ondb": ("handwriting-generation", "Handwriting prediction"),
+          "ptb": ("text-generation", "Language modelling"), "enwik8": ("text-generation", "Language modelling")}
+
+
+def _yaml_scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v), ensure_ascii=False)  # a JSON string is a valid YAML scalar
+
+
+def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None = None,
+               record: Mapping[str, Any] | None = None) -> str:
+    """The README.md of a zoo repo. ``results``: metric name → {"value", "unit"} (e.g. an eval record's
+    ``metrics``); ``record``: the eval record that produced them (provenance shown in the card)."""
+    results = dict(results or {})
+    task_type, task_name = _TASKS.get(entry.dataset, ("other", "Sequence modelling"))
+    lic = "other"
+    lines = ["---", "library_name: seqbench", f"license: {lic}", "tags:", "  - seqbench", "  - graves2013",
+             f"  - {entry.family}"]
+    if entry.smoke:
+        lines.append("  - smoke-test")
+    lines += ["model-index:", f"  - name: {entry.name}", "    results:", "      - task:",
+              f"          type: {task_type}", f"          name: {_yaml_scalar(task_name)}", "        dataset:",
+              f"          name: {_yaml_scalar(_DATASET_NAMES.get(entry.dataset, entry.dataset))}",
+              f"          type: {entry.dataset}", f"          config: {entry.dataset_config}",
+              f"          split: {entry.split}", "        metrics:"]
+    for name, mv in results.items():
+        lines += [f"          - type: {name}", f"            value: {_yaml_scalar(float(mv['value']))}",
+                  f"            name: {_yaml_scalar(name + ' (' + str(mv.get('unit', '')) + ', ' + entry.protocol + ')')}"]
+    if not results:
+        lines.append("          []")
+    lines.append("---")
+    body = [f"# {entry.name}", ""]
+    if entry.smoke:
+        body += ["**A tiny smoke-test model**: it exists so that the whole stack runs offline in seconds. "
+                 "It is not a benchmark result and not comparable with the paper.", ""]
+    body += [entry.description, "", "| | |", "|---|---|",
+             f"| architecture | `{entry.family}` {json.dumps(entry.config, sort_keys=True)} |",
+             f"| recipe | `{entry.recipe}` |",
+             f"| evaluated on | {entry.dataset} / {entry.dataset_config} / {entry.split}, {entry.protocol} |",
+             f"| Hub repo | `{entry.repo_id}` |", ""]
+    if results:
+        body += ["## Results", "", "| metric | value | unit |", "|---|---|---|"]
+        body += [f"| {k} | {float(v['value']):.6g} | {v.get('unit', '')} |" for k, v in results.items()]
+        body.append("")
+    if record:
+        ds = record.get("dataset", {})
+        body += [f"Measured by seqbench {record.get('seqbench_version', '?')} on {ds.get('name')} "
+                 f"{ds.get('version')} (split fingerprint `{ds.get('fingerprint')}`), device {record.get('device')}.", ""]
+    body += ["Reproduce:", "", "```", f"seqbench eval --model zoo:{entry.name}", "```", "", "## License", "",
+             entry.license, ""]
+    return "\n".join(lines + [""] + body)
+
+
+def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
+           record: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+    """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
+    returns (folder, weights sha256) — the sha256 to pin in the zoo entry."""
+    from seqbench.models.io import save_pretrained
+
+    folder = Path(folder)
+    save_pretrained(model, folder)
+    sha = sha256_file(folder / WEIGHTS)
+    cfg = json.loads((folder / CONFIG).read_text())
+    cfg.update({"weights_sha256": sha, "zoo": {"name": entry.name, "dataset": entry.dataset,
+                                               "config": entry.dataset_config, "split": entry.split}})
+    (folder / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (folder / CARD).write_text(model_card(entry, results or (record or {}).get("metrics"), record), encoding="utf-8")
+    return folder, sha
+
+
+__all__ = ["model_card", "export"]

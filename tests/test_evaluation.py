@@ -1,0 +1,246 @@
+"""Evaluation: batch-size invariance, static vs dynamic, records, reports, own models, bad references."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import seqbench
+from seqbench.evaluation import EvalResult, RecordError, report
+from seqbench.evaluation.evaluator import EvaluationError
+from seqbench.models import build_model
+
+
+@pytest.fixture(scope="session")
+def iam_root(tmp_path_factory) -> Path:
+    from seqbench.data.iam.prepare import prepare_iam
+    from seqbench.data.iam.synthetic import make_sample
+
+    d = tmp_path_factory.mktemp("iam")
+    make_sample(d / "src", forms_per_split=2)
+    prepare_iam(d / "src", d / "datasets", quiet=True, workers=1)
+    return d / "datasets"
+
+
+@pytest.fixture(scope="session")
+def ptb_root(tmp_path_factory) -> Path:
+    """A small corpus in Mikolov's PTB file format (repetitive, so dynamic evaluation has something to learn)."""
+    from seqbench.data.ptb import prepare_ptb
+
+    d = tmp_path_factory.mktemp("ptb")
+    src = d / "src"
+    src.mkdir()
+    rng = random.Random(0)
+    words = "the a cat dog sat on mat <unk> N ran".split()
+    for split, n in (("train", 60), ("valid", 20), ("test", 30)):
+        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(n)]
+        if split == "test":
+            lines = ["the cat sat on the mat"] * n
+        (src / f"ptb.{split}.txt").write_text("".join(f" {ln} \n" for ln in lines))
+        (src / f"ptb.char.{split}.txt").write_text("".join(" _ ".join(" ".join(w) for w in ln.split()) + "\n"
+                                                           for ln in lines))
+    prepare_ptb(src, d / "datasets", quiet=True)
+    return d / "datasets"
+
+
+def _tiny(family: str, seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    if family == "lstm-lm":
+        return build_model(family, hidden_size=12, num_layers=2, **kw)
+    return build_model(family, hidden_size=8, num_layers=2, n_mixtures=3, **kw)
+
+
+def _char_vocab(root) -> int:
+    return seqbench.load_dataset("ptb", "char", "test", root=root).info["configs"]["char"]["vocab_size"]
+
+
+@pytest.mark.parametrize("family", ["handwriting-prediction", "handwriting-synthesis"])
+def test_handwriting_results_do_not_depend_on_batch_size(iam_root, family):
+    m = _tiny(family)
+    results = [seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root, batch_size=bs)
+               for bs in (1, 4, 7)]
+    for name in ("nll_nats_per_line", "nll_nats_per_point", "nll_nats_per_line_raw", "sse_per_point"):
+        ref = results[0].value(name)
+        for r in results[1:]:
+            assert r.value(name) == pytest.approx(ref, rel=1e-6), name
+    assert results[0].totals["sequences"] == len(seqbench.load_dataset("iam-ondb", "graves2013", "valid", root=iam_root))
+
+
+def test_evaluator_sums_what_score_returns(iam_root):
+    from seqbench.data.iam.torch import collate
+
+    m = _tiny("handwriting-synthesis")
+    r = seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root, batch_size=3)
+    tds = seqbench.load_dataset("iam-ondb", "graves2013", "valid", root=iam_root).to_torch()
+    with torch.no_grad():
+        nll, n = m.score(collate([tds[i] for i in range(len(tds))]))
+    assert r.totals["nll_nats"] == pytest.approx(float(nll.double().sum()), rel=1e-6)
+    assert r.totals["units"] == int(n.sum())
+    st = tds.stats
+    assert r.totals["log_sigma"] == pytest.approx(math.log(st.std_dx) + math.log(st.std_dy))
+    assert r.value("nll_nats_per_line") == pytest.approx(float(nll.double().mean()), rel=1e-6)
+
+
+def test_text_results_do_not_depend_on_batch_size_or_window(ptb_root):
+    m = _tiny("lstm-lm", vocab_size=_char_vocab(ptb_root), unit="char")
+    runs = [seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root, batch_size=bs, window=w, chunk=40)
+            for bs, w in ((1, 40), (3, 7), (8, 100))]
+    for name in ("bits_per_char", "perplexity", "error_rate"):
+        for r in runs[1:]:
+            assert r.value(name) == pytest.approx(runs[0].value(name), rel=1e-6), name
+    split = seqbench.load_dataset("ptb", "char", "test", root=ptb_root).split_info
+    assert runs[0].totals["units"] == split["chars"] - 1  # every next-symbol prediction, once
+    assert runs[0].totals["chars"] == split["chars"] and runs[0].totals["words"] == split["words"]
+    bpc = runs[0].value("bits_per_char")
+    assert runs[0].value("perplexity") == pytest.approx(2 ** (bpc * split["chars"] / split["words"]), rel=1e-9)
+
+
+def test_word_model_perplexity(ptb_root):
+    V = seqbench.load_dataset("ptb", "word", "test", root=ptb_root).info["configs"]["word"]["vocab_size"]
+    r = seqbench.evaluate(_tiny("lstm-lm", vocab_size=V, unit="word"), "ptb", "word", "test", root=ptb_root)
+    assert r.value("perplexity") == pytest.approx(math.exp(r.totals["nll_nats"] / r.totals["units"]), rel=1e-12)
+    assert set(r.metrics) == {"perplexity", "bits_per_word", "error_rate", "nll_nats"}
+
+
+def test_static_vs_dynamic(ptb_root):
+    m = _tiny("lstm-lm", vocab_size=_char_vocab(ptb_root), unit="char")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    static = seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root, window=20)
+    frozen = seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root, window=20, dynamic=True, dynamic_lr=0.0)
+    learned = seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root, window=20, dynamic=True, dynamic_lr=0.05)
+    assert frozen.value("bits_per_char") == pytest.approx(static.value("bits_per_char"), rel=1e-6)
+    assert learned.value("bits_per_char") < static.value("bits_per_char") - 0.1  # a repeated sentence is learnt
+    assert (static.protocol["name"], learned.protocol["name"]) == ("static", "dynamic")
+    assert learned.protocol["dynamic_lr"] == 0.05 and static.protocol["dynamic_lr"] is None
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # the caller's model is untouched
+
+
+def test_record_round_trip_and_report(iam_root, tmp_path):
+    m = _tiny("handwriting-synthesis")
+    path = tmp_path / "runs" / "synth.json"
+    r = seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root, out=path, limit=4)
+    back = EvalResult.load(path)
+    assert back == r
+    ds = seqbench.load_dataset("iam-ondb", "graves2013", "valid", root=iam_root)
+    assert back.dataset["fingerprint"] == ds.fingerprint and back.dataset["limit"] == 4
+    assert back.totals["sequences"] == 4
+    assert back.metrics["nll_nats_per_line"]["unit"] == "nats/line"
+    assert back.seqbench_version == seqbench.__version__ and back.device == "cpu"
+    assert back.throughput["units_per_second"] > 0 and back.paper == ["table4-none", "table4-awn"]
+    rep = report([path])
+    df = rep.frame
+    row = df[(df.metric == "nll_nats_per_line")].iloc[0]
+    assert row.paper == -1096.9 and row.protocol == "static" and row.limit == 4
+    assert row.delta == pytest.approx(row.value + 1096.9)
+    assert "| nll_nats_per_line |" in rep.markdown and "-1096.9" in rep.markdown
+    assert rep.csv.splitlines()[0].startswith("model,revision,dataset")
+
+
+def test_bad_record_is_a_clear_error(tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(RecordError, match="not valid JSON"):
+        EvalResult.load(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text(json.dumps({"a": 1}))
+    with pytest.raises(RecordError, match="not a seqbench result record"):
+        EvalResult.load(tmp_path / "y.json")
+
+
+def test_own_model_through_a_factory(iam_root, tmp_path, monkeypatch):
+    pkg = tmp_path / "mynets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "gauss.py").write_text(textwrap.dedent('''
+        import math, torch
+
+        class StandardNormal(torch.nn.Module):
+            """A model with no parameters: Δx, Δy ~ N(0, 1), end of stroke with probability 1/2."""
+            def score(self, batch):
+                t, mask = batch["targets"], batch["mask"]
+                lp = -math.log(2 * math.pi) - 0.5 * (t[..., 0] ** 2 + t[..., 1] ** 2) - math.log(2)
+                return -(lp * mask).sum(1), mask.sum(1)
+
+        def build():
+            return StandardNormal()
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = seqbench.evaluate("mynets.gauss:build", "iam-ondb", "graves2013", "valid", root=iam_root)
+    assert r.model["kind"] == "factory" and r.model["family"] == "StandardNormal"
+    assert set(r.metrics) == {"nll_nats_per_line", "nll_nats_per_point", "nll_nats_per_line_raw",
+                              "nll_nats_per_point_raw"}  # no sse: the model gives no point estimate
+    assert r.value("nll_nats_per_point") > math.log(2 * math.pi)  # ≥ entropy of N(0, I) + 1 bit of eos, roughly
+    with pytest.raises(EvaluationError, match="not a zoo model"):
+        seqbench.evaluate("mynets.gauss:build", root=iam_root)
+    del sys.modules["mynets.gauss"], sys.modules["mynets"]
+
+
+def test_model_for_other_data_is_a_clear_error(ptb_root):
+    with pytest.raises(EvaluationError, match="predicts chars but ptb/word is scored in words"):
+        seqbench.evaluate(_tiny("lstm-lm", vocab_size=60, unit="char"), "ptb", "word", "test", root=ptb_root)
+    with pytest.raises(EvaluationError, match="outputs but ptb/char has"):
+        seqbench.evaluate(_tiny("lstm-lm", vocab_size=3, unit="char"), "ptb", "char", "test", root=ptb_root)
+
+
+# -- the command line -----------------------------------------------------------------------------------------------
+def _export(tmp_path, model, name="tiny"):
+    from seqbench.zoo import ZooEntry
+    from seqbench.zoo.card import export
+
+    entry = ZooEntry(name=name, family=model.family, config={}, recipe="test", dataset="iam-ondb",
+                     dataset_config="graves2013", split="valid", metrics=("nll_nats_per_line",),
+                     description="test model", license="test", smoke=True)
+    folder, sha = export(model, entry, tmp_path / name)
+    return folder, sha
+
+
+def test_cli_eval_and_report(iam_root, tmp_path):
+    from seqbench.cli.main import cli
+
+    folder, sha = _export(tmp_path, _tiny("handwriting-prediction"))
+    runner = CliRunner()
+    out = tmp_path / "r.json"
+    res = runner.invoke(cli, ["eval", "--model", str(folder), "--dataset", "iam-ondb", "--root", str(iam_root),
+                              "--out", str(out), "--limit", "3"])
+    assert res.exit_code == 0, res.output
+    assert "nll_nats_per_line" in res.output and "smoke run" in res.output
+    rec = json.loads(out.read_text())
+    assert rec["model"]["weights_sha256"] == sha and rec["model"]["kind"] == "local"
+    res = runner.invoke(cli, ["report", str(out), "--format", "csv"])
+    assert res.exit_code == 0 and "table" not in res.output.splitlines()[0]
+    assert "Table 3" in res.output
+
+
+def _cli_error(args) -> str:
+    from seqbench.cli.main import cli
+
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output and res.output.startswith("error: ")
+    return res.output
+
+
+def test_cli_bad_references(iam_root, tmp_path):
+    base = ["--dataset", "iam-ondb", "--root", str(iam_root)]
+    assert "Did you mean 'synth-3layer'" in _cli_error(["eval", "--model", "zoo:synth-3layr"])
+    assert "no such model folder" in _cli_error(["eval", "--model", str(tmp_path / "missing"), *base])
+    folder, _ = _export(tmp_path, _tiny("handwriting-prediction"))
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    assert "does not match the pinned" in _cli_error(["eval", "--model", str(folder), *base])
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["weights_sha256"]  # no pin: the truncated file itself must be refused
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert "truncated or corrupt" in _cli_error(["eval", "--model", str(folder), *base])
+    folder2, _ = _export(tmp_path, _tiny("handwriting-prediction"), "tiny2")
+    cfg = json.loads((folder2 / "config.json").read_text())
+    cfg["model"]["config"]["hidden_size"] = 16  # a config that does not fit the weights
+    (folder2 / "config.json").write_text(json.dumps(cfg))
+    assert "does not match the network's config" in _cli_error(["eval", "--model", str(folder2), *base])
+    assert "cannot import" in _cli_error(["eval", "--model", "nosuchpkg.mod:build", *base])
+    assert "no such result record" in _cli_error(["report", str(tmp_path / "none.json")])
