@@ -1,0 +1,88 @@
+"""Sample and write the results to files in one call (what ``seqbench sample`` runs)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from seqbench.sampling.errors import SamplingError
+
+
+def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
+    """Write a :class:`~seqbench.sampling.HandwritingSample` to ``.npz``: offsets_i, phi_i, kappa_i per line,
+    and texts, stopped, prime_len."""
+    arrays: dict[str, Any] = {}
+    for i, off in enumerate(sample.offsets):
+        arrays[f"offsets_{i}"] = off
+        if sample.phi is not None:
+            arrays[f"phi_{i}"] = sample.phi[i]
+            arrays[f"kappa_{i}"] = sample.kappa[i]
+    arrays["texts"] = np.array(sample.texts or [], dtype=str)
+    arrays["stopped"] = np.array(sample.stopped, dtype=bool)
+    arrays["prime_len"] = np.array(sample.prime_len)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.PathLike | None = None,
+                    png: str | os.PathLike | None = None, arrays: str | os.PathLike | None = None,
+                    attention: bool = False, show_prime: bool = False, steps: int | None = None,
+                    length: int = 200, prime_text: str = "", temperature: float = 1.0, n: int = 1,
+                    **kwargs: Any) -> dict:
+    """Sample from ``model`` by its family and write the picture(s) (handwriting) or the text (language models).
+
+    Returns a summary: what was written, the number of points per line, and whether each line was ended by the
+    stopping rule (``stopped``) or by ``max_steps``.
+    """
+    from seqbench.sampling import sample
+    from seqbench.sampling.load import load_model
+
+    loaded = load_model(model)
+    summary: dict[str, Any] = {"model": loaded.source, "family": loaded.family, "written": []}
+    if loaded.family == "lstm-lm":
+        if texts:
+            raise SamplingError("a language model writes its own text; give the start of it with --prime-text, "
+                                "not --text")
+        s = sample(loaded, prime=prime_text, length=length, temperature=temperature, n=n, seed=kwargs.get("seed"))
+        body = "".join(prime_text + t + "\n" for t in s.texts)
+        summary["texts"] = s.texts
+        if out is not None and str(out) != "-":
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(body, encoding="utf-8")
+            summary["written"].append(str(out))
+        return summary
+    if loaded.family == "handwriting-synthesis" and not texts:
+        raise SamplingError("a handwriting synthesis network needs --text (repeat it to write several lines)")
+    text: Any = None
+    if texts:
+        text = list(texts) if len(texts) > 1 else texts[0]
+    s = sample(loaded, text, steps=steps, n=n, **kwargs)
+    summary.update(lines=[len(o) for o in s.offsets], stopped=s.stopped, units=s.units, prime_len=s.prime_len,
+                   texts=s.texts, max_steps=s.max_steps)
+    items: list[Any] = [s]
+    labels = None
+    if show_prime:
+        if kwargs.get("prime") is None or not isinstance(kwargs["prime"], str):
+            raise SamplingError("--show-prime needs --prime-id")
+        from seqbench.sampling.handwriting import find_line
+
+        row, _ = find_line(kwargs["prime"], root=kwargs.get("data_root"), config=kwargs.get("data_config",
+                                                                                            "graves2013"))
+        items = [row, s]
+        labels = [f"real: {row['id']}"] + [f"generated: {t}" for t in (s.texts or [""] * len(s))]
+    if out is not None or png is not None:
+        from seqbench.sampling.draw import draw
+
+        summary["written"] += [str(p) for p in draw(items, out, png=png, labels=labels,
+                                                    attention=attention and s.phi is not None)]
+    if arrays is not None:
+        summary["written"].append(str(save_arrays(s, arrays)))
+    summary["sample"] = s
+    return summary
+
+
+__all__ = ["sample_to_files", "save_arrays"]

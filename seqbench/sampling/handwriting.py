@@ -1,0 +1,493 @@
+"""Sampling handwriting from the networks of Graves (2013): synthesis (text in, strokes out) and prediction
+(unconditional), section 5.4 "Sampling" and section 4.
+
+One step of the synthesis network at time t (the same equations as :mod:`seqbench.models.synthesis`):
+
+    h^1_t = H(W [x_t; w_{t−1}; h^1_{t−1}] + b^1)                       (52)
+    (w_t, κ_t, φ(t, ·)) = window(h^1_t, κ_{t−1})                       (46)-(51)
+    h^n_t = H(W [x_t; h^{n−1}_t; w_t; h^n_{t−1}] + b^n),  n = 2..L     (53)
+    ŷ_t   = b_y + W_y [h^1_t; ...; h^L_t]                               (3)
+    x_{t+1} ~ Pr(· | ŷ_t) with bias b: σ = exp(σ̂ − b), π ∝ exp(π̂ (1 + b))   (section 5.4)
+
+Stopping rule (section 5.4): synthesis ends at the first step t with φ(t, U+1) > φ(t, u) for every u ≤ U, i.e.
+once the window has moved past the last character; the point that step would sample is not written. A
+``max_steps`` cap stops runaway samples, and the result says which lines hit it (``stopped``).
+
+Priming (section 5.4): the network is run, teacher-forced, on the offsets of a real line while reading the
+text "<prime text> <new text>"; sampling then continues from the state it reached, so the new text comes out in
+the primed writer's style. The returned offsets start with the priming line's offsets, exactly.
+
+Speed: :class:`FastStepper` concatenates each layer's input and recurrent weights once, so a step is one
+matrix product per layer, plus the window (the network's own :class:`~seqbench.models.window.SoftWindow`) and the
+peephole cell (:func:`~seqbench.models.lstm.peephole_cell`). Random numbers are drawn in blocks. The
+straightforward loop — call the network's ``forward`` on one time step at a time with its carried state — is
+:class:`ReferenceStepper`; tests check that the two produce the same samples, and
+benchmarks/bench_sampling.py times both.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqbench.models.lstm import peephole_cell
+from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
+from seqbench.sampling.load import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+MAX_BIAS = 10.0  # σ shrinks by e^{−b}: at b = 10 by 4.5e-5, far past any useful setting (the paper uses ≤ 1)
+STEPS_PER_CHAR = 40  # default cap: IAM lines average about 20 points per character (~700 points per line)
+RANDOM_BLOCK = 256  # steps of random numbers drawn at once
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results
+@dataclass
+class HandwritingSample:
+    """Sampled handwriting, one entry per line.
+
+    ``offsets[i]`` (T_i, 3) float32 is line i in the network's units: normalised (Δx, Δy) and the end-of-stroke
+    bit, the first ``prime_len`` rows copied from the priming line. ``phi[i]`` (T_i, U_i + 1) is the window
+    φ(t, u) while writing row t (synthesis only; the last column is position U + 1 of the stopping rule) and
+    ``kappa[i]`` (T_i, K) the window positions κ_t. ``stopped[i]`` is True when the stopping rule ended line i,
+    False when it ran into ``max_steps``. :meth:`strokes` converts to board units with ``stats``.
+    """
+
+    offsets: list[np.ndarray]
+    texts: list[str] | None = None  # the text each line was written from (with the priming text, if any)
+    phi: list[np.ndarray] | None = None
+    kappa: list[np.ndarray] | None = None
+    stopped: list[bool] = field(default_factory=list)
+    prime_len: int = 0
+    prime_id: str | None = None
+    stats: Any = None  # OffsetStats of the training split, or None (then strokes() stays normalised)
+    bias: float = 0.0
+    seed: int | None = None
+    max_steps: int = 0
+    family: str = "handwriting-synthesis"
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def strokes(self, i: int = 0) -> np.ndarray:
+        """Line i's offsets (T, 3) in board units when the statistics are known (else normalised), float64."""
+        seq = np.asarray(self.offsets[i], dtype=np.float64)
+        if self.stats is None:
+            return seq.copy()
+        from seqbench.data.iam.transform import OffsetTransform
+
+        return OffsetTransform().denormalise(seq, self.stats)
+
+    def points(self, i: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Line i as absolute pen positions (x, y, eos), starting at (0, 0): ready to draw."""
+        s = self.strokes(i)
+        return np.cumsum(s[:, 0]), np.cumsum(s[:, 1]), s[:, 2] > 0.5
+
+    @property
+    def units(self) -> str:
+        return "board units" if self.stats is not None else "normalised offsets"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# checks
+def check_bias(bias: float) -> float:
+    """The bias b must be a number in [0, MAX_BIAS]."""
+    try:
+        b = float(bias)
+    except (TypeError, ValueError):
+        raise SamplingError(f"bias must be a number, got {bias!r}") from None
+    if not math.isfinite(b) or b < 0 or b > MAX_BIAS:
+        raise SamplingError(
+            f"bias {bias!r} is out of range: b must be in [0, {MAX_BIAS:g}] (0 = unbiased, the paper uses "
+            "0.15 for its figures and 1 with priming; larger b makes σ = exp(σ̂ − b) vanish)")
+    return b
+
+
+def encode_text(text: str, vocab, *, allow_nonletter: bool = False, what: str = "text") -> list[int]:
+    """Class ids of ``text``. Characters the vocabulary lacks raise :class:`UnwritableCharacters`, naming them;
+    so do characters it only writes as its shared non-letter class, unless ``allow_nonletter``."""
+    if not isinstance(text, str):
+        raise SamplingError(f"{what} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise SamplingError(f"{what} is empty: give the synthesis network something to write")
+    missing = sorted({c for c in text if c not in vocab.table and vocab.fallback is None})
+    merged = sorted({c for c in text if c not in vocab.table and vocab.fallback is not None})
+    if missing:
+        s = "".join(missing)
+        raise UnwritableCharacters(
+            f"vocabulary {vocab.name} of this model cannot write {_show(missing)}; remove them from the "
+            f"{what} or use a model trained on a vocabulary that has them", s)
+    if merged and not allow_nonletter:
+        s = "".join(merged)
+        raise UnwritableCharacters(
+            f"vocabulary {vocab.name} of this model has no class of its own for {_show(merged)}: it writes them "
+            f"all as one generic non-letter mark (Graves 2013, section 5). Remove them from the {what}, or pass "
+            "allow_nonletter=True (CLI: --allow-nonletter) to write that mark in their place", s)
+    return vocab.encode(text)
+
+
+def _show(chars: Sequence[str]) -> str:
+    return ", ".join(repr(c) for c in chars)
+
+
+def _vocab_for(loaded: LoadedModel):
+    from seqbench.data.iam.vocab import GRAVES57
+
+    V = loaded.model.config.vocab_size
+    vocab = loaded.vocab
+    if vocab is None:
+        if V == GRAVES57.size:
+            log.info("%s records no vocabulary; assuming %s (its size matches)", loaded.source, GRAVES57.name)
+            return GRAVES57
+        raise SamplingError(f"{loaded.source} records no character vocabulary and has {V} classes (not 57); "
+                            "pass vocab= (a seqbench.data.iam.vocab.Vocabulary)")
+    if vocab.size != V:
+        raise SamplingError(f"vocabulary {vocab.name} has {vocab.size} classes but the network reads {V}")
+    return vocab
+
+
+# --------------------------------------------------------------------------------------------------------------
+# drawing x_{t+1} from the mixture
+class RandomBlocks:
+    """Uniforms and normals for every step, drawn ``RANDOM_BLOCK`` steps at a time from one seeded generator.
+
+    Per step and line: u_mix (mixture component), n1, n2 (the bivariate normal), u_eos (the pen bit).
+    """
+
+    def __init__(self, batch: int, seed: int | None):
+        self.g = torch.Generator()
+        self.g.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        self.batch, self.t, self.u, self.n = batch, RANDOM_BLOCK, None, None
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        if self.t >= RANDOM_BLOCK:
+            self.u = torch.rand(RANDOM_BLOCK, self.batch, 2, generator=self.g)
+            self.n = torch.randn(RANDOM_BLOCK, self.batch, 2, generator=self.g)
+            self.t = 0
+        t = self.t
+        self.t += 1
+        return self.u[t], self.n[t]
+
+
+def mixture_params(y_hat: Tensor, n_mixtures: int, bias: float) -> tuple[Tensor, ...]:
+    """(π (B, M), μx, μy, σx, σy, ρ (B, M), e (B,)) of one step's ŷ (B, 1 + 6M) with the bias b of section 5.4:
+    σ = exp(σ̂ − b), π = softmax(π̂ (1 + b)); e = 1 / (1 + exp(ê)) (17)."""
+    M = n_mixtures
+    e_hat, pi_hat, mu_x, mu_y, s_x, s_y, rho_hat = y_hat[:, 0], *y_hat[:, 1:].split(M, dim=-1)
+    pi = torch.softmax(pi_hat * (1.0 + bias), dim=-1)
+    return pi, mu_x, mu_y, torch.exp(s_x - bias), torch.exp(s_y - bias), torch.tanh(rho_hat), torch.sigmoid(-e_hat)
+
+
+def draw_point(y_hat: Tensor, n_mixtures: int, bias: float, u: Tensor, n: Tensor) -> Tensor:
+    """x_{t+1} (B, 3) from ŷ_t (B, 1 + 6M), given uniforms ``u`` (B, 2) and standard normals ``n`` (B, 2)."""
+    B, M = y_hat.shape[0], n_mixtures
+    pi = torch.softmax(y_hat[:, 1:1 + M] * (1.0 + bias), dim=-1)  # (B, M)  π ∝ exp(π̂ (1 + b))
+    j = (pi.cumsum(1) < u[:, :1]).sum(1, keepdim=True).clamp_max_(M - 1)  # (B, 1): inverse CDF
+    p = y_hat[:, 1 + M:].reshape(B, 5, M).gather(2, j.unsqueeze(1).expand(B, 5, 1)).squeeze(2)  # (B, 5)
+    sx, sy = torch.exp(p[:, 2] - bias), torch.exp(p[:, 3] - bias)  # σ = exp(σ̂ − b)
+    rho = torch.tanh(p[:, 4])
+    n1, n2 = n[:, 0], n[:, 1]
+    dx = p[:, 0] + sx * n1
+    dy = p[:, 1] + sy * (rho * n1 + torch.sqrt(1 - rho * rho) * n2)
+    eos = (u[:, 1] < torch.sigmoid(-y_hat[:, 0])).to(y_hat.dtype)  # e = 1 / (1 + exp(ê))  (17)
+    return torch.stack([dx, dy, eos], dim=1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# one step of the networks
+def _lstm_parts(layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(W_ih (4H, I), W_hh (4H, H), b (4H,), peep (3, H)) of an LSTMLayer; a fused layer has zero peepholes."""
+    if layer.peephole:
+        return layer.weight_ih, layer.weight_hh, layer.bias, layer.peep
+    lstm = layer.lstm
+    return (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0,
+            lstm.weight_hh_l0.new_zeros(3, layer.hidden_size))
+
+
+class FastStepper:
+    """One step of a handwriting network at a time, with the weights laid out for it once.
+
+    ``chars`` (B, U) long and ``char_mask`` (B, U) bool for the synthesis network; None for prediction.
+    :meth:`step` maps x_t (B, 3) to (ŷ_t (B, 1 + 6M), φ(t, ·) (B, U + 1) or None, κ_t (B, K) or None).
+    """
+
+    def __init__(self, model, batch: int, chars: Tensor | None = None, char_mask: Tensor | None = None):
+        self.model = model
+        self.synthesis = model.family == "handwriting-synthesis"
+        cfg = model.config
+        H, L = cfg.hidden_size, cfg.num_layers
+        dtype = next(model.parameters()).dtype
+        self.layers = []
+        for layer in model.layers:
+            w_ih, w_hh, b, peep = _lstm_parts(layer)
+            # one matrix for [input; h_{t−1}] so that each layer is a single addmm per step
+            self.layers.append((torch.cat([w_ih, w_hh], dim=1).t().contiguous(), b.detach().clone(), peep.detach()))
+        self.w_out = model.output.weight.t().contiguous()  # (L·H, 1 + 6M)
+        self.b_out = model.output.bias
+        self.h = [torch.zeros(batch, H, dtype=dtype) for _ in range(L)]
+        self.c = [torch.zeros(batch, H, dtype=dtype) for _ in range(L)]
+        if self.synthesis:
+            V, K = cfg.vocab_size, cfg.n_window
+            U = chars.shape[1]
+            self.onehot = torch.nn.functional.one_hot(chars, V).to(dtype)  # (B, U, V)
+            self.cmask = char_mask.to(dtype)  # (B, U)
+            self.u = torch.arange(1, U + 2, dtype=dtype)  # positions 1..U+1 (U+1: the stopping rule)
+            self.kappa = torch.zeros(batch, K, dtype=dtype)
+            self.w = torch.zeros(batch, V, dtype=dtype)
+
+    def step(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        m = self.model
+        (W1, b1, p1) = self.layers[0]
+        inp = torch.cat([x, self.w, self.h[0]], dim=1) if self.synthesis else torch.cat([x, self.h[0]], dim=1)
+        self.h[0], self.c[0] = peephole_cell(torch.addmm(b1, inp, W1), self.c[0], p1)  # (52) / (1)
+        phi = None
+        if self.synthesis:
+            self.w, self.kappa, phi = m.window(self.h[0], self.kappa, self.onehot, self.cmask, self.u)  # (46)-(51)
+        for n in range(1, len(self.layers)):
+            Wn, bn, pn = self.layers[n]
+            parts = [x, self.h[n - 1], self.w, self.h[n]] if self.synthesis else [x, self.h[n - 1], self.h[n]]
+            self.h[n], self.c[n] = peephole_cell(torch.addmm(bn, torch.cat(parts, dim=1), Wn), self.c[n], pn)  # (53)
+        y = torch.addmm(self.b_out, torch.cat(self.h, dim=1), self.w_out)  # (3)
+        return y, phi, (self.kappa if self.synthesis else None)
+
+
+class ReferenceStepper:
+    """The straightforward loop: the network's own ``forward`` on one time step, carrying its state."""
+
+    def __init__(self, model, batch: int, chars: Tensor | None = None, char_mask: Tensor | None = None):
+        self.model, self.chars, self.char_mask, self.state = model, chars, char_mask, None
+        self.synthesis = model.family == "handwriting-synthesis"
+
+    def step(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        if self.synthesis:
+            y, self.state = self.model(x[:, None], self.chars, self.char_mask, self.state)  # (B, 1, 1 + 6M)
+            return y[:, 0], self.state.phi, self.state.kappa
+        y, self.state = self.model(x[:, None], self.state)
+        return y[:, 0], None, None
+
+
+STEPPERS = {"fast": FastStepper, "reference": ReferenceStepper}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the sampling loop
+def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prime: np.ndarray | None,
+         chars: Tensor | None, char_mask: Tensor | None, stepper: str) -> tuple[Tensor, list, list, np.ndarray, np.ndarray]:
+    """Teacher-force ``prime`` (P, 3), then sample up to ``max_new`` points; returns the offsets (B, T, 3), φ and
+    κ per step, the length of each line and whether the stopping rule ended it."""
+    dtype = next(model.parameters()).dtype
+    st = STEPPERS[stepper](model, batch, chars, char_mask)
+    rnd = RandomBlocks(batch, seed)
+    M = model.config.n_mixtures
+    x = torch.zeros(batch, 3, dtype=dtype)  # the first input is the null vector (section 4.2)
+    xs, phis, kappas = [], [], []
+    P = 0 if prime is None else len(prime)
+    if P:
+        pt = torch.as_tensor(prime, dtype=dtype)  # (P, 3)
+        for t in range(P):
+            _, phi, kappa = st.step(x)
+            x = pt[t].expand(batch, 3)
+            xs.append(x)
+            if phi is not None:
+                phis.append(phi)
+                kappas.append(kappa)
+    length = np.full(batch, P + max_new, dtype=np.int64)
+    stopped = np.zeros(batch, dtype=bool)
+    if chars is not None:
+        U = char_mask.sum(1)  # (B,) characters per line
+        last = U.unsqueeze(1)  # (B, 1): column of position U + 1 in φ
+        text_mask = ~char_mask
+    for t in range(max_new):
+        y, phi, kappa = st.step(x)
+        if chars is not None:
+            # stopping rule (section 5.4): φ(t, U+1) > φ(t, u) for all u ≤ U
+            inside = phi[:, :-1].masked_fill(text_mask, -math.inf).amax(1)
+            # Every κ_k past U + 1 implies the rule exactly (each Gaussian is nearer U + 1 than any u ≤ U) even
+            # where all φ(t, ·) underflow to 0 in floating point (a window far past the end of the text).
+            past = (kappa > last + 1).all(1)
+            end_now = ((phi.gather(1, last).squeeze(1) > inside) | past).numpy() & ~stopped
+            if end_now.any():
+                length[end_now] = P + t
+                stopped |= end_now
+                if stopped.all():
+                    break
+        u, n = rnd.next()
+        x = draw_point(y, M, bias, u, n)
+        xs.append(x)
+        if phi is not None:
+            phis.append(phi)
+            kappas.append(kappa)
+    out = torch.stack(xs, dim=1) if xs else torch.zeros(batch, 0, 3, dtype=dtype)  # (B, T, 3)
+    return out, phis, kappas, length, stopped
+
+
+def _prime_offsets(prime: Any, stats: Any, data_root: Any, config: str) -> tuple[np.ndarray, str, str | None, Any]:
+    """(offsets (P, 3) float32 normalised, text, line id, stats) of the priming line.
+
+    ``prime``: a line id of a prepared IAM-OnDB, a dataset row (dict with x, y, t, eos, text), or a tuple
+    (offsets (P, 3) normalised, text)."""
+    if isinstance(prime, tuple) and len(prime) == 2:
+        off, text = prime
+        off = np.asarray(off, dtype=np.float32)
+        if off.ndim != 2 or off.shape[1] != 3 or len(off) == 0:
+            raise SamplingError(f"priming offsets must be a non-empty (P, 3) array, got shape {off.shape}")
+        return off, str(text), None, stats
+    row, split_stats = (find_line(prime, root=data_root, config=config) if isinstance(prime, str)
+                        else (dict(prime), None))
+    stats = stats if stats is not None else split_stats
+    if stats is None:
+        raise SamplingError("priming needs the offset statistics the network was trained with; pass stats= "
+                            "(seqbench.data.iam.transform.OffsetStats) or prime by line id from a prepared dataset")
+    if not row.get("text"):
+        raise SamplingError(f"priming line {row.get('id', '?')} has no transcription; pick another line")
+    from seqbench.data.iam.transform import OffsetTransform
+
+    if "t" not in row:
+        row["t"] = np.arange(len(row["x"]), dtype=np.float64) * 0.015
+    seq, _ = OffsetTransform().apply([row], stats)
+    return seq, row["text"], row.get("id"), stats
+
+
+def find_line(line_id: str, root: Any = None, config: str = "graves2013") -> tuple[dict, Any]:
+    """The row (id, text, x, y, t, eos) of a prepared IAM-OnDB line, and its configuration's training statistics.
+
+    Unknown ids raise :class:`UnknownLineError` listing close matches."""
+    import difflib
+
+    import pyarrow.compute as pc
+
+    from seqbench.data import load_dataset
+    from seqbench.data.iam.transform import NAME, OffsetStats
+
+    ids: list[str] = []
+    stats = None
+    for split in ("train", "valid", "unassigned") if config == "graves2013" else ("train", "valid1", "valid2",
+                                                                                   "test", "unassigned"):
+        try:
+            ds = load_dataset("iam-ondb", config=config, split=split, root=root)
+        except Exception as e:  # not prepared, or no such split
+            if split == "train":
+                raise SamplingError(f"priming by line id needs a prepared IAM-OnDB ({e})") from None
+            continue
+        if stats is None:
+            d = ds.info["configs"][config].get("offset_stats", {}).get(NAME)
+            stats = OffsetStats.from_dict(d) if d else None
+        table = ds.to_arrow()
+        hit = table.filter(pc.equal(table.column("id"), line_id))
+        if hit.num_rows:
+            return hit.slice(0, 1).to_pylist()[0], stats
+        ids.extend(table.column("id").to_pylist())
+    close = difflib.get_close_matches(str(line_id), ids, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownLineError(f"line id {line_id!r} is not in the prepared iam-ondb ({config}, {len(ids):,} lines)."
+                           f"{hint} Line ids look like a01-000u-01 (form id, line number).")
+
+
+def _split_lines(out: Tensor, phis: list, kappas: list, length: np.ndarray, chars_len: list[int] | None):
+    B = out.shape[0]
+    offsets = [out[b, :length[b]].numpy().astype(np.float32) for b in range(B)]
+    if not phis:
+        return offsets, None, None
+    phi = torch.stack(phis, dim=1)  # (B, T, U + 1)
+    kappa = torch.stack(kappas, dim=1)  # (B, T, K)
+    # columns 0..U_b-1 are positions 1..U_b; column U_b is position U_b + 1 of the stopping rule
+    phi_l = [phi[b, :length[b], :chars_len[b] + 1].numpy().astype(np.float32) for b in range(B)]
+    return offsets, phi_l, [kappa[b, :length[b]].numpy().astype(np.float32) for b in range(B)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# public functions
+def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed: int | None = None,
+               prime: Any = None, max_steps: int | None = None, allow_nonletter: bool = False,
+               vocab: Any = None, stats: Any = None, data_root: Any = None, data_config: str = "graves2013",
+               stepper: str = "fast") -> HandwritingSample:
+    """Write ``text`` (one string, or several written at once as a batch) with a synthesis network.
+
+    ``bias`` b ≥ 0 (section 5.4); ``seed`` makes the sample repeatable; ``prime`` imitates a writer: a line id of
+    the prepared IAM-OnDB (``data_root``, ``data_config``), a dataset row, or (offsets, text). ``max_steps``
+    caps the points written per line after priming (default: 40 per character + 100).
+
+    >>> s = synthesize("runs/tiny-synthesis/best", "from his travels", bias=0.5, seed=0)   # doctest: +SKIP
+    >>> s.offsets[0].shape, s.phi[0].shape, s.stopped                                       # doctest: +SKIP
+    ((412, 3), (412, 17), [True])
+    """
+    loaded = load_model(model, vocab=vocab, stats=stats)
+    fam = loaded.family
+    if fam == "handwriting-prediction":
+        raise SamplingError("this is a handwriting prediction network: it writes unconditionally and cannot "
+                            "follow a text. Drop the text (sample a length with steps=, CLI --steps) or use a "
+                            "handwriting-synthesis network")
+    if fam != "handwriting-synthesis":
+        raise SamplingError(f"a {fam} network does not write handwriting; text goes to a handwriting-synthesis "
+                            "network (for text sampling from a language model use sample_text / --prime-text)")
+    b = check_bias(bias)
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts:
+        raise SamplingError("no text given: pass a string, or a list of strings to write several lines")
+    vocab = _vocab_for(loaded)
+    enc = [encode_text(t, vocab, allow_nonletter=allow_nonletter,
+                       what="text" if len(texts) == 1 else f"text {i + 1}") for i, t in enumerate(texts)]
+    prime_off, prime_id, prime_stats = None, None, loaded.stats
+    if prime is not None:
+        prime_off, prime_text, prime_id, prime_stats = _prime_offsets(prime, loaded.stats, data_root, data_config)
+        pre = vocab.encode(prime_text + " ")  # real transcriptions: their non-letters are what the net was trained on
+        enc = [pre + e for e in enc]
+        texts = [prime_text + " " + t for t in texts]
+    B, Umax = len(enc), max(len(e) for e in enc)
+    chars = torch.zeros(B, Umax, dtype=torch.long)
+    cmask = torch.zeros(B, Umax, dtype=torch.bool)
+    for i, e in enumerate(enc):
+        chars[i, :len(e)] = torch.tensor(e)
+        cmask[i, :len(e)] = True
+    if max_steps is None:
+        max_steps = STEPS_PER_CHAR * max(len(e) for e in enc) + 100
+    if int(max_steps) < 1:
+        raise SamplingError(f"max_steps must be at least 1, got {max_steps}")
+    with torch.inference_mode():
+        out, phis, kappas, length, stopped = _run(loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps),
+                                                  prime=prime_off, chars=chars, char_mask=cmask, stepper=stepper)
+    if not stopped.all():
+        log.warning("%d of %d line(s) reached max_steps=%d before the window passed the end of the text",
+                    int((~stopped).sum()), B, max_steps)
+    offsets, phi, kappa = _split_lines(out, phis, kappas, length, [len(e) for e in enc])
+    return HandwritingSample(offsets, texts, phi, kappa, stopped.tolist(), 0 if prime_off is None else len(prime_off),
+                             prime_id, prime_stats, b, seed, int(max_steps), fam)
+
+
+def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, seed: int | None = None,
+             prime: Any = None, stats: Any = None, data_root: Any = None, data_config: str = "graves2013",
+             stepper: str = "fast") -> HandwritingSample:
+    """Unconditional handwriting of ``steps`` points (``n`` lines at once) from a prediction network (section 4).
+
+    >>> s = generate("runs/tiny-prediction/best", steps=700, bias=0.5, seed=0)   # doctest: +SKIP
+    """
+    loaded = load_model(model, stats=stats)
+    if loaded.family != "handwriting-prediction":
+        if loaded.family == "handwriting-synthesis":
+            raise SamplingError("this is a handwriting synthesis network: it needs a text to write (text=, CLI "
+                                "--text); unconditional sampling takes a handwriting-prediction network")
+        raise SamplingError(f"a {loaded.family} network does not write handwriting")
+    b = check_bias(bias)
+    if int(steps) < 1:
+        raise SamplingError(f"steps must be at least 1, got {steps}")
+    if int(n) < 1:
+        raise SamplingError(f"n must be at least 1, got {n}")
+    prime_off, prime_id, st = None, None, loaded.stats
+    if prime is not None:
+        prime_off, _, prime_id, st = _prime_offsets(prime, loaded.stats, data_root, data_config)
+    with torch.inference_mode():
+        out, _, _, length, _ = _run(loaded.model, batch=int(n), bias=b, seed=seed, max_new=int(steps),
+                                    prime=prime_off, chars=None, char_mask=None, stepper=stepper)
+    offsets, _, _ = _split_lines(out, [], [], length, None)
+    return HandwritingSample(offsets, None, None, None, [False] * int(n), 0 if prime_off is None else len(prime_off),
+                             prime_id, st, b, seed, int(steps), loaded.family)
+
+
+__all__ = ["HandwritingSample", "synthesize", "generate", "find_line", "check_bias", "encode_text",
+           "draw_point", "mixture_params", "FastStepper", "ReferenceStepper", "MAX_BIAS"]
