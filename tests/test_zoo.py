@@ -1,0 +1,162 @@
+"""The zoo: entries, offline resolution through the Hub cache and the local mirror, cards, push."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from seqbench.data.base import get_spec
+from seqbench.errors import UnknownNameError
+from seqbench.evaluation.paper import PAPER
+from seqbench.metrics import METRICS
+from seqbench.models import make_config
+from seqbench.registry import Registry
+from seqbench.zoo import ZOO, ZooEntry, entries, get_entry
+from seqbench.zoo.card import export, model_card
+from seqbench.zoo.hub import (ModelNotAvailable, ModelReferenceError, WeightsChecksumError, load_model,
+                              parse_reference, push, resolve)
+
+
+def test_every_entry_is_consistent():
+    assert {"synth-3layer", "synth-3layer-awn", "pred-3layer", "pred-3layer-awn", "pred-1layer", "ptb-char",
+            "ptb-word", "enwik8-7layer"} <= set(ZOO.names())
+    for e in entries():
+        make_config(e.family, **e.config)  # the config fits the family
+        assert all(m in METRICS for m in e.metrics), e.name
+        spec = get_spec(e.dataset)
+        assert e.split in spec.configs[e.dataset_config], e.name
+        assert e.paper in PAPER and PAPER[e.paper].dataset == e.dataset, e.name
+        assert e.license and e.recipe
+        if not e.published:  # never invented numbers
+            assert not e.expected and e.weights_sha256 is None and e.description.startswith("not yet trained")
+
+
+def test_parse_reference(tmp_path):
+    assert parse_reference("zoo:synth-3layer") == ("zoo", "synth-3layer")
+    assert parse_reference("hf-hub:org/repo@abc") == ("hf-hub", "org/repo@abc")
+    assert parse_reference(str(tmp_path)) == ("local", str(tmp_path))
+    assert parse_reference("mypkg.nets:build") == ("factory", "mypkg.nets:build")
+    with pytest.raises(ModelReferenceError, match="Did you mean 'zoo:synth-3layer'"):
+        parse_reference("synth-3layer")
+    with pytest.raises(ModelReferenceError, match="no such model folder"):
+        parse_reference("./no/such/folder")
+
+
+def test_unknown_and_untrained_zoo_models():
+    with pytest.raises(UnknownNameError, match="Did you mean 'synth-3layer'"):
+        resolve("zoo:synth-3layr")
+    with pytest.raises(ModelNotAvailable, match="no published weights yet.*seqbench zoo push synth-3layer"):
+        resolve("zoo:synth-3layer")
+
+
+def _model():
+    from seqbench.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("handwriting-prediction", hidden_size=8, num_layers=1, n_mixtures=2)
+
+
+def _entry(sha=None, revision="0" * 40, name="tiny-test", repo="seqbench/tiny-test") -> ZooEntry:
+    return ZooEntry(name=name, family="handwriting-prediction",
+                    config={"hidden_size": 8, "num_layers": 1, "n_mixtures": 2}, recipe="test",
+                    dataset="iam-ondb", dataset_config="graves2013", split="valid",
+                    metrics=("nll_nats_per_line", "sse_per_point"), description="a test model", license="test only",
+                    hub_repo=repo, revision=revision, weights_sha256=sha, smoke=True)
+
+
+@pytest.fixture
+def mirrored(tmp_path, monkeypatch):
+    """A registry with one published entry and a mirror folder holding its files."""
+    mirror = tmp_path / "mirror"
+    folder, sha = export(_model(), _entry(), mirror / "tiny-test")
+    monkeypatch.setenv("SEQBENCH_ZOO", str(mirror))
+    reg: Registry[ZooEntry] = Registry("zoo model")
+    reg.add("tiny-test", _entry(sha))
+    return reg, folder, sha
+
+
+def test_offline_resolution_falls_back_to_the_mirror(mirrored):
+    reg, folder, sha = mirrored
+    r = resolve("zoo:tiny-test", registry=reg)  # HF_HUB_OFFLINE=1 (conftest) and nothing cached
+    assert (r.source, r.folder, r.weights_sha256, r.revision) == ("mirror", folder, sha, "0" * 40)
+    model, r = load_model("zoo:tiny-test", registry=reg)
+    assert model.family == "handwriting-prediction" and not model.training
+    ref = _model()
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), model.state_dict().values()))
+
+
+def test_corrupt_mirror_is_refused(mirrored):
+    reg, folder, _ = mirrored
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsChecksumError, match="does not match the pinned"):
+        resolve("zoo:tiny-test", registry=reg)
+
+
+def test_neither_cached_nor_mirrored_says_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQBENCH_ZOO", str(tmp_path / "empty"))
+    reg: Registry[ZooEntry] = Registry("zoo model")
+    reg.add("tiny-test", _entry("ab" * 32, name="tiny-test-absent"))
+    monkeypatch.setattr("seqbench.zoo.mirror_dirs", lambda: [tmp_path / "empty"])
+    monkeypatch.setattr("seqbench.zoo.hub.mirror_dirs", lambda: [tmp_path / "empty"])
+    with pytest.raises(ModelNotAvailable, match="neither in the Hugging Face cache.*hf download seqbench/tiny-test"):
+        resolve("zoo:tiny-test", registry=reg)
+
+
+def test_hf_hub_reference_offline_and_not_cached():
+    with pytest.raises(ModelNotAvailable, match="hf download org/repo --revision abc"):
+        resolve("hf-hub:org/repo@abc")
+    with pytest.raises(ModelReferenceError, match="expected hf-hub:org/repo"):
+        resolve("hf-hub:justaname")
+
+
+def test_model_card_has_hub_metadata(tmp_path):
+    e = get_entry("synth-3layer")
+    card = model_card(e, {"nll_nats_per_line": {"value": -1000.5, "unit": "nats/line"}})
+    head = card.split("---")[1]
+    assert "model-index:" in head and "type: nll_nats_per_line" in head and "value: -1000.5" in head
+    assert "split: valid" in head and "config: graves2013" in head
+    assert "non-commercial" in card and "seqbench eval --model zoo:synth-3layer" in card
+    folder, sha = export(_model(), _entry(), tmp_path / "z")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert json.loads((folder / "config.json").read_text())["weights_sha256"] == sha
+    assert "smoke-test" in (folder / "README.md").read_text()
+
+
+def test_push_uploads_the_folder(mirrored, monkeypatch):
+    reg, folder, _ = mirrored
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, exist_ok, private):
+            calls.append(("create", repo_id))
+
+        def upload_folder(self, repo_id, folder_path, allow_patterns, commit_message):
+            calls.append(("upload", repo_id, Path(folder_path), tuple(allow_patterns)))
+            return type("CommitInfo", (), {"oid": "f" * 40})()
+
+    assert push("tiny-test", registry=reg, api=FakeApi()) == "f" * 40
+    assert calls[0] == ("create", "seqbench/tiny-test")
+    assert calls[1][1:3] == ("seqbench/tiny-test", folder) and "model.safetensors" in calls[1][3]
+
+
+def test_push_offline_is_refused(mirrored):
+    reg, _, _ = mirrored
+    with pytest.raises(ModelNotAvailable, match="HF_HUB_OFFLINE"):
+        push("tiny-test", registry=reg, api=object())
+
+
+def test_cli_zoo_list():
+    from seqbench.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["zoo", "list"])
+    assert res.exit_code == 0, res.output
+    assert "zoo:synth-3layer" in res.output and "not yet trained" in res.output and "-1096.9" in res.output
+    res = CliRunner().invoke(cli, ["zoo", "list", "--json"])
+    assert {e["name"] for e in json.loads(res.output)} == set(ZOO.names())
