@@ -19,6 +19,13 @@ def load_dataset(name: str, config: str | None = None, split: str = "train", *, 
     return _load(name, config=config, split=split, root=root)
 
 
+def sample(model, text=None, **kwargs):
+    """Sample handwriting or text from a network; see :func:`seqbench.sampling.sample`."""
+    from seqbench.sampling import sample as _sample
+
+    return _sample(model, text, **kwargs)
+
+
 def evaluate(model, dataset=None, config=None, split=None, **kwargs):
     """Evaluate a model on a prepared split; see :func:`seqbench.evaluation.evaluator.evaluate`."""
     from seqbench.evaluation import evaluate as _evaluate
@@ -28,3 +35,4 @@ def evaluate(model, dataset=None, config=None, split=None, **kwargs):
 
 __all__ = ["__version__", "load_dataset", "SeqbenchError"]
 __all__ += ["evaluate"]
+__all__ += ["sample"]
