@@ -73,6 +73,21 @@ def _vocab_from(cfg: dict):
         for where in (cfg, cfg.get("data") if isinstance(cfg.get("data"), dict) else {}):
             if key in where:
                 return vocabulary_from_dict(where[key])
+    toy = _toy_symbols(cfg)
+    return None if toy is None else vocabulary_from_dict({"name": "toy-28", "symbols": toy, "fallback": None})
+
+
+def _toy_symbols(cfg: dict) -> list[str] | None:
+    """The tiny recipes' built-in data (seqbench.training.toy) write with ALPHABET + "." (28 symbols); their
+    checkpoints name the data set in the recipe rather than storing the symbols."""
+    recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    if str(data.get("source") or data.get("name") or "").startswith("toy-"):
+        try:
+            from seqbench.training.toy import ALPHABET
+        except ImportError:
+            return None
+        return list(ALPHABET + ".")
     return None
 
 
@@ -84,24 +99,20 @@ def _symbols_from(cfg: dict) -> list[str] | None:
                 return [str(s) for s in v]
             if isinstance(v, dict) and isinstance(v.get("symbols"), list):
                 return [str(s) for s in v["symbols"]]
-    return None
+    return _toy_symbols(cfg)
 
 
 def _zoo_resolve(ref: str):
-    """A zoo/hub reference through the zoo package's resolver, if that package is installed."""
-    import importlib
-
-    for mod_name in ("seqbench.zoo", "seqbench.evaluation"):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        for fn_name in ("resolve_model", "load_model", "resolve"):
-            fn = getattr(mod, fn_name, None)
-            if callable(fn):
-                return fn(ref)
-    raise SamplingError(f"{ref!r} is a zoo reference, but this install has no zoo resolver; "
-                        "pass a checkpoint folder (model.safetensors + config.json) instead")
+    """A zoo, Hub or factory reference through seqbench.zoo's resolver: a checkpoint folder, or a network."""
+    try:
+        from seqbench.zoo.hub import load_factory, resolve
+    except ImportError:
+        raise SamplingError(f"{ref!r} is a zoo reference, but this install has no zoo resolver; "
+                            "pass a checkpoint folder (model.safetensors + config.json) instead") from None
+    resolved = resolve(ref)
+    if resolved.kind == "factory":
+        return load_factory(ref)
+    return resolved.folder
 
 
 def load_model(ref: Any, *, vocab: Any = None, stats: Any = None, symbols: list[str] | None = None) -> LoadedModel:
