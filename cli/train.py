@@ -1,0 +1,61 @@
+"""``seqbench train``: train a named recipe (one call to :func:`seqbench.training.train`)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _parse_set(values: tuple[str, ...]) -> dict:
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise click.BadParameter(f"{v!r}: expected KEY=VALUE, e.g. data.batch_size=8")
+        k, raw = v.split("=", 1)
+        try:
+            out[k] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[k] = raw
+    return out
+
+
+def register(cli: click.Group, prepare: click.Group) -> None:
+    @cli.command("train")
+    @click.option("--recipe", "recipe", default=None, help="Recipe name (see --list).")
+    @click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
+                  help="Run folder (default: runs/RECIPE).")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+    @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
+                  help="Checkpoint folder whose weights start the run (e.g. runs/ptb-char-1x1000/best).")
+    @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                  help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
+    @click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
+    @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+    def train_cmd(recipe, out, resume, init_from, device, max_steps, sets, list_, quiet):
+        """Train one of the paper's networks with a named recipe.
+
+        Writes best/ and last/ checkpoints (safetensors + config.json), metrics.jsonl and loss.png
+        into the run folder. Under torchrun the same command trains with DistributedDataParallel.
+
+        \b
+        Examples:
+          seqbench train --recipe tiny-synthesis
+          seqbench train --recipe iam-synthesis-3x400 --device cuda --out runs/synth
+          torchrun --nproc_per_node 2 -m seqbench.cli.main train --recipe tiny-prediction
+        """
+        from seqbench.training import RECIPES, get_recipe, train
+
+        if list_:
+            for name in RECIPES:
+                r = get_recipe(name)
+                click.echo(f"{name:28s} {r.description}" + (f"  [{r.paper}]" if r.paper else ""))
+            return
+        if not recipe:
+            raise click.UsageError("give --recipe NAME (or --list)")
+        get_recipe(recipe)  # unknown names fail here, with suggestions
+        res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,
+                    max_steps=max_steps, init_from=init_from, quiet=quiet)
+        best = "n/a" if res.best_valid is None else f"{res.best_valid:.4f} {res.unit}"
+        click.echo(f"{recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")

@@ -1,0 +1,509 @@
+"""The trainer behind ``seqbench train``: one function, :func:`train`.
+
+Output folder (``out``):
+
+- ``recipe.json``  the recipe as run (after overrides);
+- ``metrics.jsonl`` one JSON object per line: ``{"event": "train" | "valid" | "nan" | "rollback" | "stop", ...}``;
+- ``best/``        model.safetensors + config.json of the best validation score (what evaluation loads);
+- ``last/``        the same for the latest validation, plus training_state.safetensors / training_state.json:
+                   optimiser state, RNG states, weight-noise state, carried text state, the epoch and the batch
+                   position, so that ``resume=True`` continues exactly where the run stopped;
+- ``loss.png``     training and validation loss against steps.
+
+Losses: the gradient is that of the summed NLL of each sequence, averaged over the sequences of the batch
+(Graves trains on per-sequence losses). Reported numbers are totals over totals in named units:
+"nats/line" (handwriting: summed nats per line, the paper's Tables 3-4) or "bits/char", "bits/byte",
+"bits/word" (text: total nats / total symbols / ln 2, the paper's Tables 1-2).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on
+GPU); every rank takes its slice of each global batch, so the run matches a single process with the same
+batch size. Only rank 0 writes files and shows progress.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqbench.errors import SeqbenchError
+from seqbench.models import SeqModel, build_model
+from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained
+from seqbench.training.data import Batch, make_batches, n_training_sequences
+from seqbench.training.noise import make_noise
+from seqbench.training.optim import make_optimizer
+from seqbench.training.recipes import Recipe, get_recipe
+
+log = logging.getLogger(__name__)
+LN2 = math.log(2.0)
+
+
+class TrainingDiverged(SeqbenchError):
+    """The loss or a gradient became NaN or infinite and the run could not continue."""
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    epochs: int
+    best_valid: float | None
+    unit: str
+    history: list[dict] = field(default_factory=list)
+    stopped: str = ""  # why the run ended: "max_steps", "max_epochs", "early_stopping"
+
+
+# ------------------------------------------------------------------ helpers
+def _dist() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and os.environ.get("SEQBENCH_DDP_BACKEND") != "gloo" else "gloo"
+            dist.init_process_group(backend)
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
+
+
+def _to(data: dict, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in data.items()}
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for idx, st in sd["state"].items():
+        meta["state"][str(idx)] = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                meta["state"][str(idx)][k] = v
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {int(i): dict(v) for i, v in meta["state"].items()}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _state_tensors(state: Any, prefix: str) -> dict[str, torch.Tensor]:
+    """Flatten a carried LM state (list of (h, c)) into named tensors."""
+    out = {}
+    if state is not None:
+        for n, (h, c) in enumerate(state):
+            out[f"{prefix}.{n}.h"] = h.detach().cpu().contiguous()
+            out[f"{prefix}.{n}.c"] = c.detach().cpu().contiguous()
+    return out
+
+
+def _state_from(tensors: dict[str, torch.Tensor], prefix: str, device) -> Any:
+    n = 0
+    out = []
+    while f"{prefix}.{n}.h" in tensors:
+        out.append((tensors[f"{prefix}.{n}.h"].to(device), tensors[f"{prefix}.{n}.c"].to(device)))
+        n += 1
+    return out or None
+
+
+def plot_losses(history: list[dict], path: Path, unit: str) -> None:
+    """Training (running) and validation loss against steps, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # optional dependency (pip install seqbench[plot])
+        log.info("matplotlib not installed; no loss plot")
+        return
+    tr = [(h["step"], h["loss"]) for h in history if h["event"] == "train"]
+    va = [(h["step"], h["loss"]) for h in history if h["event"] == "valid"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if tr:
+        ax.plot(*zip(*tr), label="train (running)", lw=1)
+    if va:
+        ax.plot(*zip(*va), "o-", label="validation", lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel(unit)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ the run
+class _Run:
+    def __init__(self, recipe: Recipe, out: Path, device: str, quiet: bool):
+        self.recipe, self.out, self.quiet = recipe, out, quiet
+        self.device = torch.device(device)
+        self.rank, self.world = _dist()
+        self.main = self.rank == 0
+        torch.manual_seed(recipe.seed)
+        self.model: SeqModel = build_model(recipe.family, **recipe.model).to(self.device)
+        self.model.set_clipping(lstm=recipe.clip_lstm, output=recipe.clip_output)
+        self.noise = make_noise(recipe.weight_noise, self.model, recipe.noise_std)
+        params = list(self.model.parameters()) + (list(self.noise.parameters()) if self.noise else [])
+        self.opt = make_optimizer(recipe.optimizer, params, **recipe.optimizer_args)
+        self.noise_gen = torch.Generator().manual_seed(recipe.seed + 7919)
+        self.train_batches = make_batches(recipe.data, recipe.data.train_split, train=True, seed=recipe.seed,
+                                          rank=self.rank, world=self.world)
+        self.valid_batches = make_batches(recipe.data, recipe.data.valid_split, train=False, seed=recipe.seed)
+        self.n_train_seqs = max(n_training_sequences(self.train_batches), 1)
+        self.net = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.text = recipe.family == "lstm-lm"
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best: float | None = None
+        self.evals_since_best = 0
+        self.rollbacks = 0
+        self.carry = None  # text: the state carried between windows
+        self.history: list[dict] = []
+        self.running: float | None = None
+        self._snapshot: dict | None = None
+
+    # -- losses ------------------------------------------------------------------
+    def _score(self, data: dict, state=None):
+        amp = self.recipe.amp
+        dtype = torch.bfloat16 if self.device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+        ctx = torch.autocast(self.device.type, dtype=dtype) if amp else contextlib.nullcontext()
+        with ctx:
+            if self.text:
+                logits, new_state = self.net(data["inputs"], state)  # through DDP's forward when distributed
+                with torch.autocast(self.device.type, enabled=False):
+                    nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
+                                                            reduction="none")
+                mask = data["mask"]
+                nll = (nll * mask).sum(1)
+                return nll, mask.sum(1), new_state
+            if self.world > 1:
+                nll, n = _DDPScore.apply_score(self.net, data)
+            else:
+                nll, n = self.model.score(data)
+            return nll, n, None
+
+    def _loss_value(self, nll_sum: float, n_units: float, n_seqs: float) -> float:
+        if self.text:
+            return nll_sum / max(n_units, 1) / LN2
+        return nll_sum / max(n_seqs, 1)
+
+    # -- validation --------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        tot = torch.zeros(3, dtype=torch.float64)  # nll, units, sequences
+        state = None
+        for k, b in enumerate(self.valid_batches.epoch(0)):
+            if self.world > 1 and k % self.world != self.rank and not self.text:
+                continue
+            data = _to(b.data, self.device)
+            if self.text:
+                if self.world > 1 and self.rank != 0:
+                    break  # text streams are sequential: rank 0 evaluates them
+                logits, state = self.model(data["inputs"], None if b.reset else state)
+                nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
+                                                        reduction="none")
+                nll, n = (nll * data["mask"]).sum(1), data["mask"].sum(1)
+            else:
+                nll, n = self.model.score(data)
+            tot += torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64)
+        _all_reduce(tot, self.world)
+        self.model.train()
+        nll, units, seqs = tot.tolist()
+        out = {"loss": self._loss_value(nll, units, seqs), "nll_nats": nll, "units": units, "sequences": seqs}
+        if not self.text:
+            out["nats_per_point"] = nll / max(units, 1)
+        return out
+
+    # -- checkpoints -------------------------------------------------------------
+    def _extra(self) -> dict:
+        return {"recipe": self.recipe.to_dict(), "step": self.step, "unit": self.recipe.unit}
+
+    def save(self, best: bool) -> None:
+        if not self.main:
+            return
+        from safetensors.torch import save_file
+
+        last = self.out / "last"
+        save_pretrained(self.model, last, self._extra())
+        tensors, meta = _flatten_optimizer(self.opt)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.noise"] = self.noise_gen.get_state()
+        if self.noise:
+            tensors.update({f"noise.{k}": v.cpu() for k, v in self.noise.state_dict().items()})
+        tensors.update(_state_tensors(self.carry, "carry"))
+        save_file(tensors, str(last / "training_state.safetensors.tmp"))
+        os.replace(last / "training_state.safetensors.tmp", last / "training_state.safetensors")
+        meta.update(step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, best=self.best,
+                    evals_since_best=self.evals_since_best, running=self.running, rollbacks=self.rollbacks)
+        (last / "training_state.json").write_text(json.dumps(meta))
+        if best:
+            save_pretrained(self.model, self.out / "best", self._extra())
+
+    def resume(self) -> None:
+        last = self.out / "last"
+        cfg = read_config(last)
+        if cfg.get("recipe", {}).get("model") != self.recipe.model or cfg["recipe"]["family"] != self.recipe.family:
+            raise CheckpointError(f"{last}: its network ({cfg.get('recipe', {}).get('family')} "
+                                  f"{cfg.get('recipe', {}).get('model')}) is not the recipe's ({self.recipe.family} "
+                                  f"{self.recipe.model}); use a new --out folder")
+        load_into(self.model, load_state(last), where=str(last))
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(last / "training_state.safetensors"))
+            meta = json.loads((last / "training_state.json").read_text())
+        except Exception as e:
+            raise CheckpointError(f"{last}: training state unreadable ({e}); cannot resume exactly") from None
+        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta))
+        torch.set_rng_state(tensors["rng.torch"])
+        self.noise_gen.set_state(tensors["rng.noise"])
+        if self.noise:
+            self.noise.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("noise.")})
+        self.carry = _state_from(tensors, "carry", self.device)
+        for k in ("step", "epoch", "batch_in_epoch", "best", "evals_since_best", "running", "rollbacks"):
+            setattr(self, k, meta[k])
+        metrics = self.out / "metrics.jsonl"
+        if metrics.is_file():
+            self.history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            self.history = [h for h in self.history if h.get("step", 0) <= self.step]
+            metrics.write_text("".join(json.dumps(h) + "\n" for h in self.history))
+
+    def init_from(self, folder: Path) -> None:
+        load_into(self.model, load_state(folder), where=str(folder))
+
+    # -- logging -----------------------------------------------------------------
+    def record(self, event: dict) -> None:
+        event = {"event": event.pop("event"), "step": self.step, "epoch": self.epoch, **event}
+        self.history.append(event)
+        if self.main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(event) + "\n")
+
+    # -- one step ----------------------------------------------------------------
+    def _snapshot_take(self) -> None:
+        self._snapshot = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "opt": _clone(self.opt.state_dict()),
+            "noise": {k: v.clone() for k, v in self.noise.state_dict().items()} if self.noise else None,
+        }
+
+    def _rollback(self) -> None:
+        s = self._snapshot
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(_clone(s["opt"]))
+        if self.noise and s["noise"] is not None:
+            self.noise.load_state_dict(s["noise"])
+
+    def train_step(self, b: Batch) -> float | None:
+        data = _to(b.data, self.device)
+        self.opt.zero_grad(set_to_none=True)
+        if self.noise:
+            self.noise.perturb(self.noise_gen)
+        state = None
+        if self.text:
+            state = None if b.reset or self.carry is None else [(h.detach(), c.detach()) for h, c in self.carry]
+        nll, n, new_state = self._score(data, state)
+        loss = nll.sum() / len(nll)  # summed NLL per sequence, averaged over the sequences (see module doc)
+        loss.backward()
+        if self.noise:  # clean weights back; adaptive noise adds its σ gradients and its share of L_C
+            self.noise.restore(len(nll) * self.world / self.n_train_seqs)
+        stats = torch.tensor([float(nll.detach().sum()), float(n.sum()), float(len(nll))], dtype=torch.float64)
+        finite = torch.isfinite(loss.detach()) and all(
+            bool(torch.isfinite(p.grad.sum())) for p in self.opt_params() if p.grad is not None)
+        ok = torch.tensor([1.0 if finite else 0.0])
+        _all_reduce(ok, self.world)
+        if ok.item() < self.world:
+            return self._handle_nan(b, float(loss.detach()))
+        self.opt.step()
+        if self.text:
+            self.carry = [(h.detach(), c.detach()) for h, c in new_state]
+        _all_reduce(stats, self.world)
+        return self._loss_value(*stats.tolist())
+
+    def opt_params(self):
+        for g in self.opt.param_groups:
+            yield from g["params"]
+
+    def _handle_nan(self, b: Batch, loss: float) -> None:
+        what = "loss" if not math.isfinite(loss) else "a gradient"
+        msg = (f"{what} became {'NaN' if math.isnan(loss) else 'non-finite'} at step {self.step + 1} "
+               f"(epoch {self.epoch}, batch {self.batch_in_epoch}: {', '.join(b.ids[:8])}"
+               f"{' …' if len(b.ids) > 8 else ''})")
+        self.record({"event": "nan", "message": msg, "ids": b.ids, "loss": loss if math.isfinite(loss) else str(loss)})
+        log.warning(msg)
+        if self.recipe.on_nan == "stop" or self._snapshot is None or self.rollbacks >= self.recipe.max_rollbacks:
+            self.record({"event": "stop", "reason": "nan"})
+            raise TrainingDiverged(msg + "; stopped (the last good weights are in last/ and best/). "
+                                         "Lower the learning rate or check the data of that batch.")
+        self._rollback()
+        self.rollbacks += 1
+        self.carry = None
+        self.record({"event": "rollback", "to": "last validation", "rollbacks": self.rollbacks})
+        return None
+
+
+def _clone(obj):
+    if torch.is_tensor(obj):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    return obj
+
+
+class _DDPScore:
+    """Route ``score`` through the DDP wrapper's ``forward`` so its gradient hooks fire."""
+
+    @staticmethod
+    def apply_score(ddp, data: dict):
+        mod = ddp.module
+        orig = mod.forward
+        try:
+            mod.forward = lambda batch: mod.__class__.score(mod, batch)  # type: ignore[method-assign]
+            return ddp(data)
+        finally:
+            mod.forward = orig
+
+
+def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
+          resume: bool = False, device: str = "cpu", max_steps: int | None = None, init_from: str | None = None,
+          quiet: bool = False, flush_denormal: bool = True) -> TrainResult:
+    """Train a recipe; write checkpoints, metrics.jsonl and loss.png under ``out``.
+
+    ``overrides`` change recipe fields (``{"data.batch_size": 8, "model.hidden_size": 64, "seed": 1}``).
+    ``init_from`` is a checkpoint folder whose weights start the run (the recipe's ``init_from`` names a recipe;
+    give its output's ``best/`` folder here).
+
+    >>> r = train("tiny-prediction", "runs/tiny", quiet=True)  # doctest: +SKIP
+    >>> r.best_valid, r.unit  # doctest: +SKIP
+    """
+    rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if overrides:
+        rec = rec.replace(**overrides)
+    if max_steps is not None:
+        rec = rec.replace(max_steps=max_steps)
+    if rec.on_nan not in ("rollback", "stop"):
+        raise SeqbenchError(f"on_nan must be 'rollback' or 'stop', not {rec.on_nan!r}")
+    out = Path(out)
+    if flush_denormal:
+        # Subnormal floats (the far tails of the window and mixture Gaussians, tiny second moments in the
+        # optimiser) are 10-100× slower on x86 CPUs; flushing them to zero changes no result that matters.
+        torch.set_flush_denormal(True)
+    run = _Run(rec, out, device, quiet)
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        if not (out / "last" / "config.json").is_file():
+            raise CheckpointError(f"{out}/last: nothing to resume from; start without --resume")
+        run.resume()
+    else:
+        if run.main and (out / "metrics.jsonl").exists():
+            raise SeqbenchError(f"{out} already holds a run; pass resume=True (--resume) or choose another folder")
+        if init_from:
+            run.init_from(Path(init_from))
+        elif rec.init_from:
+            log.info("recipe %s starts from %s's weights; pass init_from=<its best/ folder>", rec.name, rec.init_from)
+        if run.main:
+            (out / "recipe.json").write_text(json.dumps(rec.to_dict(), indent=2))
+    return _loop(run)
+
+
+def _loop(run: _Run) -> TrainResult:
+    rec = run.recipe
+    unit = rec.unit
+    n_batches = len(run.train_batches)
+    if n_batches == 0:
+        raise SeqbenchError(f"{rec.data.source}: the training split has fewer sequences than one batch")
+    total = rec.max_steps if rec.max_steps is not None else rec.max_epochs * n_batches
+    eval_every = rec.eval_every or n_batches
+    pbar = None
+    if run.main and not run.quiet:
+        from tqdm.auto import tqdm
+
+        pbar = tqdm(total=total, initial=run.step, desc=rec.name, unit="step", dynamic_ncols=True)
+    run._snapshot_take()
+    stopped = ""
+    t0 = time.perf_counter()
+    try:
+        while not stopped:
+            if run.epoch >= rec.max_epochs:
+                stopped = "max_epochs"
+                break
+            for b in run.train_batches.epoch(run.epoch, skip=run.batch_in_epoch):
+                if rec.max_steps is not None and run.step >= rec.max_steps:
+                    stopped = "max_steps"
+                    break
+                loss = run.train_step(b)
+                run.batch_in_epoch += 1
+                if loss is None:  # rolled back
+                    continue
+                run.step += 1
+                run.running = loss if run.running is None else 0.95 * run.running + 0.05 * loss
+                if pbar is not None:
+                    pbar.update(1)
+                    pbar.set_postfix_str(f"{run.running:.3f} {unit}")
+                if run.step % max(1, min(50, eval_every)) == 0:
+                    run.record({"event": "train", "loss": loss, "running": run.running,
+                                "elapsed_s": round(time.perf_counter() - t0, 3)})
+                if run.step % eval_every == 0:
+                    if _evaluate(run):
+                        stopped = "early_stopping"
+                        break
+            else:
+                run.epoch += 1
+                run.batch_in_epoch = 0
+                run.carry = None
+                continue
+            break
+        if stopped == "max_steps" and run.step % eval_every != 0:
+            _evaluate(run)
+        elif stopped == "max_epochs" and (not run.history or run.history[-1]["event"] != "valid"):
+            _evaluate(run)
+    finally:
+        if pbar is not None:
+            pbar.close()
+    if run.main:
+        plot_losses(run.history, run.out / "loss.png", unit)
+    run.record({"event": "stop", "reason": stopped})
+    return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best, unit=unit,
+                       history=run.history, stopped=stopped)
+
+
+def _evaluate(run: _Run) -> bool:
+    """Validate, checkpoint, and say whether to stop early."""
+    v = run.validate()
+    improved = run.best is None or v["loss"] < run.best
+    if improved:
+        run.best, run.evals_since_best = v["loss"], 0
+    else:
+        run.evals_since_best += 1
+    run.record({"event": "valid", **v, "best": run.best})
+    run.save(best=improved)
+    run._snapshot_take()
+    if run.main:
+        plot_losses(run.history, run.out / "loss.png", run.recipe.unit)
+    return run.evals_since_best >= run.recipe.patience

@@ -1,0 +1,261 @@
+"""Training: Graves' RMSProp, weight noise, recipes, the trainer (tiny recipes, resume, NaN handling), CLI."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from seqbench.errors import SeqbenchError, UnknownNameError
+from seqbench.models.io import CheckpointError, load_pretrained
+from seqbench.training import RECIPES, GravesRMSProp, TrainingDiverged, get_recipe, train
+from seqbench.training import toy
+from seqbench.training.data import make_batches
+from seqbench.training.noise import AdaptiveWeightNoise, WeightNoise
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine, two spinning OpenMP threads slow these tiny runs 5-10x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------- optimiser
+def test_graves_rmsprop_follows_its_equations():
+    torch.manual_seed(0)
+    w0 = torch.randn(5, dtype=torch.float64)
+    p = torch.nn.Parameter(w0.clone())
+    opt = GravesRMSProp([p])
+    n = g_bar = delta = torch.zeros(5, dtype=torch.float64)
+    w = w0.clone()
+    for _ in range(4):
+        g = torch.randn(5, dtype=torch.float64)
+        p.grad = g.clone()
+        opt.step()
+        n = 0.95 * n + 0.05 * g * g  # (38)
+        g_bar = 0.95 * g_bar + 0.05 * g  # (39)
+        delta = 0.9 * delta - 1e-4 * g / torch.sqrt(n - g_bar ** 2 + 1e-4)  # (40)
+        w = w + delta  # (41)
+        torch.testing.assert_close(p.data, w, rtol=1e-12, atol=1e-15)
+
+
+def test_graves_rmsprop_is_not_torch_centered_rmsprop():
+    p1 = torch.nn.Parameter(torch.ones(3))
+    p2 = torch.nn.Parameter(torch.ones(3))
+    a = GravesRMSProp([p1])
+    b = torch.optim.RMSprop([p2], lr=1e-4, alpha=0.95, eps=1e-4, momentum=0.9, centered=True)
+    for _ in range(3):
+        p1.grad = torch.full((3,), 0.01)
+        p2.grad = torch.full((3,), 0.01)
+        a.step()
+        b.step()
+    assert not torch.allclose(p1, p2)
+
+
+def test_graves_rmsprop_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        GravesRMSProp([torch.nn.Parameter(torch.ones(1))], lr=-1)
+
+
+# ---------------------------------------------------------------- weight noise
+def _tiny_model():
+    from seqbench.models import build_model
+
+    return build_model("handwriting-prediction", hidden_size=6, num_layers=1, n_mixtures=2)
+
+
+def test_fixed_weight_noise_resampled_and_restored():
+    m = _tiny_model()
+    clean = {k: v.clone() for k, v in m.state_dict().items()}
+    wn = WeightNoise(m, std=0.075)
+    gen = torch.Generator().manual_seed(0)
+    wn.perturb(gen)
+    first = {k: v.clone() for k, v in m.state_dict().items()}
+    diff = first["layers.0.weight_hh"] - clean["layers.0.weight_hh"]
+    assert 0.05 < float(diff.std()) < 0.1  # std 0.075
+    assert torch.equal(first["layers.0.bias"], clean["layers.0.bias"])  # biases stay clean
+    wn.restore()
+    assert all(torch.equal(v, clean[k]) for k, v in m.state_dict().items())  # exactly clean again
+    wn.perturb(gen)
+    second = m.state_dict()["layers.0.weight_hh"].clone()
+    wn.restore()
+    assert not torch.equal(second, first["layers.0.weight_hh"])  # a fresh sample each time
+
+
+def test_weight_noise_gradient_is_taken_at_the_noisy_weights():
+    m = _tiny_model()
+    x = {"inputs": torch.randn(2, 5, 3), "targets": torch.randn(2, 5, 3).clamp(0, 1),
+         "mask": torch.ones(2, 5, dtype=torch.bool)}
+    wn = WeightNoise(m, std=0.075)
+    wn.perturb(torch.Generator().manual_seed(1))
+    noisy = {k: v.clone() for k, v in m.state_dict().items()}
+    m.score(x)[0].sum().backward()
+    g_noisy = m.layers[0].weight_hh.grad.clone()
+    wn.restore()
+    m2 = _tiny_model()
+    m2.load_state_dict(noisy)
+    m2.score(x)[0].sum().backward()
+    torch.testing.assert_close(g_noisy, m2.layers[0].weight_hh.grad)
+
+
+def test_adaptive_noise_complexity_and_gradients():
+    torch.manual_seed(3)
+    m = _tiny_model()
+    awn = AdaptiveWeightNoise(m, init_std=0.075)
+    mu = torch.cat([p.detach().flatten() for _, p in awn.params])
+    s = torch.full_like(mu, 0.075)
+    mu0 = mu.mean()
+    var0 = (s ** 2 + (mu - mu0) ** 2).mean()
+    want = float((0.5 * torch.log(var0) - torch.log(s) + (s ** 2 + (mu - mu0) ** 2) / (2 * var0) - 0.5).sum())
+    assert awn.complexity() == pytest.approx(want, rel=1e-4)
+    x = {"inputs": torch.randn(2, 5, 3), "targets": torch.randn(2, 5, 3).clamp(0, 1),
+         "mask": torch.ones(2, 5, dtype=torch.bool)}
+    clean = {k: v.clone() for k, v in m.state_dict().items()}
+    awn.perturb(torch.Generator().manual_seed(0))
+    m.score(x)[0].sum().backward()
+    share = awn.restore(data_fraction=0.5)
+    assert share == pytest.approx(0.5 * awn.complexity())
+    assert all(torch.equal(v, clean[k]) for k, v in m.state_dict().items())
+    assert all(ls.grad is not None and torch.isfinite(ls.grad).all() for ls in awn.log_sigma)
+
+
+# ---------------------------------------------------------------- recipes and data
+def test_every_paper_table_row_has_a_recipe():
+    names = set(RECIPES.names())
+    for n in ("ptb-char-1x1000", "ptb-char-1x1000-wn", "ptb-char-1x1000-awn", "ptb-word-1x1000",
+              "ptb-word-1x1000-wn", "enwik8-7x700", "iam-prediction-1x900", "iam-prediction-3x400",
+              "iam-prediction-3x400-awn", "iam-synthesis-3x400", "iam-synthesis-3x400-awn"):
+        assert n in names
+        assert get_recipe(n).paper
+    assert get_recipe("iam-synthesis-3x400").data.config == "graves2013"
+
+
+def test_unknown_recipe_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean 'tiny-synthesis'"):
+        get_recipe("tiny-synthesys")
+
+
+def test_recipe_overrides():
+    r = get_recipe("tiny-text").replace(**{"data.batch_size": 4, "model.hidden_size": 8, "seed": 3})
+    assert (r.data.batch_size, r.model["hidden_size"], r.seed) == (4, 8, 3)
+    with pytest.raises(SeqbenchError, match="unknown field"):
+        get_recipe("tiny-text").replace(bacth_size=3)
+    assert get_recipe("tiny-text").unit == "bits/char" and get_recipe("tiny-synthesis").unit == "nats/line"
+
+
+def test_batches_are_deterministic_and_sharded():
+    spec = get_recipe("tiny-synthesis").data
+    a = [b.ids for b in make_batches(spec, "train", train=True, seed=0).epoch(1)]
+    b = [b.ids for b in make_batches(spec, "train", train=True, seed=0).epoch(1)]
+    c = [b.ids for b in make_batches(spec, "train", train=True, seed=0).epoch(2)]
+    assert a == b and a != c
+    r0 = [b.ids for b in make_batches(spec, "train", train=True, seed=0, rank=0, world=2).epoch(1)]
+    r1 = [b.ids for b in make_batches(spec, "train", train=True, seed=0, rank=1, world=2).epoch(1)]
+    assert [x + y for x, y in zip(r0, r1)] == a
+
+
+def test_toy_collate_matches_the_iam_contract():
+    items = toy.toy_handwriting(3)
+    b = toy.collate_handwriting(items)
+    assert b["inputs"].shape == b["targets"].shape and b["inputs"][:, 0].abs().sum() == 0
+    torch.testing.assert_close(b["inputs"][0, 1:5], b["targets"][0, :4])
+    assert b["mask"].sum(1).tolist() == [len(it["strokes"]) for it in items]
+
+
+# ---------------------------------------------------------------- the trainer
+def _valid_losses(res):
+    return [h["loss"] for h in res.history if h["event"] == "valid"]
+
+
+@pytest.mark.parametrize("name", ["tiny-synthesis", "tiny-text"])
+def test_tiny_recipe_lowers_validation_loss(tmp_path, name):
+    res = train(name, tmp_path / "run", quiet=True, max_steps=30, overrides={"eval_every": 15})
+    v = _valid_losses(res)
+    assert len(v) == 2 and v[1] < v[0]
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {x["event"] for x in lines} >= {"train", "valid", "stop"}
+
+
+def test_trained_checkpoint_loads_with_identical_scores(tmp_path):
+    res = train("tiny-prediction", tmp_path / "run", quiet=True, max_steps=20)
+    m = load_pretrained(tmp_path / "run" / "best")
+    spec = get_recipe("tiny-prediction").data
+    batch = next(iter(make_batches(spec, "valid", train=False, seed=0).epoch(0))).data
+    m.eval()
+    with torch.no_grad():
+        nll, n = m.score(batch)
+    assert res.best_valid is not None
+    m2 = load_pretrained(tmp_path / "run" / "best")
+    with torch.no_grad():
+        assert torch.equal(m2.score(batch)[0], nll)
+
+
+@pytest.mark.parametrize("name", ["tiny-text-wn", "tiny-synthesis-awn"])
+def test_exact_resume(tmp_path, name):
+    kw = dict(quiet=True, overrides={"eval_every": 6})
+    straight = train(name, tmp_path / "a", max_steps=12, **kw)
+    train(name, tmp_path / "b", max_steps=6, **kw)
+    resumed = train(name, tmp_path / "b", max_steps=12, resume=True, **kw)
+    assert resumed.steps == straight.steps == 12
+    from seqbench.models.io import load_state
+
+    sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert _valid_losses(straight) == _valid_losses(resumed)
+
+
+def test_resume_refuses_another_network(tmp_path):
+    train("tiny-prediction", tmp_path / "r", max_steps=5, quiet=True, overrides={"eval_every": 5})
+    with pytest.raises(CheckpointError, match="not the recipe's"):
+        train("tiny-prediction", tmp_path / "r", max_steps=10, quiet=True, resume=True,
+              overrides={"model.hidden_size": 16})
+    with pytest.raises(SeqbenchError, match="already holds a run"):
+        train("tiny-prediction", tmp_path / "r", max_steps=5, quiet=True)
+
+
+def _poison(monkeypatch, bad_id="toy-0-00005"):
+    real = toy.toy_handwriting
+
+    def poisoned(n, seed=0, **kw):
+        items = real(n, seed=seed, **kw)
+        for it in items:
+            if it["id"] == bad_id:
+                it["strokes"] = it["strokes"].clone()
+                it["strokes"][3, 0] = float("nan")
+        return items
+
+    monkeypatch.setattr(toy, "toy_handwriting", poisoned)
+
+
+def test_nan_is_reported_with_step_and_batch_and_stops(tmp_path, monkeypatch):
+    _poison(monkeypatch)
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(epoch 0, batch \d+: .*toy-0-00005"):
+        train("tiny-prediction", tmp_path / "r", max_steps=20, quiet=True, overrides={"on_nan": "stop"})
+    events = [json.loads(x)["event"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert "nan" in events and events[-1] == "stop"
+
+
+def test_nan_rolls_back_and_continues(tmp_path, monkeypatch):
+    _poison(monkeypatch)
+    res = train("tiny-prediction", tmp_path / "r", max_steps=12, quiet=True, overrides={"eval_every": 4})
+    events = [h["event"] for h in res.history]
+    assert "rollback" in events and res.steps == 12
+    assert all(math.isfinite(v) for v in _valid_losses(res))
+
+
+def test_cli_train(tmp_path):
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["train", "--recipe", "tiny-prediction", "--out", str(tmp_path / "c"),
+                                 "--max-steps", "4", "-q", "--set", "eval_every=4"])
+    assert r.exit_code == 0, r.output
+    assert "best validation" in r.output and (tmp_path / "c" / "best" / "model.safetensors").is_file()
+    r = CliRunner().invoke(cli, ["train", "--recipe", "tiny-predicton"])
+    assert r.exit_code == 1 and "Did you mean" in r.output
