@@ -244,3 +244,28 @@ def test_cli_bad_references(iam_root, tmp_path):
     assert "does not match the network's config" in _cli_error(["eval", "--model", str(folder2), *base])
     assert "cannot import" in _cli_error(["eval", "--model", "nosuchpkg.mod:build", *base])
     assert "no such result record" in _cli_error(["report", str(tmp_path / "none.json")])
+
+
+def _rank_main(rank: int, world: int, init: str, root: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        m = _tiny("handwriting-prediction")
+        r = seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=root, batch_size=2)
+        Path(out, f"{rank}.json").write_text(json.dumps(r.totals))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sharded_over_ranks_gives_the_single_process_result(iam_root, tmp_path):
+    import torch.multiprocessing as mp
+
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.spawn(_rank_main, args=(2, init, str(iam_root), str(tmp_path)), nprocs=2, join=True)
+    single = seqbench.evaluate(_tiny("handwriting-prediction"), "iam-ondb", "graves2013", "valid", root=iam_root)
+    for rank in (0, 1):
+        t = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert (t["units"], t["sequences"]) == (single.totals["units"], single.totals["sequences"])
+        assert t["nll_nats"] == pytest.approx(single.totals["nll_nats"], rel=1e-6)
+        assert t["sse"] == pytest.approx(single.totals["sse"], rel=1e-6)
