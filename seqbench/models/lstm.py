@@ -138,7 +138,8 @@ class LSTMLayer(nn.Module):
         self.peephole, self.clip = peephole, clip
         H = hidden_size
         if peephole:
-            self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))  # W_x for dense inputs
+            # W_x for dense inputs (none for a first layer fed with symbols only)
+            self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size)) if input_size else None
             self.embed_ih = nn.Parameter(torch.empty(vocab_size, 4 * H)) if vocab_size else None
             self.weight_hh = nn.Parameter(torch.empty(4 * H, H))  # W_h
             self.bias = nn.Parameter(torch.zeros(4 * H))
@@ -163,7 +164,7 @@ class LSTMLayer(nn.Module):
     def project(self, x: Tensor | None, tokens: Tensor | None) -> Tensor:
         """W_x x_t + b for all t at once: (B, T, 4H). Peephole layers only."""
         parts = []
-        if x is not None and self.input_size:
+        if x is not None and self.weight_ih is not None:
             parts.append(x @ self.weight_ih.t())  # (B, T, 4H)
         if tokens is not None:
             parts.append(nn.functional.embedding(tokens, self.embed_ih))  # (B, T, 4H)

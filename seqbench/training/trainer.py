@@ -169,12 +169,13 @@ class _Run:
                                           rank=self.rank, world=self.world)
         self.valid_batches = make_batches(recipe.data, recipe.data.valid_split, train=False, seed=recipe.seed)
         self.n_train_seqs = max(n_training_sequences(self.train_batches), 1)
-        self.net = self.model
+        self.text = recipe.family == "lstm-lm"
+        self.net = _Scorer(self.model, self.text)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.text = recipe.family == "lstm-lm"
+            self.net = DDP(_Scorer(self.model, self.text),
+                           device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None
         self.evals_since_best = 0
@@ -191,17 +192,14 @@ class _Run:
         ctx = torch.autocast(self.device.type, dtype=dtype) if amp else contextlib.nullcontext()
         with ctx:
             if self.text:
-                logits, new_state = self.net(data["inputs"], state)  # through DDP's forward when distributed
+                logits, new_state = self.net(data, state)  # through DDP's forward when distributed
                 with torch.autocast(self.device.type, enabled=False):
                     nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
                                                             reduction="none")
                 mask = data["mask"]
                 nll = (nll * mask).sum(1)
                 return nll, mask.sum(1), new_state
-            if self.world > 1:
-                nll, n = _DDPScore.apply_score(self.net, data)
-            else:
-                nll, n = self.model.score(data)
+            nll, n = self.net(data)
             return nll, n, None
 
     def _loss_value(self, nll_sum: float, n_units: float, n_seqs: float) -> float:
@@ -375,18 +373,18 @@ def _clone(obj):
     return obj
 
 
-class _DDPScore:
-    """Route ``score`` through the DDP wrapper's ``forward`` so its gradient hooks fire."""
+class _Scorer(torch.nn.Module):
+    """What DistributedDataParallel wraps: its forward is the model's ``score`` (handwriting) or ``forward``
+    (text), so DDP's gradient hooks see the whole loss computation."""
 
-    @staticmethod
-    def apply_score(ddp, data: dict):
-        mod = ddp.module
-        orig = mod.forward
-        try:
-            mod.forward = lambda batch: mod.__class__.score(mod, batch)  # type: ignore[method-assign]
-            return ddp(data)
-        finally:
-            mod.forward = orig
+    def __init__(self, model: SeqModel, text: bool):
+        super().__init__()
+        self.model, self.text = model, text
+
+    def forward(self, data: dict, state=None):
+        if self.text:
+            return self.model(data["inputs"], state)
+        return self.model.score(data)
 
 
 def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
