@@ -38,6 +38,40 @@ def paper_network():
     return m.eval()
 
 
+def textbook_sample(model, text: str, bias: float, seed: int, max_steps: int) -> int:
+    """The loop most re-implementations write: every layer, the window, the output and ``mdn.sample`` step by step
+    (as seqbench.models.reference does for training), with the stopping rule. Returns the points written."""
+    from seqbench.data.iam.vocab import GRAVES57
+    from seqbench.models import mdn
+    from seqbench.models.reference import _cell
+
+    cfg = model.config
+    chars = torch.tensor([GRAVES57.encode(text)])
+    onehot = torch.nn.functional.one_hot(chars, cfg.vocab_size).float()  # (1, U, V)
+    U = chars.shape[1]
+    u = torch.arange(1, U + 2, dtype=torch.float32)
+    hs = [torch.zeros(1, cfg.hidden_size) for _ in range(cfg.num_layers)]
+    cs = [torch.zeros(1, cfg.hidden_size) for _ in range(cfg.num_layers)]
+    w, kappa, x = torch.zeros(1, cfg.vocab_size), torch.zeros(1, cfg.n_window), torch.zeros(1, 3)
+    g = torch.Generator().manual_seed(seed)
+    points = []
+    with torch.no_grad():
+        for _ in range(max_steps):
+            hs[0], cs[0] = _cell(model.layers[0], torch.cat([x, w], -1), hs[0], cs[0])
+            a, b, k = model.window.linear(hs[0]).chunk(3, -1)
+            kappa = kappa + k.exp()
+            phi = (a.exp().unsqueeze(-1) * torch.exp(-b.exp().unsqueeze(-1) * (kappa.unsqueeze(-1) - u) ** 2)).sum(1)
+            if phi[0, U] > phi[0, :U].max():
+                break
+            w = (phi[:, :U].unsqueeze(-1) * onehot).sum(1)
+            for n in range(1, cfg.num_layers):
+                hs[n], cs[n] = _cell(model.layers[n], torch.cat([x, hs[n - 1], w], -1), hs[n], cs[n])
+            y = model.output(torch.cat(hs, -1))
+            x = mdn.sample(y, cfg.n_mixtures, bias, generator=g)
+            points.append(x)
+    return len(points)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="A trained synthesis checkpoint (default: see above).")
@@ -45,7 +79,7 @@ def main() -> None:
     ap.add_argument("--bias", type=float, default=0.5)
     ap.add_argument("--runs", type=int, default=5, help="Runs of seqbench's sampler.")
     ap.add_argument("--baseline-runs", type=int, default=3, help="Runs of the straightforward loop (slower).")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    ap.add_argument("--threads", type=int, default=None, help="torch's default thread count (default: its choice).")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,26 +93,52 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     synthesize(loaded, args.text[:10], seed=0, bias=args.bias)  # warm-up
 
-    def timed(stepper: str, runs: int) -> tuple[list[float], int]:
+    default_threads = torch.get_num_threads()
+
+    def timed(stepper: str, runs: int, threads: int) -> tuple[list[float], int]:
         times, points = [], 0
         for r in range(runs):
             t0 = time.perf_counter()
-            s = synthesize(loaded, args.text, seed=r, bias=args.bias, stepper=stepper)
+            s = synthesize(loaded, args.text, seed=r, bias=args.bias, stepper=stepper, threads=threads)
             times.append(time.perf_counter() - t0)
             points = len(s.offsets[0])
             if not s.stopped[0]:
                 print(f"  note: {stepper} run {r} hit max_steps ({s.max_steps})")
         return times, points
 
-    fast, n_fast = timed("fast", args.runs)
-    ref, n_ref = timed("reference", args.baseline_runs)
-    mf, mr = statistics.median(fast), statistics.median(ref)
-    print(f"seqbench sampler     : median {mf:.3f} s  ({n_fast} points, {1e3 * mf / n_fast:.2f} ms/point, "
-          f"runs {', '.join(f'{t:.3f}' for t in fast)})")
-    print(f"straightforward loop : median {mr:.3f} s  ({n_ref} points, {1e3 * mr / n_ref:.2f} ms/point, "
-          f"runs {', '.join(f'{t:.3f}' for t in ref)})")
-    print(f"ratio (loop / seqbench, per point): {(mr / n_ref) / (mf / n_fast):.2f}x; target ≤ 2 s per line: "
-          f"{'met' if mf <= 2.0 else 'missed'}")
+    def textbook(runs: int, threads: int, n_max: int) -> tuple[list[float], int]:
+        times, n = [], 0
+        if loaded.vocab is not None and loaded.vocab.size != 57:
+            return times, n
+        torch.set_num_threads(threads)
+        try:
+            for r in range(runs):
+                t0 = time.perf_counter()
+                n = textbook_sample(loaded.model, args.text, args.bias, r, n_max)
+                times.append(time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(default_threads)
+        return times, n
+
+    rows = []
+    fast, n_fast = timed("fast", args.runs, 1)
+    rows.append(("seqbench sampler (1 thread, its default)", fast, n_fast))
+    if default_threads > 1:
+        rows.append((f"seqbench sampler ({default_threads} threads)", *timed("fast", args.runs, default_threads)))
+    rows.append(("network forward per step (1 thread)", *timed("reference", args.baseline_runs, 1)))
+    rows.append(("textbook per-layer loop (1 thread)", *textbook(args.baseline_runs, 1, n_fast)))
+    if default_threads > 1:
+        rows.append((f"textbook per-layer loop ({default_threads} threads)",
+                     *textbook(args.baseline_runs, default_threads, n_fast)))
+    mf = statistics.median(fast)
+    for name, times, n in rows:
+        if not times:
+            continue
+        m = statistics.median(times)
+        print(f"{name:42s}: median {m:6.3f} s  {n} points, {1e3 * m / n:5.2f} ms/point, "
+              f"ratio {(m / n) / (mf / n_fast):5.2f}x  (runs {', '.join(f'{t:.3f}' for t in times)})")
+    print(f"target <= 2 s per 10-word line: {'met' if mf <= 2.0 else 'missed'} ({mf:.2f} s); ratios are per point, "
+          "against the first row")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ benchmarks/bench_sampling.py times both.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -275,6 +276,24 @@ class ReferenceStepper:
 STEPPERS = {"fast": FastStepper, "reference": ReferenceStepper}
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run with ``n`` intra-op threads (restored afterwards); None leaves torch's setting alone.
+
+    One line's step is a handful of (1 × ~860) × (~860 × 1600) products: splitting them over threads gains little
+    and, on a busy machine, every step waits for the slowest thread (measured: 1.5 s with one thread vs 7.6 s with
+    two for the same line on a loaded 2-core machine), so the samplers default to one thread."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the sampling loop
 def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prime: np.ndarray | None,
@@ -406,12 +425,13 @@ def _split_lines(out: Tensor, phis: list, kappas: list, length: np.ndarray, char
 def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed: int | None = None,
                prime: Any = None, max_steps: int | None = None, allow_nonletter: bool = False,
                vocab: Any = None, stats: Any = None, data_root: Any = None, data_config: str = "graves2013",
-               stepper: str = "fast") -> HandwritingSample:
+               stepper: str = "fast", threads: int | None = 1) -> HandwritingSample:
     """Write ``text`` (one string, or several written at once as a batch) with a synthesis network.
 
     ``bias`` b ≥ 0 (section 5.4); ``seed`` makes the sample repeatable; ``prime`` imitates a writer: a line id of
     the prepared IAM-OnDB (``data_root``, ``data_config``), a dataset row, or (offsets, text). ``max_steps``
-    caps the points written per line after priming (default: 40 per character + 100).
+    caps the points written per line after priming (default: 40 per character + 100). ``threads``: torch
+    intra-op threads while sampling (default 1, see :func:`_torch_threads`; None = torch's setting).
 
     >>> s = synthesize("runs/tiny-synthesis/best", "from his travels", bias=0.5, seed=0)   # doctest: +SKIP
     >>> s.offsets[0].shape, s.phi[0].shape, s.stopped                                       # doctest: +SKIP
@@ -449,7 +469,7 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
         max_steps = STEPS_PER_CHAR * max(len(e) for e in enc) + 100
     if int(max_steps) < 1:
         raise SamplingError(f"max_steps must be at least 1, got {max_steps}")
-    with torch.inference_mode():
+    with torch.inference_mode(), _torch_threads(threads):
         out, phis, kappas, length, stopped = _run(loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps),
                                                   prime=prime_off, chars=chars, char_mask=cmask, stepper=stepper)
     if not stopped.all():
@@ -462,7 +482,7 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
 
 def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, seed: int | None = None,
              prime: Any = None, stats: Any = None, data_root: Any = None, data_config: str = "graves2013",
-             stepper: str = "fast") -> HandwritingSample:
+             stepper: str = "fast", threads: int | None = 1) -> HandwritingSample:
     """Unconditional handwriting of ``steps`` points (``n`` lines at once) from a prediction network (section 4).
 
     >>> s = generate("runs/tiny-prediction/best", steps=700, bias=0.5, seed=0)   # doctest: +SKIP
@@ -481,7 +501,7 @@ def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, see
     prime_off, prime_id, st = None, None, loaded.stats
     if prime is not None:
         prime_off, _, prime_id, st = _prime_offsets(prime, loaded.stats, data_root, data_config)
-    with torch.inference_mode():
+    with torch.inference_mode(), _torch_threads(threads):
         out, _, _, length, _ = _run(loaded.model, batch=int(n), bias=b, seed=seed, max_new=int(steps),
                                     prime=prime_off, chars=None, char_mask=None, stepper=stepper)
     offsets, _, _ = _split_lines(out, [], [], length, None)
