@@ -259,3 +259,10 @@ def test_cli_train(tmp_path):
     assert "best validation" in r.output and (tmp_path / "c" / "best" / "model.safetensors").is_file()
     r = CliRunner().invoke(cli, ["train", "--recipe", "tiny-predicton"])
     assert r.exit_code == 1 and "Did you mean" in r.output
+
+
+def test_mixed_precision_trains_like_float32(tmp_path):
+    kw = dict(quiet=True, max_steps=10)
+    amp = train("tiny-synthesis", tmp_path / "amp", overrides={"amp": True, "eval_every": 10}, **kw)
+    fp32 = train("tiny-synthesis", tmp_path / "fp32", overrides={"eval_every": 10}, **kw)
+    assert _valid_losses(amp)[0] == pytest.approx(_valid_losses(fp32)[0], rel=0.02)

@@ -50,74 +50,96 @@ def peephole_cell(gates: Tensor, c: Tensor, peep: Tensor) -> State:
     return h, c
 
 
+def scan_step(g: Tensor, c: Tensor, peep: Tensor, acts: Tensor, c_out: Tensor, h_out: Tensor) -> None:
+    """One forward step of eqs. (7)-(11) without autograd, writing i, f, tanh(a_c), o into ``acts`` (4, B, H)
+    and c_t, h_t into ``c_out``, ``h_out`` (B, H). ``g`` (B, 4H) are the pre-activations without peepholes."""
+    H = c.shape[1]
+    i = torch.sigmoid(torch.addcmul(g[:, :H], peep[0], c), out=acts[0])  # (7)
+    f = torch.sigmoid(torch.addcmul(g[:, H:2 * H], peep[1], c), out=acts[1])  # (8)
+    z = torch.tanh(g[:, 2 * H:3 * H], out=acts[2])
+    c = torch.addcmul(f * c, i, z, out=c_out)  # (9)
+    o = torch.sigmoid(torch.addcmul(g[:, 3 * H:], peep[2], c), out=acts[3])  # (10)
+    torch.mul(o, torch.tanh(c), out=h_out)  # (11)
+
+
+def backward_factors(acts: Tensor, cs: Tensor) -> Tensor:
+    """The local derivatives the backward recurrence needs, for all steps at once (T, 5, B, H):
+    tanh(c)·o(1−o), o(1−tanh²c), z·i(1−i), c_{t−1}·f(1−f), i(1−z²) (z = tanh of the cell input)."""
+    i, f, z, o = acts.unbind(1)  # (T, B, H) each
+    tc = torch.tanh(cs[1:])
+    return torch.stack([tc * o * (1 - o), o * (1 - tc * tc), z * i * (1 - i), cs[:-1] * f * (1 - f),
+                        i * (1 - z * z)], dim=1)
+
+
+def backward_step(dh: Tensor, dc_next: Tensor, F: Tensor, f: Tensor, peep: Tensor, dg: Tensor) -> Tensor:
+    """One backward step: writes dL/d(pre-activations) into ``dg`` (B, 4H); returns dL/dc_{t−1}."""
+    H = dh.shape[1]
+    g_i, g_f, g_c, g_o = dg[:, :H], dg[:, H:2 * H], dg[:, 2 * H:3 * H], dg[:, 3 * H:]
+    torch.mul(dh, F[0], out=g_o)  # through (11) and (10)
+    dc = torch.addcmul(dc_next, dh, F[1]).addcmul_(g_o, peep[2])  # dL/dc_t: (11), and the peephole of (10)
+    torch.mul(dc, F[2], out=g_i)  # (9) → (7)
+    torch.mul(dc, F[3], out=g_f)  # (9) → (8)
+    torch.mul(dc, F[4], out=g_c)  # (9)
+    return (dc * f).addcmul_(g_i, peep[0]).addcmul_(g_f, peep[1])  # dL/dc_{t−1}: (9) and the peepholes of (7), (8)
+
+
+def peephole_grads(d_gates: Tensor, cs: Tensor) -> Tensor:
+    """dL/d(w_ci, w_cf, w_co) (3, H) from the unclamped gate gradients (T, B, 4H) and c_0..c_T (T+1, B, H)."""
+    H = cs.shape[2]
+    return torch.stack([
+        (d_gates[:, :, :H] * cs[:-1]).sum((0, 1)),
+        (d_gates[:, :, H:2 * H] * cs[:-1]).sum((0, 1)),
+        (d_gates[:, :, 3 * H:] * cs[1:]).sum((0, 1)),
+    ])
+
+
 class PeepholeScan(torch.autograd.Function):
     """The peephole recurrence over a whole sequence, with a hand-written backward pass.
 
     Inputs: xproj (B, T, 4H) = W_x x_t + b for all t; w_hh (4H, H); peep (3, H); h0, c0 (B, H); clip.
     Outputs: h (B, T, H) for all steps and c_T (B, H).
+
+    Each step is a handful of in-place kernels with no autograd bookkeeping; the derivative factors of the
+    gates are computed for all steps at once before the backward loop, and the weight gradients after it.
     """
 
     @staticmethod
     def forward(ctx, xproj: Tensor, w_hh: Tensor, peep: Tensor, h0: Tensor, c0: Tensor, clip: float | None):
         B, T, G = xproj.shape
         H = G // 4
+        xp = xproj.transpose(0, 1).contiguous()  # (T, B, 4H): contiguous per step
         w_t = w_hh.t()  # (H, 4H)
         acts = xproj.new_empty(T, 4, B, H)  # i, f, tanh(a_c), o for every step
         cs = xproj.new_empty(T + 1, B, H)  # c_0 .. c_T
         hs = xproj.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0], cs[0] = h0, c0
-        p_i, p_f, p_o = peep[0], peep[1], peep[2]
-        h, c = h0, c0
         for t in range(T):
-            g = torch.addmm(xproj[:, t], h, w_t)  # (B, 4H)
-            a_i, a_f, a_c, a_o = g.chunk(4, dim=1)
-            i = torch.sigmoid(torch.addcmul(a_i, p_i, c))  # (7)
-            f = torch.sigmoid(torch.addcmul(a_f, p_f, c))  # (8)
-            z = torch.tanh(a_c)
-            c = torch.addcmul(f * c, i, z)  # (9)
-            o = torch.sigmoid(torch.addcmul(a_o, p_o, c))  # (10)
-            h = o * torch.tanh(c)  # (11)
-            acts[t, 0], acts[t, 1], acts[t, 2], acts[t, 3] = i, f, z, o
-            cs[t + 1], hs[t + 1] = c, h
+            g = torch.addmm(xp[t], hs[t], w_t)  # (B, 4H)
+            scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])
         ctx.save_for_backward(acts, cs, hs, w_hh, peep)
         ctx.clip = clip
-        return hs[1:].transpose(0, 1).contiguous(), c  # (B, T, H), (B, H)
+        return hs[1:].transpose(0, 1), cs[T].clone()  # (B, T, H), (B, H)
 
     @staticmethod
     def backward(ctx, d_out: Tensor | None, d_cT: Tensor | None):
         acts, cs, hs, w_hh, peep = ctx.saved_tensors
         clip = ctx.clip
         T, _, B, H = acts.shape
-        p_i, p_f, p_o = peep[0], peep[1], peep[2]
-        d_out = torch.zeros(B, T, H, dtype=hs.dtype, device=hs.device) if d_out is None else d_out
+        d_out = hs.new_zeros(T, B, H) if d_out is None else d_out.transpose(0, 1).contiguous()  # (T, B, H)
+        F = backward_factors(acts, cs)  # (T, 5, B, H)
         dh_rec = torch.zeros_like(hs[0])
-        dc_next = torch.zeros_like(cs[0]) if d_cT is None else d_cT.clone()
+        dc_next = torch.zeros_like(cs[0]) if d_cT is None else d_cT
         d_gates = hs.new_empty(T, B, 4 * H)  # gradient of the pre-activations, (T, B, 4H)
         for t in range(T - 1, -1, -1):
-            i, f, z, o = acts[t, 0], acts[t, 1], acts[t, 2], acts[t, 3]
-            c, c_prev = cs[t + 1], cs[t]
-            dh = d_out[:, t] + dh_rec
-            tc = torch.tanh(c)
-            da_o = dh * tc * o * (1 - o)
-            dc = dc_next + dh * o * (1 - tc * tc) + da_o * p_o
-            da_i = dc * z * i * (1 - i)
-            da_f = dc * c_prev * f * (1 - f)
-            da_c = dc * i * (1 - z * z)
             dg = d_gates[t]
-            dg[:, :H], dg[:, H:2 * H], dg[:, 2 * H:3 * H], dg[:, 3 * H:] = da_i, da_f, da_c, da_o
+            dc_next = backward_step(d_out[t] + dh_rec, dc_next, F[t], acts[t, 1], peep, dg)
             # The clamp acts where an autograd hook on W_x x + W_h h + b would: on what flows to W_h h_{t-1},
             # x and the weights; the peephole paths (w_c ⊙ c) see the unclamped value.
-            dc_next = dc * f + da_i * p_i + da_f * p_f
             dh_rec = (dg if clip is None else dg.clamp(-clip, clip)) @ w_hh  # (B, H)
-        d_peep = torch.stack([
-            (d_gates[:, :, :H] * cs[:-1]).sum((0, 1)),
-            (d_gates[:, :, H:2 * H] * cs[:-1]).sum((0, 1)),
-            (d_gates[:, :, 3 * H:] * cs[1:]).sum((0, 1)),
-        ])  # (3, H)
+        d_peep = peephole_grads(d_gates, cs)  # (3, H)
         if clip is not None:
             d_gates.clamp_(-clip, clip)
-        flat = d_gates.reshape(T * B, 4 * H)
-        d_w_hh = flat.t() @ hs[:-1].reshape(T * B, H)  # (4H, H): one product over all steps
+        d_w_hh = d_gates.reshape(T * B, 4 * H).t() @ hs[:-1].reshape(T * B, H)  # (4H, H): one product
         return d_gates.transpose(0, 1), d_w_hh, d_peep, dh_rec, dc_next, None
 
 
@@ -178,9 +200,14 @@ class LSTMLayer(nn.Module):
         ref = x if x is not None else tokens
         B = ref.shape[0]
         if self.peephole:
-            xproj = self.project(x, tokens)  # (B, T, 4H)
+            xproj = self.project(x, tokens)  # (B, T, 4H); low precision under autocast
+            # The recurrence runs in the weights' precision (float32), autocast or not: the small per-step
+            # products gain little from bf16/fp16, and the cell state accumulates over hundreds of steps.
+            xproj = xproj.to(self.weight_hh.dtype)
             h0, c0 = state if state is not None else self.zero_state(B, xproj)
-            out, c = PeepholeScan.apply(xproj, self.weight_hh, self.peep, h0, c0, self.clip)  # (B,T,H), (B,H)
+            with torch.autocast(device_type=xproj.device.type, enabled=False):
+                out, c = PeepholeScan.apply(xproj, self.weight_hh, self.peep, h0.to(xproj.dtype),
+                                            c0.to(xproj.dtype), self.clip)  # (B, T, H), (B, H)
             return out, (out[:, -1], c)
         dense = self._dense(x, tokens)  # (B, T, I + V)
         hc = None if state is None else (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())

@@ -108,10 +108,13 @@ class HandwritingSynthesis(SeqModel):
             bias, w_hh = lstm.bias_ih_l0 + lstm.bias_hh_l0, lstm.weight_hh_l0
             peep = w_hh.new_zeros(3, cfg.hidden_size)
         xproj = inputs @ w_x.t() + bias  # (B, T, 4H): W x_t + b for all t at once
-        # layer 1 and the window, step by step (52), (46)-(51)
-        h1, wseq, c, kappa, phi = WindowScan.apply(
-            xproj, w_w, w_hh, peep, self.window.linear.weight, self.window.linear.bias, onehot, cmask, u,
-            h0, c0, state.kappa, state.window, layer1.clip)  # (B, T, H), (B, T, V), (B, H), (B, K), (B, U+1)
+        # layer 1 and the window, step by step (52), (46)-(51), in the weights' precision even under autocast
+        dt = w_hh.dtype
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            h1, wseq, c, kappa, phi = WindowScan.apply(
+                xproj.to(dt), w_w, w_hh, peep, self.window.linear.weight, self.window.linear.bias, onehot.to(dt),
+                cmask.to(dt), u.to(dt), h0.to(dt), c0.to(dt), state.kappa.to(dt), state.window.to(dt),
+                layer1.clip)  # (B, T, H), (B, T, V), (B, H), (B, K), (B, U+1)
         h, w = h1[:, -1], wseq[:, -1]
         hs, new_layers = [h1], [(h, c)]
         for n in range(1, cfg.num_layers):

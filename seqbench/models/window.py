@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seqbench.models.lstm import backward_factors, backward_step, peephole_grads, scan_step
+
 
 class SoftWindow(nn.Module):
     """Eqs. (46)-(51) with autograd, one step: used by sampling code and as the reference in tests."""
@@ -60,94 +62,72 @@ class WindowScan(torch.autograd.Function):
     def forward(ctx, xproj, w_w, w_hh, peep, w_p, b_p, onehot, cmask, u, h0, c0, kappa0, w0, clip):
         B, T, G = xproj.shape
         H, K, U = G // 4, w_p.shape[0] // 3, onehot.shape[1]
+        xp = xproj.transpose(0, 1).contiguous()  # (T, B, 4H)
         w_wT, w_hhT, w_pT = w_w.t(), w_hh.t(), w_p.t()
-        p_i, p_f, p_o = peep[0], peep[1], peep[2]
         acts = xproj.new_empty(T, 4, B, H)  # i, f, tanh(a_c), o
         cs = xproj.new_empty(T + 1, B, H)
         hs = xproj.new_empty(T + 1, B, H)
         ws = xproj.new_empty(T + 1, B, w0.shape[1])
         ps = xproj.new_empty(T, B, 3 * K)  # (α̂, β̂, κ̂)
-        ks = xproj.new_empty(T, B, K)  # κ_t
-        hs[0], cs[0], ws[0] = h0, c0, w0
-        h, c, w, kappa = h0, c0, w0, kappa0
+        ks = xproj.new_empty(T + 1, B, K)  # κ_0 .. κ_T
+        hs[0], cs[0], ws[0], ks[0] = h0, c0, w0, kappa0
         cm = cmask.unsqueeze(1)  # (B, 1, U)
-        phi = None
+        phi = xproj.new_zeros(B, U + 1)
         for t in range(T):
-            g = torch.addmm(xproj[:, t], w, w_wT).addmm_(h, w_hhT)  # (B, 4H)  (52)
-            a_i, a_f, a_c, a_o = g.chunk(4, dim=1)
-            i = torch.sigmoid(torch.addcmul(a_i, p_i, c))  # (7)
-            f = torch.sigmoid(torch.addcmul(a_f, p_f, c))  # (8)
-            z = torch.tanh(a_c)
-            c = torch.addcmul(f * c, i, z)  # (9)
-            o = torch.sigmoid(torch.addcmul(a_o, p_o, c))  # (10)
-            h = o * torch.tanh(c)  # (11)
-            p = torch.addmm(b_p, h, w_pT)  # (B, 3K)  (48)
-            kappa = kappa + torch.exp(p[:, 2 * K:])  # (51)
+            g = torch.addmm(xp[t], ws[t], w_wT).addmm_(hs[t], w_hhT)  # (B, 4H)  (52)
+            scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])  # (7)-(11)
+            p = torch.addmm(b_p, hs[t + 1], w_pT, out=ps[t])  # (B, 3K)  (48)
+            kappa = torch.add(ks[t], torch.exp(p[:, 2 * K:]), out=ks[t + 1])  # (51)
             phi = _phi(p[:, :K], p[:, K:2 * K], kappa, u)  # (B, U + 1)  (46)
-            w = torch.bmm(phi[:, :U].unsqueeze(1) * cm, onehot).squeeze(1)  # (B, V)  (47)
-            acts[t, 0], acts[t, 1], acts[t, 2], acts[t, 3] = i, f, z, o
-            cs[t + 1], hs[t + 1], ws[t + 1], ps[t], ks[t] = c, h, w, p, kappa
-        ctx.save_for_backward(acts, cs, hs, ws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u, kappa0)
+            torch.bmm(phi[:, :U].unsqueeze(1) * cm, onehot, out=ws[t + 1].unsqueeze(1))  # (B, 1, V)  (47)
+        ctx.save_for_backward(acts, cs, hs, ws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u)
         ctx.clip = clip
-        return (hs[1:].transpose(0, 1).contiguous(), ws[1:].transpose(0, 1).contiguous(), c, kappa,
-                phi if phi is not None else xproj.new_zeros(B, U + 1))
+        ctx.mark_non_differentiable(phi)  # φ(T, ·) is returned for the stopping rule of sampling only
+        return hs[1:].transpose(0, 1), ws[1:].transpose(0, 1), cs[T].clone(), ks[T].clone(), phi
 
     @staticmethod
     def backward(ctx, d_h1, d_w, d_cT, d_kT, d_phiT):
-        acts, cs, hs, ws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u, kappa0 = ctx.saved_tensors
+        acts, cs, hs, ws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u = ctx.saved_tensors
         clip = ctx.clip
         T, _, B, H = acts.shape
-        K, U = w_p.shape[0] // 3, onehot.shape[1]
-        p_i, p_f, p_o = peep[0], peep[1], peep[2]
-        zeros = lambda n: hs.new_zeros(B, n)  # noqa: E731
-        d_h1 = torch.zeros(B, T, H, dtype=hs.dtype) if d_h1 is None else d_h1
-        d_w = torch.zeros(B, T, ws.shape[2], dtype=hs.dtype) if d_w is None else d_w
-        dh_rec, dw_rec = zeros(H), zeros(ws.shape[2])
-        dc_next = zeros(H) if d_cT is None else d_cT.clone()
-        dkappa = zeros(K) if d_kT is None else d_kT.clone()
-        uU = u[:U]
+        K, U, V = w_p.shape[0] // 3, onehot.shape[1], ws.shape[2]
+        d_h1 = hs.new_zeros(T, B, H) if d_h1 is None else d_h1.transpose(0, 1).contiguous()  # (T, B, H)
+        d_w = hs.new_zeros(T, B, V) if d_w is None else d_w.transpose(0, 1).contiguous()  # (T, B, V)
+        F = backward_factors(acts, cs)  # (T, 5, B, H)
+        # the window's local derivatives for all steps at once, (T, B, 3, K, U):
+        # ∂φ/∂α̂ = e, ∂φ/∂β̂ = −β d² e, ∂φ/∂κ = −2 β d e, with d = κ − u and e = α exp(−β d²)
+        beta = torch.exp(ps[:, :, K:2 * K]).unsqueeze(-1)  # (T, B, K, 1)
+        d = ks[1:].unsqueeze(-1) - u[:U]  # (T, B, K, U)
+        e = torch.exp(ps[:, :, :K].unsqueeze(-1) - beta * d * d)
+        W = torch.stack([e, -beta * d * d * e, -2 * beta * d * e], dim=2)  # (T, B, 3, K, U)
+        exp_k = torch.exp(ps[:, :, 2 * K:])  # (T, B, K): dκ_t/dκ̂_t
+        onehot_cm = onehot * cmask.unsqueeze(-1)  # (B, U, V)
+        dh_rec, dw_rec = hs.new_zeros(B, H), hs.new_zeros(B, V)
+        dc_next = hs.new_zeros(B, H) if d_cT is None else d_cT
+        dkappa = hs.new_zeros(B, K) if d_kT is None else d_kT.clone()
         d_gates = hs.new_empty(T, B, 4 * H)
         d_ps = hs.new_empty(T, B, 3 * K)
         for t in range(T - 1, -1, -1):
-            # window (46)-(51), recomputed from the saved (α̂, β̂, κ̂) and κ_t
-            dw = d_w[:, t] + dw_rec  # (B, V)
-            dphi = torch.bmm(onehot, dw.unsqueeze(-1)).squeeze(-1) * cmask  # (B, U)
-            p, kappa = ps[t], ks[t]
-            beta = torch.exp(p[:, K:2 * K]).unsqueeze(-1)  # (B, K, 1)
-            d = kappa.unsqueeze(-1) - uU  # (B, K, U)
-            e = torch.exp(p[:, :K].unsqueeze(-1) - beta * d * d)  # (B, K, U): α_k exp(−β_k (κ_k − u)²)
-            de = dphi.unsqueeze(1) * e  # (B, K, U)
-            dp = d_ps[t]
-            dp[:, :K] = de.sum(-1)  # dα̂
-            dp[:, K:2 * K] = -(de * d * d).sum(-1) * beta.squeeze(-1)  # dβ̂
-            dkappa = dkappa - 2 * (de * d).sum(-1) * beta.squeeze(-1)  # dκ_t (κ_t feeds κ_{t+1} with weight 1)
-            dp[:, 2 * K:] = dkappa * torch.exp(p[:, 2 * K:])  # dκ̂
-            # layer 1, eqs. (7)-(11)
-            i, f, z, o = acts[t, 0], acts[t, 1], acts[t, 2], acts[t, 3]
-            c, c_prev = cs[t + 1], cs[t]
-            dh = d_h1[:, t] + dh_rec + dp @ w_p  # (B, H)
-            tc = torch.tanh(c)
-            da_o = dh * tc * o * (1 - o)
-            dc = dc_next + dh * o * (1 - tc * tc) + da_o * p_o
-            da_i = dc * z * i * (1 - i)
-            da_f = dc * c_prev * f * (1 - f)
-            da_c = dc * i * (1 - z * z)
+            # window (46)-(51)
+            dphi = torch.bmm(onehot_cm, (d_w[t] + dw_rec).unsqueeze(-1))  # (B, U, 1)
+            dabk = torch.matmul(W[t], dphi.unsqueeze(1)).squeeze(-1)  # (B, 3, K, U) @ (B, 1, U, 1) → (B, 3, K)
+            dp = d_ps[t].view(B, 3, K)
+            dp[:, :2] = dabk[:, :2]  # dα̂, dβ̂
+            dkappa = dkappa + dabk[:, 2]  # dκ_t: κ_t feeds φ(t, ·) and κ_{t+1}
+            torch.mul(dkappa, exp_k[t], out=dp[:, 2])  # dκ̂ (51)
+            # layer 1, eqs. (7)-(11), (52)
+            dh = torch.addmm(d_h1[t] + dh_rec, d_ps[t], w_p)  # (B, H): + the window's share (48)
             dg = d_gates[t]
-            dg[:, :H], dg[:, H:2 * H], dg[:, 2 * H:3 * H], dg[:, 3 * H:] = da_i, da_f, da_c, da_o
-            dc_next = dc * f + da_i * p_i + da_f * p_f
+            dc_next = backward_step(dh, dc_next, F[t], acts[t, 1], peep, dg)
             dgc = dg if clip is None else dg.clamp(-clip, clip)  # see PeepholeScan for where the clamp acts
             dh_rec = dgc @ w_hh  # (B, H)
             dw_rec = dgc @ w_w  # (B, V): w_{t−1} feeds step t (52)
-        d_peep = torch.stack([
-            (d_gates[:, :, :H] * cs[:-1]).sum((0, 1)),
-            (d_gates[:, :, H:2 * H] * cs[:-1]).sum((0, 1)),
-            (d_gates[:, :, 3 * H:] * cs[1:]).sum((0, 1)),
-        ])  # (3, H)
+        d_peep = peephole_grads(d_gates, cs)  # (3, H)
         if clip is not None:
             d_gates.clamp_(-clip, clip)
-        flat = d_gates.reshape(T * B, 4 * H)
-        d_w_hh = flat.t() @ hs[:-1].reshape(T * B, H)  # (4H, H)
-        d_w_w = flat.t() @ ws[:-1].reshape(T * B, -1)  # (4H, V)
+        flat = d_gates.reshape(T * B, 4 * H).t()  # (4H, T·B)
+        d_w_hh = flat @ hs[:-1].reshape(T * B, H)  # (4H, H)
+        d_w_w = flat @ ws[:-1].reshape(T * B, V)  # (4H, V)
         pflat = d_ps.reshape(T * B, 3 * K)
         d_w_p = pflat.t() @ hs[1:].reshape(T * B, H)  # (3K, H)
         d_b_p = pflat.sum(0)
