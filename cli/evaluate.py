@@ -104,9 +104,15 @@ def zoo_list(as_json) -> None:
         click.echo(json.dumps([e.to_dict() for e in items], indent=2, sort_keys=True))
         return
     for e in items:
-        status = ("published @" + e.revision[:12]) if e.published else "not yet trained"
-        if mirror_folder(e.name) is not None:
-            status += ", mirrored in zoo/"
+        mirrored = mirror_folder(e.name) is not None
+        if e.smoke:
+            status = "smoke-test model, not a benchmark"
+        elif e.published:
+            status = "published @" + e.revision[:12]
+        else:
+            status = "not yet trained" if not mirrored else "not on the Hub"
+        if mirrored:
+            status += ", in zoo/"
         scores = ", ".join(f"{k} {v:g}" for k, v in e.expected.items()) or "-"
         paper = PAPER.get(e.paper or "")
         ref = ", ".join(f"{k} {v:g}" for k, v in paper.metrics.items()) if paper else "-"

@@ -14,7 +14,7 @@ from seqbench.evaluation.paper import PAPER
 from seqbench.metrics import METRICS
 from seqbench.models import make_config
 from seqbench.registry import Registry
-from seqbench.zoo import ZOO, ZooEntry, entries, get_entry
+from seqbench.zoo import ZOO, ZooEntry, entries, get_entry, mirror_folder
 from seqbench.zoo.card import export, model_card
 from seqbench.zoo.hub import (ModelNotAvailable, ModelReferenceError, WeightsChecksumError, load_model,
                               parse_reference, push, resolve)
@@ -28,10 +28,31 @@ def test_every_entry_is_consistent():
         assert all(m in METRICS for m in e.metrics), e.name
         spec = get_spec(e.dataset)
         assert e.split in spec.configs[e.dataset_config], e.name
-        assert e.paper in PAPER and PAPER[e.paper].dataset == e.dataset, e.name
         assert e.license and e.recipe
-        if not e.published:  # never invented numbers
+        if e.smoke:  # smoke models ship in zoo/, say so, and reproduce nothing of the paper
+            assert e.name.startswith("tiny-") and "smoke" in e.description and e.paper is None
+            assert mirror_folder(e.name) is not None and e.weights_sha256 and e.expected
+            continue
+        assert e.paper in PAPER and PAPER[e.paper].dataset == e.dataset, e.name
+        if not e.published and mirror_folder(e.name) is None:  # never invented numbers
             assert not e.expected and e.weights_sha256 is None and e.description.startswith("not yet trained")
+
+
+def test_every_model_in_zoo_folder_reproduces_its_card():
+    """`seqbench eval --model zoo:NAME` offline, for every model that zoo/ holds."""
+    import seqbench
+
+    held = [e for e in entries() if mirror_folder(e.name) is not None]
+    assert held, "zoo/ holds no model"
+    for e in held:
+        r = seqbench.evaluate(f"zoo:{e.name}")  # HF_HUB_OFFLINE=1: from the mirror
+        assert r.model["source"] == "mirror" and r.model["weights_sha256"] == e.weights_sha256
+        for name, value in e.expected.items():
+            assert r.value(name) == pytest.approx(value, rel=e.tolerance), (e.name, name)
+        card = (mirror_folder(e.name) / "README.md").read_text()
+        assert "model-index:" in card and f"value: {e.expected[e.metrics[0]]!r}" in card
+        if e.smoke:
+            assert "smoke-test" in card and "not a benchmark" in card
 
 
 def test_parse_reference(tmp_path):

@@ -57,6 +57,7 @@ class ZooEntry:
     eval_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"chunk": 10000} for enwik8
     paper: str | None = None  # id of the paper's row this model reproduces (seqbench.evaluation.paper)
     smoke: bool = False  # a tiny smoke-test model, not a benchmark result
+    data_fingerprint: str | None = None  # sha256 of the split the expected values were measured on
 
     @property
     def repo_id(self) -> str:
@@ -167,6 +168,28 @@ for _e in (
 
 
 __all__ = ["ZooEntry", "ZOO", "HUB_ORG", "register", "get_entry", "entries", "mirror_dirs", "mirror_folder"]
+
+
+# A tiny smoke-test model that ships in zoo/tiny-synth: the whole stack runs offline in seconds with it. Its numbers
+# are about the generated IAM-shaped sample (seqbench.zoo.smoke.ensure_sample), NOT a benchmark result.
+register(ZooEntry(
+    name="tiny-synth", family="handwriting-synthesis",
+    config={"hidden_size": 32, "num_layers": 2, "n_mixtures": 3, "n_window": 3, "vocab_size": 57, "peephole": True,
+            "input_size": 3},
+    recipe=("tiny-synthesis --set data.source=iam-ondb --set data.config=graves2013 --set model.vocab_size=57 "
+            "--set data.n_train=0 --set data.n_valid=0 --set max_steps=300 --set eval_every=50 (best: step 150), "
+            "SEQBENCH_HOME holding the generated sample (make_sample forms_per_split=3, seed 0)"),
+    dataset="iam-ondb", dataset_config="graves2013", split="valid",
+    metrics=("nll_nats_per_line", "nll_nats_per_point", "sse_per_point"),
+    description=("smoke-test model: a 2 × 32 synthesis network trained for 150 steps on the generated IAM-shaped "
+                 "sample (loops along a baseline, not handwriting); a smoke run, not a benchmark"),
+    license=("Trained only on data seqbench generates (seqbench.data.iam.synthetic); no IAM-OnDB data. "
+             "Apache-2.0, like the code."),
+    weights_sha256="4335bef0826bff61c1c25454fff8e65725d779d759f5a4ac91e1fd119e3ad4d2",
+    expected={"nll_nats_per_line": -18.002411074108547, "nll_nats_per_point": -0.16267238922387242,
+              "sse_per_point": 0.3488403831619814},
+    tolerance=1e-4, eval_options={"sample": {"forms_per_split": 3, "seed": 0}}, smoke=True,
+    data_fingerprint="fa50bd7e5c171c4c484dc2952352ccf402f99a221c5034c4e70c0270aa570017"))
 
 
 def export(model, entry: ZooEntry | str, folder, **kwargs):

@@ -32,14 +32,19 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     ``metrics``); ``record``: the eval record that produced them (provenance shown in the card)."""
     results = dict(results or {})
     task_type, task_name = _TASKS.get(entry.dataset, ("other", "Sequence modelling"))
-    lic = "other"
+    if entry.family == "handwriting-synthesis":
+        task_name = "Handwriting synthesis"
+    sample = entry.eval_options.get("sample")
+    data_name = (f"seqbench's generated IAM-shaped sample (forms_per_split={sample.get('forms_per_split')}, "
+                 f"seed={sample.get('seed')})" if sample else _DATASET_NAMES.get(entry.dataset, entry.dataset))
+    lic = "apache-2.0" if sample else "other"  # models trained on IAM-OnDB inherit its non-commercial terms
     lines = ["---", "library_name: seqbench", f"license: {lic}", "tags:", "  - seqbench", "  - graves2013",
              f"  - {entry.family}"]
     if entry.smoke:
         lines.append("  - smoke-test")
     lines += ["model-index:", f"  - name: {entry.name}", "    results:", "      - task:",
               f"          type: {task_type}", f"          name: {_yaml_scalar(task_name)}", "        dataset:",
-              f"          name: {_yaml_scalar(_DATASET_NAMES.get(entry.dataset, entry.dataset))}",
+              f"          name: {_yaml_scalar(data_name)}",
               f"          type: {entry.dataset}", f"          config: {entry.dataset_config}",
               f"          split: {entry.split}", "        metrics:"]
     for name, mv in results.items():
