@@ -33,6 +33,5 @@ def evaluate(model, dataset=None, config=None, split=None, **kwargs):
     return _evaluate(model, dataset, config, split, **kwargs)
 
 
-__all__ = ["__version__", "load_dataset", "SeqbenchError"]
-__all__ += ["evaluate"]
+__all__ = ["__version__", "load_dataset", "evaluate", "SeqbenchError"]
 __all__ += ["sample"]
