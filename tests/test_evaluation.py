@@ -184,6 +184,17 @@ def test_own_model_through_a_factory(iam_root, tmp_path, monkeypatch):
     assert r.value("nll_nats_per_point") > math.log(2 * math.pi)  # ≥ entropy of N(0, I) + 1 bit of eos, roughly
     with pytest.raises(EvaluationError, match="not a zoo model"):
         seqbench.evaluate("mynets.gauss:build", root=iam_root)
+    # the same factory named by an installed package's entry point
+    from importlib.metadata import EntryPoint
+
+    ep = EntryPoint("gauss", "mynets.gauss:build", "seqbench.models")
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: [ep] if group == "seqbench.models" else [])
+    r2 = seqbench.evaluate("ep:gauss", "iam-ondb", "graves2013", "valid", root=iam_root)
+    assert r2.value("nll_nats_per_point") == r.value("nll_nats_per_point") and r2.model["reference"] == "ep:gauss"
+    from seqbench.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Did you mean 'gauss'"):
+        seqbench.evaluate("ep:gaus", "iam-ondb", "graves2013", "valid", root=iam_root)
     del sys.modules["mynets.gauss"], sys.modules["mynets"]
 
 

@@ -35,6 +35,7 @@ WEIGHTS = "model.safetensors"
 CARD = "README.md"
 REPO_FILES = (CONFIG, WEIGHTS, CARD)  # what a zoo folder and its Hub repo hold
 
+ENTRY_POINT_GROUP = "seqbench.models"  # [project.entry-points."seqbench.models"] NAME = "pkg.mod:factory"
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -138,6 +139,8 @@ def parse_reference(ref: str) -> tuple[str, str]:
         return "zoo", ref[4:]
     if ref.startswith("hf-hub:"):
         return "hf-hub", ref[7:]
+    if ref.startswith("ep:"):  # an installed package's entry point in the group "seqbench.models"
+        return "factory", ref
     if Path(ref).expanduser().exists():
         return "local", ref
     if _FACTORY.match(ref):
@@ -258,7 +261,17 @@ def _resolve_zoo(ref: str, entry: ZooEntry) -> ResolvedModel:
 
 # -- loading --------------------------------------------------------------------------------------------------------
 def load_factory(ref: str):
-    """Import ``package.module`` and call ``factory()``; the result must have ``score(batch)``."""
+    """Import ``package.module`` and call ``factory()`` (or the factory an ``ep:NAME`` entry point of the group
+    ``seqbench.models`` names); the result must have ``score(batch)``."""
+    if ref.startswith("ep:"):
+        from importlib.metadata import entry_points
+
+        eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        if ref[3:] not in eps:
+            from seqbench.registry import unknown_name
+
+            raise unknown_name(f"model entry point (group {ENTRY_POINT_GROUP!r})", ref[3:], eps)
+        ref = eps[ref[3:]].value
     mod_name, _, fn_name = ref.partition(":")
     try:
         mod = importlib.import_module(mod_name)
