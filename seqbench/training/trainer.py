@@ -155,8 +155,12 @@ def plot_losses(history: list[dict], path: Path, unit: str) -> None:
 class _Run:
     def __init__(self, recipe: Recipe, out: Path, device: str, quiet: bool):
         self.recipe, self.out, self.quiet = recipe, out, quiet
-        self.device = torch.device(device)
         self.rank, self.world = _dist()
+        if device == "cuda" and self.world > 1:  # one GPU per process under torchrun
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         self.main = self.rank == 0
         torch.manual_seed(recipe.seed)
         self.model: SeqModel = build_model(recipe.family, **recipe.model).to(self.device)
