@@ -288,3 +288,14 @@ def test_sharded_over_ranks_gives_the_single_process_result(iam_root, tmp_path):
         assert (t["units"], t["sequences"]) == (single.totals["units"], single.totals["sequences"])
         assert t["nll_nats"] == pytest.approx(single.totals["nll_nats"], rel=1e-6)
         assert t["sse"] == pytest.approx(single.totals["sse"], rel=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("family", ["handwriting-prediction", "handwriting-synthesis"])
+def test_cuda_gives_the_cpu_result(iam_root, family):
+    m = _tiny(family)
+    cpu = seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root, batch_size=4)
+    gpu = seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root, batch_size=4, device="cuda")
+    assert gpu.device.startswith("cuda")
+    for name in cpu.metrics:
+        assert gpu.value(name) == pytest.approx(cpu.value(name), rel=1e-5), name
