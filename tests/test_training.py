@@ -266,3 +266,19 @@ def test_mixed_precision_trains_like_float32(tmp_path):
     amp = train("tiny-synthesis", tmp_path / "amp", overrides={"amp": True, "eval_every": 10}, **kw)
     fp32 = train("tiny-synthesis", tmp_path / "fp32", overrides={"eval_every": 10}, **kw)
     assert _valid_losses(amp)[0] == pytest.approx(_valid_losses(fp32)[0], rel=0.02)
+
+
+def test_synthesis_trains_on_prepared_iam_sample(tmp_path):
+    """The whole path: IAM-shaped sample → prepare → load_dataset → collate → train → checkpoint."""
+    from seqbench.data.iam import prepare_iam
+    from seqbench.data.iam.synthetic import make_sample
+    from seqbench.data.iam.vocab import GRAVES57
+
+    make_sample(tmp_path / "src")
+    prepare_iam(tmp_path / "src", out=tmp_path / "datasets", quiet=True, workers=1)
+    res = train("tiny-synthesis", tmp_path / "run", quiet=True, max_steps=4, overrides={
+        "data.source": "iam-ondb", "data.config": "graves2013", "data.root": str(tmp_path / "datasets"),
+        "data.batch_size": 2, "model.vocab_size": GRAVES57.size, "eval_every": 2})
+    v = _valid_losses(res)
+    assert len(v) == 2 and all(math.isfinite(x) for x in v)
+    assert load_pretrained(tmp_path / "run" / "best").config.vocab_size == 57

@@ -82,7 +82,7 @@ def _iam_items(spec: DataSpec, split: str):
     import seqbench
     from seqbench.data.iam.torch import collate
 
-    ds = seqbench.load_dataset(spec.source, config=spec.config, split=split).to_torch()
+    ds = seqbench.load_dataset(spec.source, config=spec.config, split=split, root=spec.root).to_torch()
     return ds, collate
 
 
@@ -90,7 +90,7 @@ def _text_tokens(spec: DataSpec, split: str) -> torch.Tensor:
     import seqbench
     from seqbench.data.streams import load_tokens
 
-    return load_tokens(seqbench.load_dataset(spec.source, config=spec.config, split=split))
+    return load_tokens(seqbench.load_dataset(spec.source, config=spec.config, split=split, root=spec.root))
 
 
 def make_batches(spec: DataSpec, split: str, *, train: bool, seed: int, rank: int = 0, world: int = 1):

@@ -31,6 +31,7 @@ class DataSpec:
     reset_every: int | None = None  # text: zero the carried state every N windows (enwik8: 100, section 3.2)
     n_train: int = 0  # toy sources: lines (handwriting) or characters (text)
     n_valid: int = 0
+    root: str | None = None  # datasets root of a prepared dataset (default: $SEQBENCH_HOME/datasets)
 
 
 @dataclass
