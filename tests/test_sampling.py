@@ -262,6 +262,13 @@ def test_bias_out_of_range(bias):
 def test_unknown_model_reference(tmp_path):
     with pytest.raises(SamplingError, match="no such checkpoint folder"):
         seqbench.sample(str(tmp_path / "nope"), "hi")
+    with pytest.raises(SeqbenchError, match="no-such-model"):
+        seqbench.sample("zoo:no-such-model", "hi")
+
+
+def test_priming_without_a_prepared_dataset(tmp_path):
+    with pytest.raises(SamplingError, match="needs a prepared IAM-OnDB"):
+        synthesize(tiny_synthesis(vocab_size=57), "hi", prime="a01-000u-01", data_root=tmp_path / "empty")
 
 
 # -- checkpoints, top level ----------------------------------------------------------------------------------------------

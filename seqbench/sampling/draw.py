@@ -118,7 +118,8 @@ def figure(items: Any, *, labels: Sequence[str] | None = None, attention: bool =
         heights.append(float(np.clip(col_w * aspect, 0.6, 3.0)))
         att_row = None
         if show_att and any(p.phi is not None for p in row):
-            heights.append(1.4)
+            U = max(p.phi.shape[1] for p in row if p.phi is not None)
+            heights.append(float(np.clip(0.1 * U, 1.2, 5.0)))  # room for one character label per row
             att_row = len(heights) - 1
         where.extend((len(heights) - (2 if att_row is not None else 1), att_row) for _ in row)
     fig = Figure(figsize=(width, sum(heights) + 0.3 * rows), layout="constrained")
@@ -150,7 +151,7 @@ def figure(items: Any, *, labels: Sequence[str] | None = None, attention: bool =
                 axa.imshow(p.phi.T, aspect="auto", origin="upper", cmap="Greys", interpolation="nearest",
                            extent=(0, len(p.phi), U + 0.5, -0.5))
                 if len(txt) == U and U <= 90:
-                    axa.set_yticks(range(U + 1), list(txt.replace(" ", "␣")) + ["end"], fontsize=5)
+                    axa.set_yticks(range(U + 1), list(txt.replace(" ", "␣")) + ["end"], fontsize=6)
                 else:
                     axa.set_ylabel("character u", fontsize=7)
                 if p.prime_len:

@@ -73,7 +73,7 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
         row, _ = find_line(kwargs["prime"], root=kwargs.get("data_root"), config=kwargs.get("data_config",
                                                                                             "graves2013"))
         items = [row, s]
-        labels = [f"real: {row['id']}"] + [f"generated: {t}" for t in (s.texts or [""] * len(s))]
+        labels = [f"priming line {row['id']}"] + [f"generated: {t}" for t in (s.texts or [""] * len(s))]
     if out is not None or png is not None:
         from seqbench.sampling.draw import draw
 
