@@ -44,8 +44,11 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-peephole", action="store_true", help="fused torch LSTM (layers 2..L) instead of the paper's")
+    ap.add_argument("--fused", action="store_true",
+                    help="also time the network with peephole=False (torch.nn.LSTM for layers 2..L, no peepholes)")
     ap.add_argument("--keep-denormals", action="store_true", help="do not flush subnormal floats to zero")
+    ap.add_argument("--peak-tflops", type=float, default=0.0,
+                    help="the device's peak rate, to print the FLOP-rate floor (e.g. 67 for H100 SXM FP32)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = ap.parse_args()
     if a.threads:
@@ -54,40 +57,54 @@ def main() -> None:
     # x86 CPUs and make timings erratic; flushing them to zero changes no result that matters.
     torch.set_flush_denormal(not a.keep_denormals)
     torch.manual_seed(0)
-    model = build_model("handwriting-synthesis", hidden_size=a.hidden, num_layers=a.layers,
-                        peephole=not a.no_peephole).to(a.device)
+    model = build_model("handwriting-synthesis", hidden_size=a.hidden, num_layers=a.layers).to(a.device)
     model.set_clipping(lstm=10.0, output=100.0)
     opt = GravesRMSProp(model.parameters())
+    fused = opt_f = None
+    if a.fused:
+        fused = build_model("handwriting-synthesis", hidden_size=a.hidden, num_layers=a.layers,
+                            peephole=False).to(a.device)
+        fused.set_clipping(lstm=10.0, output=100.0)
+        opt_f = GravesRMSProp(fused.parameters())
     batch = make_batch(a.batch, a.steps, a.chars, model.config.vocab_size, a.device)
     points = int(batch["mask"].sum())
 
-    def step(score) -> float:
+    def step(score, o) -> float:
         sync(a.device)
         t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+        o.zero_grad(set_to_none=True)
         nll, n = score(batch)
         (nll.sum() / n.sum()).backward()
-        opt.step()
+        o.step()
         sync(a.device)
         return time.perf_counter() - t0
 
-    impls = {"seqbench": model.score, "per-timestep": lambda b: synthesis_score_reference(model, b)}
-    for f in impls.values():  # warm-up
-        step(f)
+    impls = {"seqbench": (model.score, opt), "per-timestep": (lambda b: synthesis_score_reference(model, b), opt)}
+    if fused is not None:
+        impls["seqbench fused"] = (fused.score, opt_f)
+    for f, o in impls.values():  # warm-up
+        step(f, o)
     times: dict[str, list[float]] = {k: [] for k in impls}
     for _ in range(a.repeats):
-        for k, f in impls.items():  # interleaved, so drifts in machine load hit both alike
-            times[k].append(step(f))
+        for k, (f, o) in impls.items():  # interleaved, so drifts in machine load hit all alike
+            times[k].append(step(f, o))
     n_params = model.num_parameters()
     # FLOP floor: ~6 FLOPs per weight per point (2 forward, 4 backward) for the matrix products
-    print(f"device {a.device}  threads {torch.get_num_threads()}  peephole {not a.no_peephole}  "
+    print(f"device {a.device}  threads {torch.get_num_threads()}  "
           f"batch {a.batch} x {a.steps} points, {a.chars} chars  params {n_params:,}")
     med = {k: statistics.median(v) for k, v in times.items()}
     for k in impls:
         pps = points / med[k]
-        print(f"{k:>13}: median {med[k] * 1e3:8.1f} ms/step  {pps:9.0f} points/s  "
+        print(f"{k:>15}: median {med[k] * 1e3:8.1f} ms/step  {pps:9.0f} points/s  "
               f"({6 * n_params * pps / 1e9:6.1f} GFLOP/s in the weight products)")
-    print(f"speed-up: {med['per-timestep'] / med['seqbench']:.2f}x")
+    if a.peak_tflops:
+        floor = 6 * n_params * points / (a.peak_tflops * 1e12)
+        print(f"FLOP-rate floor at {a.peak_tflops:g} TFLOP/s: {floor * 1e3:.2f} ms/step "
+              f"({points / floor:,.0f} points/s); seqbench reaches {floor / med['seqbench']:.1%} of it")
+    print(f"speed-up: {med['per-timestep'] / med['seqbench']:.2f}x (seqbench vs per-timestep, same network)")
+    if fused is not None:
+        print(f"peephole cost: the fused no-peephole variant is {med['seqbench'] / med['seqbench fused']:.2f}x "
+              "as fast as the paper's peephole LSTM")
 
 
 if __name__ == "__main__":

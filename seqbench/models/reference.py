@@ -31,7 +31,7 @@ def synthesis_forward_reference(model: HandwritingSynthesis, inputs: Tensor, cha
     B, T, _ = inputs.shape
     H, L, K = cfg.hidden_size, cfg.num_layers, cfg.n_window
     onehot = torch.nn.functional.one_hot(chars, cfg.vocab_size).to(inputs.dtype)  # (B, U, V)
-    u = torch.arange(1, chars.shape[1] + 1, dtype=inputs.dtype)  # (U,)
+    u = torch.arange(1, chars.shape[1] + 1, dtype=inputs.dtype, device=inputs.device)  # (U,)
     hs = [inputs.new_zeros(B, H) for _ in range(L)]
     cs = [inputs.new_zeros(B, H) for _ in range(L)]
     w = inputs.new_zeros(B, cfg.vocab_size)
