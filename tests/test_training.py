@@ -282,3 +282,18 @@ def test_synthesis_trains_on_prepared_iam_sample(tmp_path):
     v = _valid_losses(res)
     assert len(v) == 2 and all(math.isfinite(x) for x in v)
     assert load_pretrained(tmp_path / "run" / "best").config.vocab_size == 57
+
+
+def test_enwik8_recipe_runs_on_a_prepared_synthetic_corpus(tmp_path):
+    """The text path: a prepared corpus → load_tokens → TokenStream windows with resets → train."""
+    from seqbench.data.enwik8 import prepare_enwik8, write_synthetic_zip
+
+    z = write_synthetic_zip(tmp_path / "enwik8.zip", 40_000)
+    prepare_enwik8(z, out=tmp_path / "datasets", sha256=None, size=None, quiet=True)
+    res = train("enwik8-7x700", tmp_path / "run", quiet=True, max_steps=4, overrides={
+        "model.hidden_size": 8, "model.num_layers": 2, "data.root": str(tmp_path / "datasets"),
+        "data.batch_size": 4, "data.window": 20, "data.reset_every": 2, "eval_every": 4,
+        "optimizer_args": {"lr": 0.1, "momentum": 0.9}})
+    v = _valid_losses(res)
+    assert len(v) == 1 and 0 < v[0] < 9  # bits per byte
+    assert res.unit == "bits/byte"
