@@ -73,10 +73,16 @@ def _dist() -> tuple[int, int]:
 
 
 def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
+    """Sum a small CPU tensor over the ranks, in place (through the GPU when the backend is NCCL)."""
     if world > 1:
         import torch.distributed as dist
 
-        dist.all_reduce(t)
+        if dist.get_backend() == "nccl":
+            x = t.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(x)
+            t.copy_(x.cpu())
+        else:
+            dist.all_reduce(t)
     return t
 
 
@@ -333,8 +339,8 @@ class _Run:
         if self.noise:  # clean weights back; adaptive noise adds its σ gradients and its share of L_C
             self.noise.restore(len(nll) * self.world / self.n_train_seqs)
         stats = torch.tensor([float(nll.detach().sum()), float(n.sum()), float(len(nll))], dtype=torch.float64)
-        finite = torch.isfinite(loss.detach()) and all(
-            bool(torch.isfinite(p.grad.sum())) for p in self.opt_params() if p.grad is not None)
+        sums = [p.grad.sum() for p in self.opt_params() if p.grad is not None]  # inf or NaN anywhere shows here
+        finite = bool(torch.isfinite(torch.stack([loss.detach(), *sums])).all())  # one device sync
         ok = torch.tensor([1.0 if finite else 0.0])
         _all_reduce(ok, self.world)
         if ok.item() < self.world:
