@@ -62,25 +62,26 @@ def scan_step(g: Tensor, c: Tensor, peep: Tensor, acts: Tensor, c_out: Tensor, h
     torch.mul(o, torch.tanh(c), out=h_out)  # (11)
 
 
-def backward_factors(acts: Tensor, cs: Tensor) -> Tensor:
-    """The local derivatives the backward recurrence needs, for all steps at once (T, 5, B, H):
-    tanh(c)·o(1−o), o(1−tanh²c), z·i(1−i), c_{t−1}·f(1−f), i(1−z²) (z = tanh of the cell input)."""
+def backward_factors(acts: Tensor, cs: Tensor) -> tuple[Tensor, Tensor]:
+    """The local derivatives the backward recurrence needs, for all steps at once: (T, 2, B, H) holding
+    tanh(c)·o(1−o) and o(1−tanh²c), and (T, B, 3, H) holding z·i(1−i), c_{t−1}·f(1−f), i(1−z²) in the order of
+    the gate blocks (i, f, cell input), so one kernel writes all three (z = tanh of the cell input)."""
     i, f, z, o = acts.unbind(1)  # (T, B, H) each
     tc = torch.tanh(cs[1:])
-    return torch.stack([tc * o * (1 - o), o * (1 - tc * tc), z * i * (1 - i), cs[:-1] * f * (1 - f),
-                        i * (1 - z * z)], dim=1)
+    f_oc = torch.stack([tc * o * (1 - o), o * (1 - tc * tc)], dim=1)
+    f_ifz = torch.stack([z * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - z * z)], dim=2)
+    return f_oc, f_ifz
 
 
-def backward_step(dh: Tensor, dc_next: Tensor, F: Tensor, f: Tensor, peep: Tensor, dg: Tensor) -> Tensor:
+def backward_step(dh: Tensor, dc_next: Tensor, f_oc: Tensor, f_ifz: Tensor, f: Tensor, peep: Tensor,
+                  dg: Tensor) -> Tensor:
     """One backward step: writes dL/d(pre-activations) into ``dg`` (B, 4H); returns dL/dc_{t−1}."""
-    H = dh.shape[1]
-    g_i, g_f, g_c, g_o = dg[:, :H], dg[:, H:2 * H], dg[:, 2 * H:3 * H], dg[:, 3 * H:]
-    torch.mul(dh, F[0], out=g_o)  # through (11) and (10)
-    dc = torch.addcmul(dc_next, dh, F[1]).addcmul_(g_o, peep[2])  # dL/dc_t: (11), and the peephole of (10)
-    torch.mul(dc, F[2], out=g_i)  # (9) → (7)
-    torch.mul(dc, F[3], out=g_f)  # (9) → (8)
-    torch.mul(dc, F[4], out=g_c)  # (9)
-    return (dc * f).addcmul_(g_i, peep[0]).addcmul_(g_f, peep[1])  # dL/dc_{t−1}: (9) and the peepholes of (7), (8)
+    B, H = dh.shape
+    dg4 = dg.view(B, 4, H)  # gate blocks i, f, cell input, o
+    g_o = torch.mul(dh, f_oc[0], out=dg4[:, 3])  # through (11) and (10)
+    dc = torch.addcmul(dc_next, dh, f_oc[1]).addcmul_(g_o, peep[2])  # dL/dc_t: (11), and the peephole of (10)
+    torch.mul(dc.unsqueeze(1), f_ifz, out=dg4[:, :3])  # (9) → (7), (8) and the cell input
+    return (dc * f).addcmul_(dg4[:, 0], peep[0]).addcmul_(dg4[:, 1], peep[1])  # dL/dc_{t−1}: (9), peepholes of (7), (8)
 
 
 def peephole_grads(d_gates: Tensor, cs: Tensor) -> Tensor:
@@ -126,16 +127,21 @@ class PeepholeScan(torch.autograd.Function):
         clip = ctx.clip
         T, _, B, H = acts.shape
         d_out = hs.new_zeros(T, B, H) if d_out is None else d_out.transpose(0, 1).contiguous()  # (T, B, H)
-        F = backward_factors(acts, cs)  # (T, 5, B, H)
-        dh_rec = torch.zeros_like(hs[0])
+        f_oc, f_ifz = backward_factors(acts, cs)  # (T, 2, B, H), (T, B, 3, H)
+        dh = d_out[T - 1]  # dL/dh_t, from above and (after the first step) from step t + 1
         dc_next = torch.zeros_like(cs[0]) if d_cT is None else d_cT
         d_gates = hs.new_empty(T, B, 4 * H)  # gradient of the pre-activations, (T, B, 4H)
+        dh_rec = dh
         for t in range(T - 1, -1, -1):
             dg = d_gates[t]
-            dc_next = backward_step(d_out[t] + dh_rec, dc_next, F[t], acts[t, 1], peep, dg)
+            dc_next = backward_step(dh, dc_next, f_oc[t], f_ifz[t], acts[t, 1], peep, dg)
             # The clamp acts where an autograd hook on W_x x + W_h h + b would: on what flows to W_h h_{t-1},
             # x and the weights; the peephole paths (w_c ⊙ c) see the unclamped value.
-            dh_rec = (dg if clip is None else dg.clamp(-clip, clip)) @ w_hh  # (B, H)
+            dgc = dg if clip is None else dg.clamp(-clip, clip)
+            if t:
+                dh = torch.addmm(d_out[t - 1], dgc, w_hh)  # (B, H)
+            else:
+                dh_rec = dgc @ w_hh  # dL/dh_0
         d_peep = peephole_grads(d_gates, cs)  # (3, H)
         if clip is not None:
             d_gates.clamp_(-clip, clip)

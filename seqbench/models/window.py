@@ -63,43 +63,49 @@ class WindowScan(torch.autograd.Function):
         B, T, G = xproj.shape
         H, K, U = G // 4, w_p.shape[0] // 3, onehot.shape[1]
         xp = xproj.transpose(0, 1).contiguous()  # (T, B, 4H)
-        w_wT, w_hhT, w_pT = w_w.t(), w_hh.t(), w_p.t()
+        V = w0.shape[1]
+        w_hwT = torch.cat([w_hh, w_w], dim=1).t()  # (H + V, 4H): h^1_{t−1} and w_{t−1} in one product (52)
+        w_pT = w_p.t()
         acts = xproj.new_empty(T, 4, B, H)  # i, f, tanh(a_c), o
         cs = xproj.new_empty(T + 1, B, H)
-        hs = xproj.new_empty(T + 1, B, H)
-        ws = xproj.new_empty(T + 1, B, w0.shape[1])
+        hws = xproj.new_empty(T + 1, B, H + V)  # [h^1_t | w_t] side by side
+        hs, ws = hws[:, :, :H], hws[:, :, H:]
         ps = xproj.new_empty(T, B, 3 * K)  # (α̂, β̂, κ̂)
         ks = xproj.new_empty(T + 1, B, K)  # κ_0 .. κ_T
         hs[0], cs[0], ws[0], ks[0] = h0, c0, w0, kappa0
-        cm = cmask.unsqueeze(1)  # (B, 1, U)
+        onehot_cm = onehot * cmask.unsqueeze(-1)  # (B, U, V): padded characters get no weight
         phi = xproj.new_zeros(B, U + 1)
         for t in range(T):
-            g = torch.addmm(xp[t], ws[t], w_wT).addmm_(hs[t], w_hhT)  # (B, 4H)  (52)
+            g = torch.addmm(xp[t], hws[t], w_hwT)  # (B, 4H)  (52)
             scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])  # (7)-(11)
             p = torch.addmm(b_p, hs[t + 1], w_pT, out=ps[t])  # (B, 3K)  (48)
             kappa = torch.add(ks[t], torch.exp(p[:, 2 * K:]), out=ks[t + 1])  # (51)
-            phi = _phi(p[:, :K], p[:, K:2 * K], kappa, u)  # (B, U + 1)  (46)
-            torch.bmm(phi[:, :U].unsqueeze(1) * cm, onehot, out=ws[t + 1].unsqueeze(1))  # (B, 1, V)  (47)
-        ctx.save_for_backward(acts, cs, hs, ws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u)
+            d = kappa.unsqueeze(-1) - u  # (B, K, U + 1)
+            # α exp(−β (κ − u)²) = exp(α̂ − exp(β̂) (κ − u)²)  (46), (49), (50)
+            e = torch.addcmul(p[:, :K].unsqueeze(-1), torch.exp(p[:, K:2 * K]).unsqueeze(-1), d * d, value=-1)
+            phi = e.exp_().sum(1)  # (B, U + 1)  (46)
+            ws[t + 1] = torch.bmm(phi[:, :U].unsqueeze(1), onehot_cm).squeeze(1)  # (B, V)  (47)
+        ctx.save_for_backward(acts, cs, hws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u)
         ctx.clip = clip
         ctx.mark_non_differentiable(phi)  # φ(T, ·) is returned for the stopping rule of sampling only
         return hs[1:].transpose(0, 1), ws[1:].transpose(0, 1), cs[T].clone(), ks[T].clone(), phi
 
     @staticmethod
     def backward(ctx, d_h1, d_w, d_cT, d_kT, d_phiT):
-        acts, cs, hs, ws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u = ctx.saved_tensors
+        acts, cs, hws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u = ctx.saved_tensors
         clip = ctx.clip
         T, _, B, H = acts.shape
-        K, U, V = w_p.shape[0] // 3, onehot.shape[1], ws.shape[2]
+        K, U, V = w_p.shape[0] // 3, onehot.shape[1], w_w.shape[1]
+        hs = hws[:, :, :H]
         d_h1 = hs.new_zeros(T, B, H) if d_h1 is None else d_h1.transpose(0, 1).contiguous()  # (T, B, H)
         d_w = hs.new_zeros(T, B, V) if d_w is None else d_w.transpose(0, 1).contiguous()  # (T, B, V)
-        F = backward_factors(acts, cs)  # (T, 5, B, H)
+        f_oc, f_ifz = backward_factors(acts, cs)  # (T, 2, B, H), (T, B, 3, H)
         # the window's local derivatives for all steps at once, (T, B, 3, K, U):
         # ∂φ/∂α̂ = e, ∂φ/∂β̂ = −β d² e, ∂φ/∂κ = −2 β d e, with d = κ − u and e = α exp(−β d²)
         beta = torch.exp(ps[:, :, K:2 * K]).unsqueeze(-1)  # (T, B, K, 1)
         d = ks[1:].unsqueeze(-1) - u[:U]  # (T, B, K, U)
         e = torch.exp(ps[:, :, :K].unsqueeze(-1) - beta * d * d)
-        W = torch.stack([e, -beta * d * d * e, -2 * beta * d * e], dim=2)  # (T, B, 3, K, U)
+        W = torch.stack([e, -beta * d * d * e, -2 * beta * d * e], dim=2).view(T, B, 3 * K, U)
         exp_k = torch.exp(ps[:, :, 2 * K:])  # (T, B, K): dκ_t/dκ̂_t
         onehot_cm = onehot * cmask.unsqueeze(-1)  # (B, U, V)
         dh_rec, dw_rec = hs.new_zeros(B, H), hs.new_zeros(B, V)
@@ -107,10 +113,11 @@ class WindowScan(torch.autograd.Function):
         dkappa = hs.new_zeros(B, K) if d_kT is None else d_kT.clone()
         d_gates = hs.new_empty(T, B, 4 * H)
         d_ps = hs.new_empty(T, B, 3 * K)
+        w_hw = torch.cat([w_hh, w_w], dim=1)  # (4H, H + V)
         for t in range(T - 1, -1, -1):
             # window (46)-(51)
             dphi = torch.bmm(onehot_cm, (d_w[t] + dw_rec).unsqueeze(-1))  # (B, U, 1)
-            dabk = torch.matmul(W[t], dphi.unsqueeze(1)).squeeze(-1)  # (B, 3, K, U) @ (B, 1, U, 1) → (B, 3, K)
+            dabk = torch.bmm(W[t], dphi).view(B, 3, K)  # (B, 3K, U) @ (B, U, 1) → (B, 3, K)
             dp = d_ps[t].view(B, 3, K)
             dp[:, :2] = dabk[:, :2]  # dα̂, dβ̂
             dkappa = dkappa + dabk[:, 2]  # dκ_t: κ_t feeds φ(t, ·) and κ_{t+1}
@@ -118,16 +125,16 @@ class WindowScan(torch.autograd.Function):
             # layer 1, eqs. (7)-(11), (52)
             dh = torch.addmm(d_h1[t] + dh_rec, d_ps[t], w_p)  # (B, H): + the window's share (48)
             dg = d_gates[t]
-            dc_next = backward_step(dh, dc_next, F[t], acts[t, 1], peep, dg)
+            dc_next = backward_step(dh, dc_next, f_oc[t], f_ifz[t], acts[t, 1], peep, dg)
             dgc = dg if clip is None else dg.clamp(-clip, clip)  # see PeepholeScan for where the clamp acts
-            dh_rec = dgc @ w_hh  # (B, H)
-            dw_rec = dgc @ w_w  # (B, V): w_{t−1} feeds step t (52)
+            r = dgc @ w_hw  # (B, H + V): one product for h^1_{t−1} and w_{t−1}, which both feed step t (52)
+            dh_rec, dw_rec = r[:, :H], r[:, H:]
         d_peep = peephole_grads(d_gates, cs)  # (3, H)
         if clip is not None:
             d_gates.clamp_(-clip, clip)
         flat = d_gates.reshape(T * B, 4 * H).t()  # (4H, T·B)
-        d_w_hh = flat @ hs[:-1].reshape(T * B, H)  # (4H, H)
-        d_w_w = flat @ ws[:-1].reshape(T * B, V)  # (4H, V)
+        d_w_hw = flat @ hws[:-1].reshape(T * B, H + V)  # (4H, H + V): W_{h^1h^1} and W_{wh^1} in one product
+        d_w_hh, d_w_w = d_w_hw[:, :H], d_w_hw[:, H:]
         pflat = d_ps.reshape(T * B, 3 * K)
         d_w_p = pflat.t() @ hs[1:].reshape(T * B, H)  # (3K, H)
         d_b_p = pflat.sum(0)
