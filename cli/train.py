@@ -29,11 +29,13 @@ def register(cli: click.Group, prepare: click.Group) -> None:
                   help="Checkpoint folder whose weights start the run (e.g. runs/ptb-char-1x1000/best).")
     @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+    @click.option("--max-minutes", type=float, default=None,
+                  help="Wall-clock budget: stop (validate, checkpoint) after the step that crosses it.")
     @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                   help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
     @click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
     @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-    def train_cmd(recipe, out, resume, init_from, device, max_steps, sets, list_, quiet):
+    def train_cmd(recipe, out, resume, init_from, device, max_steps, max_minutes, sets, list_, quiet):
         """Train one of the paper's networks with a named recipe.
 
         Writes best/ and last/ checkpoints (safetensors + config.json), metrics.jsonl and loss.png
@@ -56,6 +58,7 @@ def register(cli: click.Group, prepare: click.Group) -> None:
             raise click.UsageError("give --recipe NAME (or --list)")
         get_recipe(recipe)  # unknown names fail here, with suggestions
         res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,
-                    max_steps=max_steps, init_from=init_from, quiet=quiet)
+                    max_steps=max_steps, init_from=init_from, quiet=quiet,
+                    max_seconds=None if max_minutes is None else 60 * max_minutes)
         best = "n/a" if res.best_valid is None else f"{res.best_valid:.4f} {res.unit}"
         click.echo(f"{recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")

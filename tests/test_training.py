@@ -297,3 +297,11 @@ def test_enwik8_recipe_runs_on_a_prepared_synthetic_corpus(tmp_path):
     v = _valid_losses(res)
     assert len(v) == 1 and 0 < v[0] < 9  # bits per byte
     assert res.unit == "bits/byte"
+
+
+def test_wall_clock_budget_stops_validates_and_checkpoints(tmp_path):
+    from seqbench.training import train
+
+    res = train("tiny-prediction", tmp_path / "run", quiet=True, max_seconds=0.0)
+    assert res.stopped == "time_limit" and res.steps == 1
+    assert res.best_valid is not None and (tmp_path / "run" / "best" / "config.json").is_file()

@@ -399,12 +399,13 @@ class _Scorer(torch.nn.Module):
 
 def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
           resume: bool = False, device: str = "cpu", max_steps: int | None = None, init_from: str | None = None,
-          quiet: bool = False, flush_denormal: bool = True) -> TrainResult:
+          quiet: bool = False, flush_denormal: bool = True, max_seconds: float | None = None) -> TrainResult:
     """Train a recipe; write checkpoints, metrics.jsonl and loss.png under ``out``.
 
     ``overrides`` change recipe fields (``{"data.batch_size": 8, "model.hidden_size": 64, "seed": 1}``).
     ``init_from`` is a checkpoint folder whose weights start the run (the recipe's ``init_from`` names a recipe;
-    give its output's ``best/`` folder here).
+    give its output's ``best/`` folder here). ``max_seconds`` is a wall-clock budget for this call: the run
+    stops after the step that crosses it ("time_limit"), validates and checkpoints, and can be resumed.
 
     >>> r = train("tiny-prediction", "runs/tiny", quiet=True)  # doctest: +SKIP
     >>> r.best_valid, r.unit  # doctest: +SKIP
@@ -437,10 +438,10 @@ def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, 
             log.info("recipe %s starts from %s's weights; pass init_from=<its best/ folder>", rec.name, rec.init_from)
         if run.main:
             (out / "recipe.json").write_text(json.dumps(rec.to_dict(), indent=2))
-    return _loop(run)
+    return _loop(run, max_seconds)
 
 
-def _loop(run: _Run) -> TrainResult:
+def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     rec = run.recipe
     unit = rec.unit
     n_batches = len(run.train_batches)
@@ -481,13 +482,18 @@ def _loop(run: _Run) -> TrainResult:
                     if _evaluate(run):
                         stopped = "early_stopping"
                         break
+                if max_seconds is not None:
+                    over = torch.tensor([float(time.perf_counter() - t0 > max_seconds)], device=run.device)
+                    if float(_all_reduce(over, run.world)) > 0:  # every rank stops at the same step
+                        stopped = "time_limit"
+                        break
             else:
                 run.epoch += 1
                 run.batch_in_epoch = 0
                 run.carry = None
                 continue
             break
-        if stopped == "max_steps" and run.step % eval_every != 0:
+        if stopped in ("max_steps", "time_limit") and run.step % eval_every != 0:
             _evaluate(run)
         elif stopped == "max_epochs" and (not run.history or run.history[-1]["event"] != "valid"):
             _evaluate(run)
