@@ -68,6 +68,11 @@ def _dist() -> tuple[int, int]:
         if not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() and os.environ.get("SEQBENCH_DDP_BACKEND") != "gloo" else "gloo"
             dist.init_process_group(backend)
+            # Tear the group down before interpreter exit: left to process teardown, gloo's threads
+            # can abort the process ("terminate called without an active exception").
+            import atexit
+
+            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
