@@ -63,6 +63,15 @@ def get_spec(name: str) -> DatasetSpec:
     return DATASETS.get(name)
 
 
+def spec_header(spec: DatasetSpec) -> dict:
+    """The info.json fields every prepared dataset starts with (who made it, from what, under which terms)."""
+    from seqbench import __version__
+
+    return {"dataset": spec.name, "version": spec.version, "seqbench_version": __version__,
+            "description": spec.description, "homepage": spec.homepage, "license": spec.license,
+            "citation": spec.citation}
+
+
 def dataset_dir(spec: DatasetSpec, root: str | os.PathLike | None = None) -> Path:
     return datasets_root(root) / spec.name / spec.version
 

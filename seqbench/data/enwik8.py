@@ -27,7 +27,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqbench.data.base import DATASETS, DatasetSpec
+from seqbench.data.base import DATASETS, DatasetSpec, spec_header
 from seqbench.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,6 @@ def prepare_enwik8(
     """
     import numpy as np
 
-    from seqbench import __version__
     from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
 
     spec = SPEC
@@ -280,13 +279,7 @@ def prepare_enwik8(
         return int(np.count_nonzero(h))
 
     info: dict = {
-        "dataset": spec.name,
-        "version": spec.version,
-        "seqbench_version": __version__,
-        "description": spec.description,
-        "homepage": spec.homepage,
-        "license": spec.license,
-        "citation": spec.citation,
+        **spec_header(spec),
         "schema": {"offset": "int64", "bytes": "binary"},
         "chunk_bytes": CHUNK,
         "sources": sources,

@@ -28,7 +28,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqbench.data.base import DATASETS, DatasetSpec
+from seqbench.data.base import DATASETS, DatasetSpec, spec_header
 from seqbench.errors import BadInputError, SeqbenchError
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,6 @@ def prepare_ptb(
     """
     import pyarrow.parquet as pq
 
-    from seqbench import __version__
     from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
 
     spec = SPEC
@@ -325,13 +324,7 @@ def prepare_ptb(
         }
 
     info: dict = {
-        "dataset": spec.name,
-        "version": spec.version,
-        "seqbench_version": __version__,
-        "description": spec.description,
-        "homepage": spec.homepage,
-        "license": spec.license,
-        "citation": spec.citation,
+        **spec_header(spec),
         "schema": {"line": "int32", "text": "string", "ids": "list<int32>"},
         "sources": sources,
         "verified": all(v.get("known", True) for v in sources.values()),

@@ -14,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seqbench import __version__
-from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
+from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file, spec_header
 from seqbench.data.iam import spec as iam_spec
 from seqbench.data.iam.sources import Sources, find_sources, iter_files, read_split_list
 from seqbench.data.iam.strokes import LineError, ParsedLine, parse_line_xml
@@ -357,13 +356,7 @@ def prepare_iam(
         issues.flag(str(src.strokes.path), f"line {lid} is in no split list (kept in split 'unassigned')", lid, strict_fails=False)
 
     info: dict = {
-        "dataset": spec.name,
-        "version": spec.version,
-        "seqbench_version": __version__,
-        "description": spec.description,
-        "homepage": spec.homepage,
-        "license": spec.license,
-        "citation": spec.citation,
+        **spec_header(spec),
         "schema": {f.name: str(f.type) for f in SCHEMA},
         "sources": sources_info,
         "parser": {"canonical_fast_path": sum(1 for v in lines.values() if v["parsed"].fast),
