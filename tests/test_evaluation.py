@@ -73,6 +73,24 @@ def test_handwriting_results_do_not_depend_on_batch_size(iam_root, family):
     assert results[0].totals["sequences"] == len(seqbench.load_dataset("iam-ondb", "graves2013", "valid", root=iam_root))
 
 
+@pytest.mark.parametrize("family", ["handwriting-prediction", "handwriting-synthesis"])
+def test_time_chunks_carry_the_state_exactly(iam_root, family):
+    """Static scoring in chunks of time steps (the evaluator's memory bound) gives the whole-line numbers."""
+    from seqbench.data.iam.torch import collate
+    from seqbench.evaluation.evaluator import score_handwriting
+
+    m = _tiny(family, seed=3)
+    tds = seqbench.load_dataset("iam-ondb", "graves2013", "valid", root=iam_root).to_torch()
+    batch = collate([tds[i] for i in range(min(5, len(tds)))])
+    with torch.inference_mode():
+        whole = score_handwriting(m, batch)
+        for chunk in (1, 7, 50):
+            part = score_handwriting(m, batch, chunk)
+            torch.testing.assert_close(part["nll"], whole["nll"], rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(part["sse"], whole["sse"], rtol=1e-5, atol=1e-4)
+            assert torch.equal(part["n"], whole["n"])
+
+
 def test_evaluator_sums_what_score_returns(iam_root):
     from seqbench.data.iam.torch import collate
 

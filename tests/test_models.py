@@ -230,6 +230,39 @@ def test_synthesis_matches_per_timestep_reference(peephole):
         torch.testing.assert_close(a, c, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("family", ["handwriting-prediction", "handwriting-synthesis", "lstm-lm"])
+def test_inference_scans_keep_nothing_and_give_the_same_numbers(family):
+    """Under inference_mode / no_grad the scans reuse one step's buffers (record=False): same values, bit for bit
+    (the same kernels in the same order), and a state that continues the sequence identically."""
+    torch.manual_seed(7)
+    kw = {"vocab_size": 6} if family != "handwriting-prediction" else {}
+    m = build_model(family, hidden_size=6, num_layers=2, **kw)
+    b = _hw_batch()
+    if family == "lstm-lm":
+        args = (torch.randint(0, 6, (3, 7)),)
+    elif family == "handwriting-synthesis":
+        args = (b["inputs"], b["chars"], b["char_mask"])
+    else:
+        args = (b["inputs"],)
+    y_grad, st_grad = m(*args)
+    assert y_grad.requires_grad
+    for ctx in (torch.no_grad, torch.inference_mode):
+        with ctx():
+            y, st = m(*args)
+        assert torch.equal(y, y_grad.detach())
+        c_a = st.layers[0][1] if family == "handwriting-synthesis" else st[0][1]
+        c_b = st_grad.layers[0][1] if family == "handwriting-synthesis" else st_grad[0][1]
+        assert torch.equal(c_a, c_b.detach())
+
+
+def test_scan_without_record_refuses_backward():
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    out, _ = PeepholeScan.apply(x, torch.randn(8, 2), torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(2, 2), None,
+                                False)
+    with pytest.raises(RuntimeError, match="record=False"):
+        out.sum().backward()
+
+
 def test_synthesis_state_continues_a_sequence():
     torch.manual_seed(6)
     m = build_model("handwriting-synthesis", hidden_size=6, num_layers=2, n_mixtures=2, n_window=2, vocab_size=6)

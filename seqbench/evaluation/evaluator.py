@@ -42,6 +42,7 @@ from seqbench.zoo.hub import ResolvedModel, load_model
 
 log = logging.getLogger(__name__)
 
+_TIME_CHUNK = 100  # handwriting, static: time steps per forward call, state carried (same numbers)
 _TEXT_UNIT = {"enwik8": "byte"}  # ptb: the configuration's name ("char" or "word")
 
 
@@ -95,20 +96,34 @@ def _family(model) -> str:
     return getattr(model, "family", "") or ""
 
 
-def score_handwriting(model, batch: dict) -> dict[str, torch.Tensor]:
-    """Per-line nll, points and (for seqbench's networks) squared error of the mixture mean, from one forward."""
+def score_handwriting(model, batch: dict, time_chunk: int | None = None) -> dict[str, torch.Tensor]:
+    """Per-line nll, points and (for seqbench's networks) squared error of the mixture mean, from one forward.
+
+    ``time_chunk``: run seqbench's networks over the lines ``time_chunk`` steps at a time, carrying the
+    recurrent state exactly (static evaluation). Same numbers up to float rounding; much less memory traffic,
+    since each chunk's input projections and layer outputs stay in cache instead of streaming T·B·4H floats
+    through memory per layer (see benchmarks/bench_eval.py).
+    """
     fam = _family(model)
     if fam in ("handwriting-prediction", "handwriting-synthesis"):
         from seqbench.metrics.handwriting import squared_error
         from seqbench.models import mdn
 
-        if fam == "handwriting-synthesis":
-            y_hat, _ = model(batch["inputs"], batch["chars"], batch["char_mask"])
-        else:
-            y_hat, _ = model(batch["inputs"])
-        M, mask = model.config.n_mixtures, batch["mask"]
-        return {"nll": mdn.mixture_nll(y_hat, batch["targets"], mask, M), "n": mask.sum(1),
-                "sse": squared_error(y_hat, batch["targets"], mask, M)}
+        M, mask, targets, inputs = model.config.n_mixtures, batch["mask"], batch["targets"], batch["inputs"]
+        T = inputs.shape[1]
+        step = T if not time_chunk or time_chunk >= T else time_chunk
+        nll = sse = None
+        state = None
+        for a in range(0, T, step):
+            sl = slice(a, a + step)
+            if fam == "handwriting-synthesis":
+                y_hat, state = model(inputs[:, sl], batch["chars"], batch["char_mask"], state)
+            else:
+                y_hat, state = model(inputs[:, sl], state)
+            n_c = mdn.mixture_nll(y_hat, targets[:, sl], mask[:, sl], M)
+            s_c = squared_error(y_hat, targets[:, sl], mask[:, sl], M)
+            nll, sse = (n_c, s_c) if nll is None else (nll + n_c, sse + s_c)
+        return {"nll": nll, "n": mask.sum(1), "sse": sse}
     nll, n = model.score(batch)
     return {"nll": nll, "n": n}
 
@@ -175,7 +190,10 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
     order = order[rank::world]
     for a in range(0, len(order), protocol.batch_size):
         batch = _to(collate([tds[i] for i in order[a:a + protocol.batch_size]]), device, dtype)
-        out = step(lambda: score_handwriting(model, batch))
+        # static: 100-step chunks bound the memory of long lines (per layer 100·B·4H floats of input projections
+        # instead of T·B·4H; 778 MB → 41 MB for 64 lines of 1,900 points); dynamic: one graph per batch
+        chunk = None if protocol.name == "dynamic" else _TIME_CHUNK
+        out = step(lambda: score_handwriting(model, batch, chunk))
         _add(totals, out)
     info = {"transform": tds.transform.name, "offset_stats": st.to_dict()}
     return totals, info

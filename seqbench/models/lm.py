@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqbench.models.base import SeqModel
-from seqbench.models.lstm import LSTMLayer, State
+from seqbench.models.lstm import LSTMLayer, State, cat_features
 
 
 @dataclass
@@ -62,7 +62,7 @@ class DeepLSTMLM(SeqModel):
             hs.append(h)
             new_state.append(st)
             below = h
-        y_hat = self.output(torch.cat(hs, dim=-1))  # (B, T, L·H) → (B, T, V)
+        y_hat = self.output(cat_features(*hs))  # (B, T, L·H) → (B, T, V)
         return self._clip_output(y_hat), new_state
 
     def score(self, batch: dict[str, Any], state: list[State] | None = None) -> tuple[Tensor, Tensor]:

@@ -35,6 +35,20 @@ def _clamp_grad(t: Tensor, clip: float | None) -> Tensor:
     return t
 
 
+def _record(*things) -> bool:
+    """Whether a scan must keep its per-step values for a backward pass: grad mode is on and some input (a
+    tensor, or a module's parameters) requires a gradient."""
+    if not torch.is_grad_enabled():
+        return False
+    for t in things:
+        if isinstance(t, Tensor):
+            if t.requires_grad:
+                return True
+        elif isinstance(t, nn.Module) and any(p.requires_grad for p in t.parameters()):
+            return True
+    return False
+
+
 def peephole_cell(gates: Tensor, c: Tensor, peep: Tensor) -> State:
     """One step of eqs. (7)-(11) given the pre-activations ``gates`` = W_x x_t + W_h h_{t-1} + b, (B, 4H).
 
@@ -105,24 +119,37 @@ class PeepholeScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xproj: Tensor, w_hh: Tensor, peep: Tensor, h0: Tensor, c0: Tensor, clip: float | None):
+    def forward(ctx, xproj: Tensor, w_hh: Tensor, peep: Tensor, h0: Tensor, c0: Tensor, clip: float | None,
+                record: bool = True):
+        """``record=False`` (inference: no gradient will be asked for) keeps no per-step gate values: the
+        step's buffers are reused, which saves 5·T·B·H floats of memory traffic (1.2 GB for 64 lines of 1,900
+        points at H = 400)."""
         B, T, G = xproj.shape
         H = G // 4
         xp = xproj.transpose(0, 1).contiguous()  # (T, B, 4H): contiguous per step
-        w_t = w_hh.t()  # (H, 4H)
-        acts = xproj.new_empty(T, 4, B, H)  # i, f, tanh(a_c), o for every step
-        cs = xproj.new_empty(T + 1, B, H)  # c_0 .. c_T
+        # (H, 4H), laid out row-major once per sequence: h_{t-1} @ W^T on a transposed *view* runs up to 2× slower
+        # at the small batches of evaluation and sampling (measured: H=400, B=8, 154 → 74 µs per product)
+        w_t = w_hh.t().contiguous()
+        acts = xproj.new_empty(T if record else 1, 4, B, H)  # i, f, tanh(a_c), o for every step
+        cs = xproj.new_empty(T + 1 if record else 2, B, H)  # c_0 .. c_T (or the last two)
         hs = xproj.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0], cs[0] = h0, c0
         for t in range(T):
             g = torch.addmm(xp[t], hs[t], w_t)  # (B, 4H)
-            scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])
-        ctx.save_for_backward(acts, cs, hs, w_hh, peep)
-        ctx.clip = clip
-        return hs[1:].transpose(0, 1), cs[T].clone()  # (B, T, H), (B, H)
+            if record:
+                scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])
+            else:
+                scan_step(g, cs[t % 2], peep, acts[0], cs[(t + 1) % 2], hs[t + 1])
+        c_T = cs[T if record else T % 2].clone()
+        if record:
+            ctx.save_for_backward(acts, cs, hs, w_hh, peep)
+        ctx.clip, ctx.record = clip, record
+        return hs[1:].transpose(0, 1), c_T  # (B, T, H), (B, H)
 
     @staticmethod
     def backward(ctx, d_out: Tensor | None, d_cT: Tensor | None):
+        if not ctx.record:
+            raise RuntimeError("PeepholeScan ran with record=False (inference), so it kept nothing to differentiate")
         acts, cs, hs, w_hh, peep = ctx.saved_tensors
         clip = ctx.clip
         T, _, B, H = acts.shape
@@ -146,7 +173,7 @@ class PeepholeScan(torch.autograd.Function):
         if clip is not None:
             d_gates.clamp_(-clip, clip)
         d_w_hh = d_gates.reshape(T * B, 4 * H).t() @ hs[:-1].reshape(T * B, H)  # (4H, H): one product
-        return d_gates.transpose(0, 1), d_w_hh, d_peep, dh_rec, dc_next, None
+        return d_gates.transpose(0, 1), d_w_hh, d_peep, dh_rec, dc_next, None, None
 
 
 class LSTMLayer(nn.Module):
@@ -190,16 +217,25 @@ class LSTMLayer(nn.Module):
         return z, z.clone()
 
     def project(self, x: Tensor | None, tokens: Tensor | None) -> Tensor:
-        """W_x x_t + b for all t at once: (B, T, 4H). Peephole layers only."""
-        parts = []
+        """W_x x_t + b for all t at once: (B, T, 4H). Peephole layers only.
+
+        The product is computed time-major, (T, B, 4H) in memory, and returned as a (B, T, 4H) view: the scan
+        reads it one step at a time, and transposing the wide result afterwards would cost another pass over
+        T·B·4H floats. The narrow input is transposed instead (free when it is a previous layer's output,
+        which the scan stores time-major), and the bias is added inside the same matrix product.
+        """
+        out = None
         if x is not None and self.weight_ih is not None:
-            parts.append(x @ self.weight_ih.t())  # (B, T, 4H)
+            B, T, I = x.shape
+            xt = x.transpose(0, 1).reshape(T * B, I)  # (T·B, I)
+            if torch.is_autocast_enabled(x.device.type):  # keep the bias out of the low-precision product
+                out = (xt @ self.weight_ih.t()).view(T, B, -1) + self.bias
+            else:
+                out = torch.addmm(self.bias, xt, self.weight_ih.t()).view(T, B, -1)  # (T, B, 4H)
         if tokens is not None:
-            parts.append(nn.functional.embedding(tokens, self.embed_ih))  # (B, T, 4H)
-        out = parts[0]
-        for p in parts[1:]:
-            out = out + p
-        return out + self.bias
+            emb = nn.functional.embedding(tokens.t(), self.embed_ih)  # (T, B, 4H)
+            out = emb + self.bias if out is None else out + emb
+        return out.transpose(0, 1)  # (B, T, 4H) view of time-major memory
 
     def forward(self, x: Tensor | None = None, tokens: Tensor | None = None,
                 state: State | None = None) -> tuple[Tensor, State]:
@@ -212,8 +248,8 @@ class LSTMLayer(nn.Module):
             xproj = xproj.to(self.weight_hh.dtype)
             h0, c0 = state if state is not None else self.zero_state(B, xproj)
             with torch.autocast(device_type=xproj.device.type, enabled=False):
-                out, c = PeepholeScan.apply(xproj, self.weight_hh, self.peep, h0.to(xproj.dtype),
-                                            c0.to(xproj.dtype), self.clip)  # (B, T, H), (B, H)
+                out, c = PeepholeScan.apply(xproj, self.weight_hh, self.peep, h0.to(xproj.dtype), c0.to(xproj.dtype),
+                                            self.clip, _record(xproj, h0, c0, self))  # (B, T, H), (B, H)
             return out, (out[:, -1], c)
         dense = self._dense(x, tokens)  # (B, T, I + V)
         hc = None if state is None else (state[0].unsqueeze(0).contiguous(), state[1].unsqueeze(0).contiguous())
@@ -244,6 +280,15 @@ class LSTMLayer(nn.Module):
         return _clamp_grad(h, self.clip), c
 
 
+def cat_features(*xs: Tensor) -> Tensor:
+    """``torch.cat(xs, dim=-1)`` of (B, T, ·) tensors, laid out time-major: a (B, T, Σ) view of (T, B, Σ) memory.
+
+    The scans store their outputs time-major, so this is one contiguous copy, and the next layer's input
+    projection (:meth:`LSTMLayer.project`) reads it without another transpose.
+    """
+    return torch.cat([x.transpose(0, 1) for x in xs], dim=-1).transpose(0, 1)
+
+
 def init_uniform_(module: nn.Module, scale: float = 0.1) -> None:
     """RNNLib-style uniform initialisation of every weight matrix of a module (biases to zero)."""
     for name, p in module.named_parameters():
@@ -257,4 +302,4 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["LSTMLayer", "PeepholeScan", "peephole_cell", "init_uniform_", "count_parameters", "State"]
+__all__ = ["LSTMLayer", "PeepholeScan", "peephole_cell", "cat_features", "init_uniform_", "count_parameters", "State"]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from seqbench.models import mdn
 from seqbench.models.base import SeqModel
-from seqbench.models.lstm import LSTMLayer, State
+from seqbench.models.lstm import LSTMLayer, State, cat_features
 
 
 @dataclass
@@ -51,11 +51,11 @@ class HandwritingPrediction(SeqModel):
         """``inputs`` (B, T, 3) → ŷ (B, T, 1 + 6M) and the final (h, c) of every layer."""
         hs, new_state = [], []
         for n, layer in enumerate(self.layers):
-            x = inputs if n == 0 else torch.cat([inputs, hs[-1]], dim=-1)  # (B, T, 3) or (B, T, 3 + H)
+            x = inputs if n == 0 else cat_features(inputs, hs[-1])  # (B, T, 3) or (B, T, 3 + H)
             h, st = layer(x, None, None if state is None else state[n])  # (B, T, H)
             hs.append(h)
             new_state.append(st)
-        y_hat = self.output(torch.cat(hs, dim=-1))  # (B, T, L·H) → (B, T, 1 + 6M)
+        y_hat = self.output(cat_features(*hs))  # (B, T, L·H) → (B, T, 1 + 6M)
         return self._clip_output(y_hat), new_state
 
     def score(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:

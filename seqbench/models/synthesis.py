@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from seqbench.models import mdn
 from seqbench.models.base import SeqModel
-from seqbench.models.lstm import LSTMLayer, State
+from seqbench.models.lstm import LSTMLayer, State, _record, cat_features
 from seqbench.models.window import SoftWindow, WindowScan
 
 
@@ -107,22 +107,24 @@ class HandwritingSynthesis(SeqModel):
             w_x, w_w = lstm.weight_ih_l0[:, :I], lstm.weight_ih_l0[:, I:]
             bias, w_hh = lstm.bias_ih_l0 + lstm.bias_hh_l0, lstm.weight_hh_l0
             peep = w_hh.new_zeros(3, cfg.hidden_size)
-        xproj = inputs @ w_x.t() + bias  # (B, T, 4H): W x_t + b for all t at once
+        # W x_t + b for all t at once: (B, T, 4H), a view of time-major memory (see LSTMLayer.project)
+        xproj = (inputs.transpose(0, 1) @ w_x.t() + bias).transpose(0, 1)
         # layer 1 and the window, step by step (52), (46)-(51), in the weights' precision even under autocast
         dt = w_hh.dtype
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             h1, wseq, c, kappa, phi = WindowScan.apply(
                 xproj.to(dt), w_w, w_hh, peep, self.window.linear.weight, self.window.linear.bias, onehot.to(dt),
                 cmask.to(dt), u.to(dt), h0.to(dt), c0.to(dt), state.kappa.to(dt), state.window.to(dt),
-                layer1.clip)  # (B, T, H), (B, T, V), (B, H), (B, K), (B, U+1)
+                layer1.clip, _record(xproj, h0, c0, layer1, self.window),
+            )  # (B, T, H), (B, T, V), (B, H), (B, K), (B, U+1); no per-step record for inference
         h, w = h1[:, -1], wseq[:, -1]
         hs, new_layers = [h1], [(h, c)]
         for n in range(1, cfg.num_layers):
-            x = torch.cat([inputs, hs[-1], wseq], dim=-1)  # (B, T, I + H + V)  (53)
+            x = cat_features(inputs, hs[-1], wseq)  # (B, T, I + H + V)  (53)
             hn, st = self.layers[n](x, None, state.layers[n])  # (B, T, H)
             hs.append(hn)
             new_layers.append(st)
-        y_hat = self.output(torch.cat(hs, dim=-1))  # (B, T, L·H) → (B, T, 1 + 6M)
+        y_hat = self.output(cat_features(*hs))  # (B, T, L·H) → (B, T, 1 + 6M)
         return self._clip_output(y_hat), SynthesisState(new_layers, kappa, w, phi)
 
     def score(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:

@@ -59,15 +59,17 @@ class WindowScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xproj, w_w, w_hh, peep, w_p, b_p, onehot, cmask, u, h0, c0, kappa0, w0, clip):
+    def forward(ctx, xproj, w_w, w_hh, peep, w_p, b_p, onehot, cmask, u, h0, c0, kappa0, w0, clip, record=True):
         B, T, G = xproj.shape
         H, K, U = G // 4, w_p.shape[0] // 3, onehot.shape[1]
         xp = xproj.transpose(0, 1).contiguous()  # (T, B, 4H)
         V = w0.shape[1]
-        w_hwT = torch.cat([w_hh, w_w], dim=1).t()  # (H + V, 4H): h^1_{t−1} and w_{t−1} in one product (52)
-        w_pT = w_p.t()
-        acts = xproj.new_empty(T, 4, B, H)  # i, f, tanh(a_c), o
-        cs = xproj.new_empty(T + 1, B, H)
+        # (H + V, 4H), row-major: h^1_{t−1} and w_{t−1} in one product (52)
+        w_hwT = torch.cat([w_hh, w_w], dim=1).t().contiguous()
+        w_pT = w_p.t().contiguous()  # row-major, as in PeepholeScan
+        # record=False (inference): no per-step gate values or cell states are kept, as in PeepholeScan
+        acts = xproj.new_empty(T if record else 1, 4, B, H)  # i, f, tanh(a_c), o
+        cs = xproj.new_empty(T + 1 if record else 2, B, H)
         hws = xproj.new_empty(T + 1, B, H + V)  # [h^1_t | w_t] side by side
         hs, ws = hws[:, :, :H], hws[:, :, H:]
         ps = xproj.new_empty(T, B, 3 * K)  # (α̂, β̂, κ̂)
@@ -77,7 +79,10 @@ class WindowScan(torch.autograd.Function):
         phi = xproj.new_zeros(B, U + 1)
         for t in range(T):
             g = torch.addmm(xp[t], hws[t], w_hwT)  # (B, 4H)  (52)
-            scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])  # (7)-(11)
+            if record:
+                scan_step(g, cs[t], peep, acts[t], cs[t + 1], hs[t + 1])  # (7)-(11)
+            else:
+                scan_step(g, cs[t % 2], peep, acts[0], cs[(t + 1) % 2], hs[t + 1])
             p = torch.addmm(b_p, hs[t + 1], w_pT, out=ps[t])  # (B, 3K)  (48)
             kappa = torch.add(ks[t], torch.exp(p[:, 2 * K:]), out=ks[t + 1])  # (51)
             d = kappa.unsqueeze(-1) - u  # (B, K, U + 1)
@@ -85,13 +90,17 @@ class WindowScan(torch.autograd.Function):
             e = torch.addcmul(p[:, :K].unsqueeze(-1), torch.exp(p[:, K:2 * K]).unsqueeze(-1), d * d, value=-1)
             phi = e.exp_().sum(1)  # (B, U + 1)  (46)
             ws[t + 1] = torch.bmm(phi[:, :U].unsqueeze(1), onehot_cm).squeeze(1)  # (B, V)  (47)
-        ctx.save_for_backward(acts, cs, hws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u)
-        ctx.clip = clip
+        if record:
+            ctx.save_for_backward(acts, cs, hws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u)
+        ctx.clip, ctx.record = clip, record
         ctx.mark_non_differentiable(phi)  # φ(T, ·) is returned for the stopping rule of sampling only
-        return hs[1:].transpose(0, 1), ws[1:].transpose(0, 1), cs[T].clone(), ks[T].clone(), phi
+        c_T = cs[T if record else T % 2].clone()
+        return hs[1:].transpose(0, 1), ws[1:].transpose(0, 1), c_T, ks[T].clone(), phi
 
     @staticmethod
     def backward(ctx, d_h1, d_w, d_cT, d_kT, d_phiT):
+        if not ctx.record:
+            raise RuntimeError("WindowScan ran with record=False (inference), so it kept nothing to differentiate")
         acts, cs, hws, ps, ks, w_w, w_hh, peep, w_p, onehot, cmask, u = ctx.saved_tensors
         clip = ctx.clip
         T, _, B, H = acts.shape
@@ -139,4 +148,4 @@ class WindowScan(torch.autograd.Function):
         d_w_p = pflat.t() @ hs[1:].reshape(T * B, H)  # (3K, H)
         d_b_p = pflat.sum(0)
         return (d_gates.transpose(0, 1), d_w_w, d_w_hh, d_peep, d_w_p, d_b_p, None, None, None,
-                dh_rec, dc_next, dkappa, dw_rec, None)
+                dh_rec, dc_next, dkappa, dw_rec, None, None)
