@@ -31,6 +31,7 @@ def test_demo_smoke_run(tmp_path):
     assert res.model["zoo"] == "tiny-synth" and res.model["source"] == "mirror"
     entry = get_entry("tiny-synth")
     assert res.dataset["fingerprint"] == entry.data_fingerprint and res.paper == []
+    assert res.dataset["generated_sample"] is True  # the smoke sample, passed in by the demo
 
     # ... and its numbers are the model card's (the zoo entry's expected values and the card's model-index)
     card = _card_values((mirror_folder("tiny-synth") / "README.md").read_text())

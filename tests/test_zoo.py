@@ -55,6 +55,22 @@ def test_every_model_in_zoo_folder_reproduces_its_card():
             assert "smoke-test" in card and "not a benchmark" in card
 
 
+def test_zoo_handwriting_models_carry_what_sampling_needs(tmp_path):
+    """config.json holds the offset statistics (samples in board units) and the vocabulary of synthesis nets."""
+    from seqbench.sampling.load import load_model as load_for_sampling
+
+    for e in entries():
+        if mirror_folder(e.name) is not None and e.family.startswith("handwriting"):
+            loaded = load_for_sampling(f"zoo:{e.name}")
+            assert loaded.stats is not None and loaded.stats.std_dx > 0, e.name
+            if e.family == "handwriting-synthesis":
+                assert loaded.vocab is not None and loaded.vocab.size == e.config["vocab_size"], e.name
+    stats = {"mean_dx": 1.0, "std_dx": 2.0, "mean_dy": 0.5, "std_dy": 3.0}
+    folder, _ = export(_model(), _entry(), tmp_path / "z", record={"dataset": {"offset_stats": stats}})
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["offset_stats"]["graves2013-offsets-v1"] == stats and "vocab" not in cfg  # a prediction net
+
+
 def test_parse_reference(tmp_path):
     assert parse_reference("zoo:synth-3layer") == ("zoo", "synth-3layer")
     assert parse_reference("hf-hub:org/repo@abc") == ("hf-hub", "org/repo@abc")

@@ -359,7 +359,11 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
                   "parameters": int(sum(p.numel() for p in net.parameters())) if hasattr(net, "parameters") else None}
     dataset_info = {"name": ds.spec.name, "version": ds.spec.version, "config": ds.config, "split": ds.split,
                     "fingerprint": ds.fingerprint, "dataset_fingerprint": ds.info.get("fingerprint"),
-                    "rows": len(ds), "limit": limit, "generated_sample": generated,
+                    "rows": len(ds), "limit": limit,
+                    # the smoke model's generated sample, made here or passed in (the same data: same fingerprint)
+                    "generated_sample": generated or bool(entry and entry.data_fingerprint
+                                                          and ds.fingerprint == entry.data_fingerprint
+                                                          and "sample" in opts),
                     **data_info}
     paper_ids = [entry.paper] if entry and entry.paper in PAPER else [
         r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name)]

@@ -75,14 +75,34 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     return "\n".join(lines + [""] + body)
 
 
+def sampling_extras(model, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a sampler needs besides the weights, for config.json: a handwriting network's offset statistics
+    (from the eval record: the configuration's training-split statistics the inputs were normalised with), so
+    samples come out in board units, and a 57-class synthesis network's vocabulary (GRAVES57)."""
+    extra: dict[str, Any] = {}
+    family = getattr(model, "family", "")
+    stats = ((record or {}).get("dataset") or {}).get("offset_stats")
+    if family.startswith("handwriting") and isinstance(stats, Mapping):
+        from seqbench.data.iam.transform import OffsetTransform
+
+        extra["offset_stats"] = {OffsetTransform.name: dict(stats)}
+    if family == "handwriting-synthesis":
+        from seqbench.data.iam.vocab import GRAVES57
+
+        if getattr(model.config, "vocab_size", None) == GRAVES57.size:
+            extra["vocab"] = GRAVES57.to_dict()
+    return extra
+
+
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
-           record: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+           record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
-    returns (folder, weights sha256) — the sha256 to pin in the zoo entry."""
+    returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
+    :func:`sampling_extras` (offset statistics, vocabulary) and ``extra``."""
     from seqbench.models.io import save_pretrained
 
     folder = Path(folder)
-    save_pretrained(model, folder)
+    save_pretrained(model, folder, extra={**sampling_extras(model, record), **dict(extra or {})})
     sha = sha256_file(folder / WEIGHTS)
     cfg = json.loads((folder / CONFIG).read_text())
     cfg.update({"weights_sha256": sha, "zoo": {"name": entry.name, "dataset": entry.dataset,
@@ -92,4 +112,4 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     return folder, sha
 
 
-__all__ = ["model_card", "export"]
+__all__ = ["model_card", "export", "sampling_extras"]
