@@ -91,6 +91,11 @@ def test_time_chunks_carry_the_state_exactly(iam_root, family):
             assert torch.equal(part["n"], whole["n"])
 
 
+def test_empty_limit_is_a_clear_error(iam_root):
+    with pytest.raises(EvaluationError, match="limit must be at least 1"):
+        seqbench.evaluate(_tiny("handwriting-prediction"), "iam-ondb", "graves2013", "valid", root=iam_root, limit=0)
+
+
 def test_evaluator_sums_what_score_returns(iam_root):
     from seqbench.data.iam.torch import collate
 

@@ -318,6 +318,8 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         dynamic_lr=dynamic_lr if dynamic else None, dynamic_momentum=dynamic_momentum if dynamic else None)
     if protocol.batch_size < 1 or protocol.window < 1 or (protocol.chunk is not None and protocol.chunk < 1):
         raise EvaluationError("batch_size, window and chunk must be positive")
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
 
     if dynamic:
         if _dist()[1] > 1:
@@ -349,6 +351,9 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     totals = _all_reduce(totals, dev)
+    if totals.units == 0:
+        raise EvaluationError(f"{ds.spec.name}/{ds.config}/{ds.split} ({ds.path}): "
+                              "nothing was scored (no lines or symbols); check that the split was prepared whole")
 
     names = list(metrics) if metrics is not None else list(entry.metrics if entry else DEFAULT_METRICS[totals.unit])
     values = compute(names, totals, skip_missing=metrics is None)
