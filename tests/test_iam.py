@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 import seqbench
 from seqbench.data.iam import prepare as prep_mod
@@ -100,6 +101,36 @@ def test_load_to_torch_batch(sample, tmp_path):
     # normalised with the training split's statistics
     allsteps = tds.data
     assert abs(float(allsteps[:, 0].mean())) < 1e-3 and abs(float(allsteps[:, 0].std()) - 1) < 1e-2
+
+
+def test_torch_cache_gives_the_same_tensors_and_recovers_from_damage(sample, tmp_path, caplog):
+    from seqbench.data.iam.transform import OffsetStats
+    from seqbench.paths import seqbench_home
+
+    src, _ = sample
+    _prepare(src, tmp_path)
+    load = lambda **kw: seqbench.load_dataset("iam-ondb", "graves2013", "train", root=tmp_path / "out").to_torch(**kw)  # noqa: E731
+    ref = load(cache=False)
+    cache_dir = seqbench_home() / "cache" / "iam-torch"
+    assert not cache_dir.exists() or not list(cache_dir.iterdir())  # cache=False writes nothing
+    first = load()
+    files = list(cache_dir.glob("*.npz"))
+    assert len(files) == 1 and not list(cache_dir.glob(".tmp-*"))
+    second = load()  # from the cache
+    for got in (first, second):
+        assert torch.equal(got.data, ref.data) and torch.equal(got.offsets, ref.offsets)
+        assert got.ids == ref.ids and got.texts == ref.texts
+    # other statistics, another cache entry (never the old tensors)
+    st = ref.stats
+    other = OffsetStats.from_dict({**st.to_dict(), "mean_dx": st.mean_dx + 1})
+    shifted = load(stats=other)
+    assert len(list(cache_dir.glob("*.npz"))) == 2 and not torch.equal(shifted.data, ref.data)
+    # a damaged cache file is recomputed with a warning, and rewritten whole
+    files[0].write_bytes(files[0].read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        again = load()
+    assert torch.equal(again.data, ref.data) and "unreadable cache" in caplog.text
+    assert load().data.shape == ref.data.shape
 
 
 def test_strict_fails_on_corrupt_file_and_writes_nothing(sample, tmp_path):

@@ -62,6 +62,21 @@ class SplitDataset:
                 ) from None
         return self._table
 
+    def read_columns(self, names: list[str]):
+        """Only the named columns as a ``pyarrow.Table`` (the others are not decompressed)."""
+        if self._table is not None:
+            return self._table.select(names)
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(self.path, columns=names, memory_map=True)
+        except FileNotFoundError:
+            raise SeqbenchError(
+                f"{self.path}: missing from the prepared dataset; rerun: {self.spec.prepare_command}") from None
+        except Exception as e:  # pyarrow raises several types for corrupt files
+            raise SeqbenchError(
+                f"{self.path}: cannot be read as Parquet ({e}); rerun: {self.spec.prepare_command}") from None
+
     def to_pandas(self):
         """The split as a ``pandas.DataFrame`` (list columns become numpy arrays per row)."""
         return self.to_arrow().to_pandas()

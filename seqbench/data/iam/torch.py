@@ -1,7 +1,10 @@
 """torch view of a prepared IAM-OnDB split: model-ready sequences, padding and masks.
 
 The whole split is transformed once, vectorised, into one float32 tensor; items are views into it
-(no per-item copies), and :func:`collate` pads a batch.
+(no per-item copies), and :func:`collate` pads a batch. The transformed tensor is cached under
+``$SEQBENCH_HOME/cache/iam-torch/`` (an uncompressed ``.npz``, written atomically), keyed by the split file's
+sha256, size and modification time, the transform's name and cleaning settings, and the statistics: later loads
+read it back instead of cleaning 7.6M points again. ``cache=False`` skips it.
 
 >>> ds = seqbench.load_dataset("iam-ondb", "graves2013", "valid").to_torch()  # doctest: +SKIP
 >>> loader = torch.utils.data.DataLoader(ds, batch_size=32, collate_fn=collate)  # doctest: +SKIP
@@ -10,19 +13,31 @@ torch.Size([32, T, 3])
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from seqbench.data.iam.transform import Flat, OffsetStats, OffsetTransform
 from seqbench.data.iam.vocab import GRAVES57, Vocabulary
 from seqbench.errors import SeqbenchError
+from seqbench.paths import seqbench_home
+
+log = logging.getLogger(__name__)
 
 
 class IamSequences(Dataset):
     """Items: ``{"id", "strokes": (T, 3) float32, "text", "chars": (U,) long}``."""
 
     def __init__(self, split, transform: OffsetTransform | None = None, stats: OffsetStats | None = None,
-                 vocab: Vocabulary = GRAVES57):
+                 vocab: Vocabulary = GRAVES57, cache: bool = True):
         self.transform = transform or OffsetTransform()
         if stats is None:
             try:
@@ -34,8 +49,17 @@ class IamSequences(Dataset):
                     f"{split.config!r}; rerun: {split.spec.prepare_command}") from None
         self.stats = stats
         self.vocab = vocab
-        table = split.to_arrow()
-        seq, seq_offsets = self.transform.apply(Flat.from_arrow(table), stats)
+        # only the exact transform is cached: a subclass may compute something else under the same name
+        path = _cache_path(split, self.transform, stats) if cache and type(self.transform) is OffsetTransform else None
+        got = _read_cache(path, len(split)) if path is not None else None
+        if got is not None:
+            seq, seq_offsets = got
+            table = split.read_columns(["id", "text"])  # the point columns are not needed
+        else:
+            table = split.to_arrow()
+            seq, seq_offsets = self.transform.apply(Flat.from_arrow(table), stats)
+            if path is not None:
+                _write_cache(path, seq, seq_offsets)
         self.data = torch.from_numpy(seq)  # (P, 3)
         self.offsets = torch.from_numpy(seq_offsets)
         self.ids = table.column("id").to_pylist()
@@ -53,6 +77,54 @@ class IamSequences(Dataset):
     def lengths(self) -> torch.Tensor:
         """Number of predicted offsets per line (useful for length-bucketed sampling)."""
         return self.offsets[1:] - self.offsets[:-1]
+
+
+_CACHE_FORMAT = 1
+
+
+def _cache_path(split, transform: OffsetTransform, stats: OffsetStats) -> Path | None:
+    try:
+        st = split.path.stat()
+    except OSError:
+        return None  # to_arrow() will say what is missing
+    key = json.dumps({"format": _CACHE_FORMAT, "sha256": split.fingerprint, "size": st.st_size,
+                      "mtime_ns": st.st_mtime_ns, "transform": transform.name,
+                      "cleaning": dataclasses.asdict(transform.cleaning), "stats": stats.to_dict()}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return seqbench_home() / "cache" / "iam-torch" / f"{split.config}-{split.split}-{digest}.npz"
+
+
+def _read_cache(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached (P, 3) float32 sequences and (rows + 1,) offsets, or None when absent or not usable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            seq, off = z["seq"], z["offsets"]
+        if (seq.dtype == np.float32 and seq.ndim == 2 and seq.shape[1] == 3 and off.dtype == np.int64
+                and off.shape == (rows + 1,) and int(off[0]) == 0 and int(off[-1]) == len(seq)):
+            return seq, off
+        log.warning("%s: cached tensors do not fit the split; recomputing", path)
+    except Exception as e:  # a truncated or foreign file: recompute and overwrite
+        log.warning("%s: unreadable cache (%s); recomputing", path, e)
+    return None
+
+
+def _write_cache(path: Path, seq: np.ndarray, offsets: np.ndarray) -> None:
+    """Write atomically (temporary file, then rename); a cache that cannot be written is only a warning."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, seq=seq, offsets=offsets)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache holds nothing secret
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        log.warning("cannot write the torch cache %s (%s); loads will transform the split each time", path, e)
 
 
 def torch_dataset(split, **kwargs) -> IamSequences:

@@ -181,16 +181,18 @@ class OffsetTransform:
         n = len(f.x)
         start = np.zeros(n, dtype=bool)
         start[f.offsets[:-1][f.offsets[:-1] < n]] = True
-        keep = ~start  # each line loses its first point (it has no previous point)
-        out = np.empty((n, 3))
-        out[1:, 0] = np.diff(f.x)
-        out[1:, 1] = np.diff(f.y)
-        out[:, 2] = f.eos
         lens = np.diff(f.offsets) - 1
         if (lens < 1).any():
             bad = int(np.flatnonzero(lens < 1)[0])
             raise SeqbenchError(f"line {bad} of the batch has fewer than 2 points: no offset to predict")
-        return out[keep], np.concatenate([[0], np.cumsum(lens)])
+        # each line loses its first point (it has no previous point); point 0 always starts a line, so the
+        # offsets are those of points 1..n-1 that do not start a line, taken column by column (contiguous)
+        keep = ~start[1:]
+        out = np.empty((int(keep.sum()), 3))
+        out[:, 0] = np.diff(f.x)[keep]
+        out[:, 1] = np.diff(f.y)[keep]
+        out[:, 2] = f.eos[1:][keep]
+        return out, np.concatenate([[0], np.cumsum(lens)])
 
     def fit(self, lines) -> OffsetStats:
         """Normalisation statistics (and cleaning counts) of a training split's lines."""
