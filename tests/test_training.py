@@ -282,6 +282,32 @@ def test_synthesis_trains_on_prepared_iam_sample(tmp_path):
     v = _valid_losses(res)
     assert len(v) == 2 and all(math.isfinite(x) for x in v)
     assert load_pretrained(tmp_path / "run" / "best").config.vocab_size == 57
+    # the checkpoint carries what sampling needs: statistics (board units) and the vocabulary
+    from seqbench.sampling.load import load_model as load_for_sampling
+
+    loaded = load_for_sampling(tmp_path / "run" / "best")
+    assert loaded.stats is not None and loaded.stats.std_dx > 0 and loaded.vocab.size == 57
+
+
+def test_ptb_char_checkpoint_samples_text(tmp_path):
+    """A char LM trained on a prepared PTB-format corpus records its symbols, so it can write text."""
+    from seqbench.data.ptb import prepare_ptb
+    from seqbench.sampling import sample_text
+
+    src = tmp_path / "src"
+    src.mkdir()
+    lines = ["the cat sat on the mat", "a dog ran", "the dog sat"] * 10
+    for split in ("train", "valid", "test"):
+        (src / f"ptb.{split}.txt").write_text("".join(f" {ln} \n" for ln in lines))
+        (src / f"ptb.char.{split}.txt").write_text("".join(" _ ".join(" ".join(w) for w in ln.split()) + "\n"
+                                                           for ln in lines))
+    prepare_ptb(src, tmp_path / "datasets", quiet=True)
+    V = len(__import__("seqbench").data.ptb.read_vocab("char", tmp_path / "datasets"))
+    train("tiny-text", tmp_path / "run", quiet=True, max_steps=2, overrides={
+        "data.source": "ptb", "data.config": "char", "data.root": str(tmp_path / "datasets"),
+        "model.vocab_size": V, "data.window": 10, "eval_every": 2})
+    out = sample_text(tmp_path / "run" / "best", 20, prime="the_", seed=0)
+    assert len(out.texts[0]) >= 20 and set(out.texts[0]) <= set("the_catsonmdgr a")
 
 
 def test_enwik8_recipe_runs_on_a_prepared_synthetic_corpus(tmp_path):

@@ -184,6 +184,7 @@ class _Run:
                                           rank=self.rank, world=self.world)
         self.valid_batches = make_batches(recipe.data, recipe.data.valid_split, train=False, seed=recipe.seed)
         self.n_train_seqs = max(n_training_sequences(self.train_batches), 1)
+        self.sampling_extra = self._sampling_extra()
         self.text = recipe.family == "lstm-lm"
         self.net = _Scorer(self.model, self.text)
         if self.world > 1:
@@ -252,7 +253,23 @@ class _Run:
 
     # -- checkpoints -------------------------------------------------------------
     def _extra(self) -> dict:
-        return {"recipe": self.recipe.to_dict(), "step": self.step, "unit": self.recipe.unit}
+        return {"recipe": self.recipe.to_dict(), "step": self.step, "unit": self.recipe.unit,
+                **self.sampling_extra}
+
+    def _sampling_extra(self) -> dict:
+        """What sampling needs besides the weights, saved with every checkpoint: a handwriting network's offset
+        statistics (samples in board units) and a synthesis network's vocabulary; a PTB model's symbols."""
+        src, items = self.recipe.data.source, getattr(self.train_batches, "items", None)
+        extra: dict = {}
+        if src == "iam-ondb" and items is not None and hasattr(items, "stats"):
+            extra["offset_stats"] = {items.transform.name: items.stats.to_dict()}
+            if self.model.family == "handwriting-synthesis" and items.vocab.size == self.model.config.vocab_size:
+                extra["vocab"] = items.vocab.to_dict()
+        elif src == "ptb":
+            from seqbench.data.ptb import read_vocab
+
+            extra["symbols"] = read_vocab(self.recipe.data.config or "char", self.recipe.data.root)
+        return extra
 
     def save(self, best: bool) -> None:
         if not self.main:
