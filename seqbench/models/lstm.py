@@ -35,6 +35,14 @@ def _clamp_grad(t: Tensor, clip: float | None) -> Tensor:
     return t
 
 
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (the device argument exists from torch 2.4 on)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # older torch
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def _record(*things) -> bool:
     """Whether a scan must keep its per-step values for a backward pass: grad mode is on and some input (a
     tensor, or a module's parameters) requires a gradient."""
@@ -228,7 +236,7 @@ class LSTMLayer(nn.Module):
         if x is not None and self.weight_ih is not None:
             B, T, I = x.shape
             xt = x.transpose(0, 1).reshape(T * B, I)  # (T·B, I)
-            if torch.is_autocast_enabled(x.device.type):  # keep the bias out of the low-precision product
+            if _autocast_on(x.device.type):  # keep the bias out of the low-precision product
                 out = (xt @ self.weight_ih.t()).view(T, B, -1) + self.bias
             else:
                 out = torch.addmm(self.bias, xt, self.weight_ih.t()).view(T, B, -1)  # (T, B, 4H)
