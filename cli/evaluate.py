@@ -71,12 +71,14 @@ def report_cmd(files, fmt, out) -> None:
       seqbench report runs/*.json --format csv --out results.csv
     """
     from seqbench.evaluation import report
+    from seqbench.paths import atomic_write_text, check_output_path
 
+    if out:
+        check_output_path(out, what="table")
     rep = report(files)
     text = rep.markdown if fmt == "markdown" else rep.csv
     if out:
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic_write_text(out, text)
         click.echo(f"wrote {out}")
     else:
         click.echo(text, nl=False)

@@ -26,6 +26,10 @@ class BadInputError(SeqbenchError):
         super().__init__(msg)
 
 
+class OutputPathError(SeqbenchError):
+    """An output cannot be written where it was asked for (a file in the way, a folder where a file goes, ...)."""
+
+
 class UnknownNameError(SeqbenchError, KeyError):
     """An unknown registry name; the message lists close matches."""
 

@@ -14,3 +14,40 @@ def seqbench_home() -> Path:
 def datasets_root(root: str | os.PathLike | None = None) -> Path:
     """The folder holding prepared datasets: ``root`` if given, else ``$SEQBENCH_HOME/datasets``."""
     return Path(root).expanduser() if root is not None else seqbench_home() / "datasets"
+
+
+def check_output_path(path: str | os.PathLike, *, folder: bool = False, what: str = "output") -> Path:
+    """Fail early, naming ``path``, when an output cannot be created there: an existing folder where a file
+    goes (or a file where a folder goes), or a file in the way of a parent folder. Call it before the work
+    that produces the output, so that a long run does not end in a traceback when it saves."""
+    from seqbench.errors import OutputPathError
+
+    p = Path(path).expanduser()
+    if p.exists():
+        if folder and not p.is_dir():
+            raise OutputPathError(f"{p}: is a file, but the {what} is a folder; choose another path")
+        if not folder and p.is_dir():
+            raise OutputPathError(f"{p}: is a folder, but the {what} is a file; give a file name inside it")
+        return p
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{p}: cannot create the {what} there, because {parent} is a file, not a folder; "
+                              "choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{p}: cannot create the {what} there: {parent} is not writable; choose another path")
+    return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` whole or not at all (a temporary sibling, then a rename); creates the parents."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding=encoding)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p

@@ -182,6 +182,25 @@ def test_bad_record_is_a_clear_error(tmp_path):
         EvalResult.load(tmp_path / "y.json")
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("device"), "missing device"),
+    (lambda d: d.update(metrics=[1]), "'metrics' is not an object"),
+    (lambda d: d.update(metrics={"x": {"value": "abc"}}), "metric 'x' has no numeric 'value'"),
+    (lambda d: d.update(dataset={}), "'dataset' lacks name, config, split"),
+    (lambda d: d.update(paper=None), "'paper' is not a list"),
+])
+def test_malformed_record_is_a_clear_error(iam_root, tmp_path, change, message):
+    good = tmp_path / "good.json"
+    seqbench.evaluate(_tiny("handwriting-prediction"), "iam-ondb", root=iam_root, limit=1, out=good)
+    d = json.loads(good.read_text())
+    change(d)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    with pytest.raises(RecordError, match=message):
+        EvalResult.load(bad)
+    assert str(bad) in _cli_error(["report", str(bad)])  # the CLI names the file, no traceback
+
+
 def test_own_model_through_a_factory(iam_root, tmp_path, monkeypatch):
     pkg = tmp_path / "mynets"
     pkg.mkdir()
@@ -286,6 +305,19 @@ def test_cli_bad_references(iam_root, tmp_path):
     assert "does not match the network's config" in _cli_error(["eval", "--model", str(folder2), *base])
     assert "cannot import" in _cli_error(["eval", "--model", "nosuchpkg.mod:build", *base])
     assert "no such result record" in _cli_error(["report", str(tmp_path / "none.json")])
+
+
+def test_cli_report_out(iam_root, tmp_path):
+    from seqbench.cli.main import cli
+
+    rec = tmp_path / "r.json"
+    seqbench.evaluate(_tiny("handwriting-prediction"), "iam-ondb", root=iam_root, limit=1, out=rec)
+    res = CliRunner().invoke(cli, ["report", str(rec), "--out", str(tmp_path / "new" / "t.md")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / "t.md").read_text().startswith("| model |")
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["t.md"]  # no temporary file left
+    (tmp_path / "file").write_text("")
+    assert "is a file, not a folder" in _cli_error(["report", str(rec), "--out", str(tmp_path / "file" / "t.md")])
 
 
 def _rank_main(rank: int, world: int, init: str, root: str, out: str) -> None:

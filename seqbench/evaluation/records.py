@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,7 @@ class EvalResult:
         missing = {"model", "dataset", "protocol", "metrics"} - set(d)
         if missing:
             raise RecordError(f"not a seqbench result record (missing {', '.join(sorted(missing))})")
+        _check_record(d)
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -88,6 +90,34 @@ class EvalResult:
             return cls.from_dict(d)
         except RecordError as e:
             raise RecordError(f"{p}: {e}") from None
+
+
+def _check_record(d: dict) -> None:
+    """Refuse a record whose fields have the wrong shape (hand-edited, or another program's JSON), so that
+    reading and tabulating it never fails deep inside with a KeyError or TypeError."""
+    required = [n for n, f in EvalResult.__dataclass_fields__.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in d]
+    if missing:
+        raise RecordError(f"not a complete seqbench result record (missing {', '.join(missing)}); "
+                          "write records with seqbench eval --out or EvalResult.save")
+    problems = [f"{k!r} is not an object" for k in ("model", "dataset", "protocol", "metrics", "totals")
+                if not isinstance(d[k], dict)]
+    problems += [f"{k!r} is not an object" for k in ("throughput",) if k in d and not isinstance(d[k], dict)]
+    problems += [f"{k!r} is not a string" for k in ("seqbench_version", "device") if not isinstance(d[k], str)]
+    if "paper" in d and not (isinstance(d["paper"], list) and all(isinstance(p, str) for p in d["paper"])):
+        problems.append("'paper' is not a list of row ids")
+    if isinstance(d["dataset"], dict):
+        lacking = [k for k in ("name", "config", "split") if k not in d["dataset"]]
+        if lacking:
+            problems.append(f"'dataset' lacks {', '.join(lacking)}")
+    if isinstance(d["metrics"], dict):
+        for name, mv in d["metrics"].items():
+            v = mv.get("value") if isinstance(mv, dict) else None
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                problems.append(f"metric {name!r} has no numeric 'value'")
+    if problems:
+        raise RecordError(f"not a valid seqbench result record ({'; '.join(problems)})")
 
 
 __all__ = ["EvalResult", "RecordError", "SCHEMA"]
