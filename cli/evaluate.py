@@ -21,12 +21,12 @@ def register(cli: click.Group, prepare: click.Group) -> None:
 @click.option("--split", default=None, help="Split (default: the zoo entry's, else valid).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dynamic", is_flag=True, help="Dynamic evaluation (the network trains on the data as it scores it).")
-@click.option("--dynamic-lr", type=float, default=1e-4, show_default=True, help="SGD learning rate of --dynamic.")
-@click.option("--batch-size", type=int, default=None, help="Lines or text chunks per batch (default 16).")
-@click.option("--window", type=int, default=None, help="Text: steps per forward call (default 100).")
-@click.option("--chunk", type=int, default=None, help="Text: predictions per independent stream (default: whole split).")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="SGD learning rate of --dynamic.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Lines or text chunks per batch (default 16).")
+@click.option("--window", type=click.IntRange(min=1), default=None, help="Text: steps per forward call (default 100).")
+@click.option("--chunk", type=click.IntRange(min=1), default=None, help="Text: predictions per independent stream (default: whole split).")
 @click.option("--metrics", default=None, help="Comma-separated metric names (default: the zoo entry's or the unit's).")
-@click.option("--limit", type=int, default=None, help="Only the first N lines / tokens (a smoke run, recorded as such).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N lines / tokens (a smoke run, recorded as such).")
 @click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the result record (JSON) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
@@ -41,7 +41,7 @@ def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_s
     """
     from seqbench.evaluation import evaluate
 
-    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None else None
     r = evaluate(model, dataset, config, split, metrics=names, dynamic=dynamic, dynamic_lr=dynamic_lr,
                  batch_size=batch_size, window=window, chunk=chunk, device=device, limit=limit, root=root, out=out)
     if as_json:

@@ -307,6 +307,33 @@ def test_cli_bad_references(iam_root, tmp_path):
     assert "no such result record" in _cli_error(["report", str(tmp_path / "none.json")])
 
 
+@pytest.mark.parametrize("kw, message", [
+    (dict(batch_size=0), "batch_size must be at least 1"),  # 0 used to mean "the default" silently
+    (dict(window=0), "window must be at least 1"),
+    (dict(device="tpu"), "not a torch device"),
+    (dict(metrics=[]), "no metric names given"),
+    (dict(dynamic=True, dynamic_lr=-1.0), "dynamic_lr must be >= 0"),
+])
+def test_bad_options_are_clear_errors(iam_root, kw, message):
+    with pytest.raises(EvaluationError, match=message):
+        seqbench.evaluate(_tiny("handwriting-prediction"), "iam-ondb", root=iam_root, limit=1, **kw)
+
+
+def test_cli_eval_bad_options(iam_root, tmp_path):
+    from seqbench.cli.main import cli
+
+    folder, _ = _export(tmp_path, _tiny("handwriting-prediction"))
+    base = ["eval", "--model", str(folder), "--dataset", "iam-ondb", "--root", str(iam_root)]
+    for opt in (["--batch-size", "0"], ["--window", "0"], ["--limit", "-3"], ["--dynamic-lr", "-1"]):
+        res = CliRunner().invoke(cli, base + opt)
+        assert res.exit_code == 2 and "is not in the range" in res.output, res.output
+    assert "no metric names" in _cli_error(base + ["--metrics", ","])
+    assert "not a torch device" in _cli_error(base + ["--device", "tpu"])
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "r.json"
+    assert "is a file, not a folder" in _cli_error(base + ["--limit", "1", "--out", str(out)])
+
+
 def test_cli_report_out(iam_root, tmp_path):
     from seqbench.cli.main import cli
 

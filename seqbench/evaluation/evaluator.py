@@ -65,7 +65,10 @@ class Protocol:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EvaluationError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise EvaluationError(f"device {device!r} requested but CUDA is not available; use --device cpu")
     return dev
@@ -272,11 +275,27 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
     """
     import seqbench
     from seqbench.data import load_dataset
+    from seqbench.paths import check_output_path
 
+    if out is not None:
+        check_output_path(out, what="result record")
     dev = _device(device)
     tdtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
     if tdtype is None:
         raise EvaluationError(f"dtype must be float32 or float64, not {dtype!r}")
+    # explicit options are checked before anything loads (0 must not silently mean "the default")
+    for name, v in (("batch_size", batch_size), ("window", window), ("chunk", chunk)):
+        if v is not None and v < 1:
+            raise EvaluationError(f"{name} must be at least 1 (got {v}); leave it out for the default")
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
+    if dynamic and not dynamic_lr >= 0:
+        raise EvaluationError(f"dynamic_lr must be >= 0 (got {dynamic_lr})")
+    if metrics is not None:
+        metrics = list(metrics)
+        if not metrics:
+            raise EvaluationError("no metric names given; name at least one (e.g. --metrics nll_nats_per_line) "
+                                  "or leave the option out for the defaults")
     if isinstance(model, str):
         net, resolved = load_model(model, device=str(dev), registry=registry)
     else:
@@ -318,8 +337,6 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         dynamic_lr=dynamic_lr if dynamic else None, dynamic_momentum=dynamic_momentum if dynamic else None)
     if protocol.batch_size < 1 or protocol.window < 1 or (protocol.chunk is not None and protocol.chunk < 1):
         raise EvaluationError("batch_size, window and chunk must be positive")
-    if limit is not None and limit < 1:
-        raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
 
     if dynamic:
         if _dist()[1] > 1:
