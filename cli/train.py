@@ -28,8 +28,8 @@ def register(cli: click.Group, prepare: click.Group) -> None:
     @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
                   help="Checkpoint folder whose weights start the run (e.g. runs/ptb-char-1x1000/best).")
     @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
-    @click.option("--max-minutes", type=float, default=None,
+    @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
+    @click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
                   help="Wall-clock budget: stop (validate, checkpoint) after the step that crosses it.")
     @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                   help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")

@@ -147,6 +147,45 @@ def test_recipe_overrides():
     assert get_recipe("tiny-text").unit == "bits/char" and get_recipe("tiny-synthesis").unit == "nats/line"
 
 
+def test_recipe_overrides_refuse_unknown_keys_and_wrong_types():
+    r = get_recipe("tiny-text")
+    with pytest.raises(SeqbenchError, match="unknown field.*optimiser.lr"):  # used to be dropped silently
+        r.replace(**{"optimiser.lr": 0.1})
+    with pytest.raises(SeqbenchError, match="data.batch_size must be int, not 'abc'"):
+        r.replace(**{"data.batch_size": "abc"})
+    with pytest.raises(SeqbenchError, match="amp must be bool"):
+        r.replace(amp=1)
+    r2 = r.replace(**{"optimizer_args.lr": 0.5, "data.root": __import__("pathlib").Path("/x"), "max_steps": None})
+    assert r2.optimizer_args == {**r.optimizer_args, "lr": 0.5} and r2.data.root == "/x"
+    for bad, message in ((dict(batch_size=0), "data.batch_size must be at least 1"),
+                         (dict(window=0), "data.window must be at least 1")):
+        with pytest.raises(SeqbenchError, match=message):
+            r.replace(**{"data." + k: v for k, v in bad.items()}).check()
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(overrides={"data.batch_size": 0}), "data.batch_size must be at least 1"),  # was a ZeroDivisionError
+    (dict(overrides={"model.hidden_size": -3}), "cannot build the handwriting-prediction network"),
+    (dict(device="tpu"), "not a torch device"),
+    (dict(max_steps=0), "max_steps must be at least 1"),
+    (dict(resume=True), "nothing to resume from"),
+])
+def test_bad_training_input_is_a_clear_error_and_leaves_no_run_folder(tmp_path, kw, message):
+    with pytest.raises(SeqbenchError, match=message):
+        train("tiny-prediction", tmp_path / "run", quiet=True, **kw)
+    assert not (tmp_path / "run").exists()
+
+
+def test_mismatched_init_from_leaves_no_run_folder(tmp_path):
+    train("tiny-synthesis", tmp_path / "synth", quiet=True, max_steps=1)
+    with pytest.raises(CheckpointError, match="does not match the network's config"):
+        train("tiny-prediction", tmp_path / "run", quiet=True, max_steps=1, init_from=tmp_path / "synth" / "best")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SeqbenchError, match="is a file, not a folder"):
+        train("tiny-prediction", tmp_path / "file" / "run", quiet=True, max_steps=1)
+
+
 def test_batches_are_deterministic_and_sharded():
     spec = get_recipe("tiny-synthesis").data
     a = [b.ids for b in make_batches(spec, "train", train=True, seed=0).epoch(1)]
@@ -259,6 +298,13 @@ def test_cli_train(tmp_path):
     assert "best validation" in r.output and (tmp_path / "c" / "best" / "model.safetensors").is_file()
     r = CliRunner().invoke(cli, ["train", "--recipe", "tiny-predicton"])
     assert r.exit_code == 1 and "Did you mean" in r.output
+    for args in (["--max-steps", "0"], ["--max-minutes", "-1"]):
+        r = CliRunner().invoke(cli, ["train", "--recipe", "tiny-prediction", "--out", str(tmp_path / "d"), *args])
+        assert r.exit_code == 2 and "is not in the range" in r.output, r.output
+    r = CliRunner().invoke(cli, ["train", "--recipe", "tiny-prediction", "--out", str(tmp_path / "d"),
+                                 "--set", "data.batch_size=abc"])
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "data.batch_size must be int" in r.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_mixed_precision_trains_like_float32(tmp_path):

@@ -13,6 +13,7 @@ UnknownNameError: unknown recipe 'iam-synthesys-3x400'. Did you mean 'iam-synthe
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,20 +60,49 @@ class Recipe:
     paper: str = ""  # the row of the paper this reproduces, and its number
 
     def replace(self, **changes: Any) -> "Recipe":
-        """A copy with fields changed; ``data.*`` and ``model.*`` keys change nested fields."""
+        """A copy with fields changed; ``data.*``, ``model.*`` and ``optimizer_args.*`` keys change nested fields.
+
+        Unknown fields and values of the wrong type (``data.batch_size="abc"``) are refused here, naming the key.
+        """
+        changes = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in changes.items()}
         data = {k[5:]: v for k, v in changes.items() if k.startswith("data.")}
         model = {k[6:]: v for k, v in changes.items() if k.startswith("model.")}
+        opt = {k[15:]: v for k, v in changes.items() if k.startswith("optimizer_args.")}
         top = {k: v for k, v in changes.items() if "." not in k}
         bad = sorted(set(top) - {f.name for f in dataclasses.fields(self)})
         bad += sorted("data." + k for k in set(data) - {f.name for f in dataclasses.fields(DataSpec)})
+        bad += sorted(k for k in changes if "." in k and k.split(".", 1)[0] not in ("data", "model", "optimizer_args"))
         if bad:
-            raise SeqbenchError(f"recipe {self.name}: unknown field(s) {', '.join(bad)}")
+            raise SeqbenchError(f"recipe {self.name}: unknown field(s) {', '.join(bad)} (fields: "
+                                f"{', '.join(f.name for f in dataclasses.fields(self))}; nested: data.*, model.*, "
+                                "optimizer_args.*)")
+        wrong = [_wrong_type(k, v, Recipe) for k, v in top.items()]
+        wrong += [_wrong_type(k, v, DataSpec, "data.") for k, v in data.items()]
+        wrong = [w for w in wrong if w]
+        if wrong:
+            raise SeqbenchError(f"recipe {self.name}: {'; '.join(wrong)}")
         out = dataclasses.replace(self, **top)
         if data:
             out = dataclasses.replace(out, data=dataclasses.replace(out.data, **data))
         if model:
             out = dataclasses.replace(out, model={**out.model, **model})
+        if opt:
+            out = dataclasses.replace(out, optimizer_args={**out.optimizer_args, **opt})
         return out
+
+    def check(self) -> None:
+        """Refuse values that would fail deep inside the trainer (or silently do nothing), naming the field."""
+        d = self.data
+        problems = [f"{name} must be at least {lo} (got {v})" for name, v, lo in (
+            ("data.batch_size", d.batch_size, 1), ("data.window", d.window, 1), ("max_epochs", self.max_epochs, 1),
+            ("max_steps", self.max_steps, 1), ("data.reset_every", d.reset_every, 1),
+            ("eval_every", self.eval_every, 0), ("patience", self.patience, 0),
+            ("max_rollbacks", self.max_rollbacks, 0), ("data.n_train", d.n_train, 0),
+            ("data.n_valid", d.n_valid, 0)) if v is not None and v < lo]
+        if not self.noise_std >= 0:
+            problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
+        if problems:
+            raise SeqbenchError(f"recipe {self.name}: {'; '.join(problems)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,6 +119,36 @@ class Recipe:
         if self.family.startswith("handwriting"):
             return "nats/line"
         return f"bits/{self.model.get('unit', 'char')}"
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    import types
+    import typing
+
+    if hint is Any:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    hint = typing.get_origin(hint) or hint
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _wrong_type(key: str, value: Any, cls: type, prefix: str = "") -> str | None:
+    import typing
+
+    hint = typing.get_type_hints(cls).get(key, Any)
+    if _fits(value, hint):
+        return None
+    want = str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    return f"{prefix}{key} must be {want}, not {value!r}"
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from seqbench.errors import SeqbenchError
+from seqbench.paths import check_output_path
 from seqbench.models import SeqModel, build_model
 from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained
 from seqbench.training.data import Batch, make_batches, n_training_sequences
@@ -171,10 +172,17 @@ class _Run:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self.device = torch.device(device)
         if self.device.type == "cuda":
+            if self.device.index is None:  # set_device needs an index: plain "cuda" is the current GPU
+                self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)
         self.main = self.rank == 0
         torch.manual_seed(recipe.seed)
-        self.model: SeqModel = build_model(recipe.family, **recipe.model).to(self.device)
+        try:
+            model = build_model(recipe.family, **recipe.model)
+        except (TypeError, ValueError, RuntimeError) as e:  # e.g. --set model.hidden_size=abc, or -3
+            raise SeqbenchError(f"recipe {recipe.name}: cannot build the {recipe.family} network from "
+                                f"model={recipe.model} ({str(e).splitlines()[0]}); check the model.* values") from None
+        self.model: SeqModel = model.to(self.device)
         self.model.set_clipping(lstm=recipe.clip_lstm, output=recipe.clip_output)
         self.noise = make_noise(recipe.weight_noise, self.model, recipe.noise_std)
         params = list(self.model.parameters()) + (list(self.noise.parameters()) if self.noise else [])
@@ -439,28 +447,42 @@ def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, 
         rec = rec.replace(max_steps=max_steps)
     if rec.on_nan not in ("rollback", "stop"):
         raise SeqbenchError(f"on_nan must be 'rollback' or 'stop', not {rec.on_nan!r}")
-    out = Path(out)
+    rec.check()
+    if max_seconds is not None and not max_seconds >= 0:
+        raise SeqbenchError(f"max_seconds must be >= 0 (got {max_seconds})")
+    _check_device(device)
+    out = check_output_path(out, folder=True, what="run folder")
     if flush_denormal:
         # Subnormal floats (the far tails of the window and mixture Gaussians, tiny second moments in the
         # optimiser) are 10-100× slower on x86 CPUs; flushing them to zero changes no result that matters.
         torch.set_flush_denormal(True)
+    if resume and not (out / "last" / "config.json").is_file():
+        raise CheckpointError(f"{out}/last: nothing to resume from; start without --resume")
+    if not resume and (out / "metrics.jsonl").exists() and _dist()[0] == 0:
+        raise SeqbenchError(f"{out} already holds a run; pass resume=True (--resume) or choose another folder")
     run = _Run(rec, out, device, quiet)
-    if run.main:
-        out.mkdir(parents=True, exist_ok=True)
     if resume:
-        if not (out / "last" / "config.json").is_file():
-            raise CheckpointError(f"{out}/last: nothing to resume from; start without --resume")
         run.resume()
     else:
-        if run.main and (out / "metrics.jsonl").exists():
-            raise SeqbenchError(f"{out} already holds a run; pass resume=True (--resume) or choose another folder")
         if init_from:
             run.init_from(Path(init_from))
         elif rec.init_from:
             log.info("recipe %s starts from %s's weights; pass init_from=<its best/ folder>", rec.name, rec.init_from)
-        if run.main:
+    # the run folder appears only once the recipe, the device, the data and the starting weights are known good
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
             (out / "recipe.json").write_text(json.dumps(rec.to_dict(), indent=2))
     return _loop(run, max_seconds)
+
+
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SeqbenchError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SeqbenchError(f"device {device!r} requested but CUDA is not available; use --device cpu")
 
 
 def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
