@@ -26,7 +26,10 @@ def register(cli: click.Group, prepare: click.Group) -> None:
           seqbench demo --workdir /tmp/seqbench-demo
         """
         from seqbench.demo import ZOO_MODEL, run_demo
+        from seqbench.paths import check_output_path
 
+        if workdir is not None:
+            check_output_path(workdir, folder=True, what="demo folder")
         click.echo("seqbench demo: a SMOKE RUN on generated data (not IAM-OnDB, not a benchmark)")
         r = run_demo(workdir)
         for config, c in r.info["configs"].items():

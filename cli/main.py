@@ -23,6 +23,15 @@ class _Group(click.Group):
         except SeqbenchError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(1)
+        except OSError as e:
+            # the file system refused (no space, no permission, a file where a folder should be): say which
+            # path and why, not a traceback; an OSError without a path is a bug and keeps its traceback
+            if e.filename is None:
+                raise
+            where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+            click.secho(f"error: {where}: {e.strerror or e}\n  check the path, its permissions and the free "
+                        "disk space, then rerun", fg="red", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +58,7 @@ def prepare() -> None:
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Datasets root (default: $SEQBENCH_HOME/datasets, SEQBENCH_HOME defaults to ~/.cache/seqbench).")
 @click.option("--strict", is_flag=True, help="Fail on any malformed or unmatched input instead of recording it.")
-@click.option("--workers", type=int, default=None, help="Parser processes (default: number of CPUs).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parser processes (default: number of CPUs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def prepare_iam_cmd(source: str, out: str | None, strict: bool, workers: int | None, quiet: bool) -> None:
     """Prepare IAM-OnDB (both split configurations: graves2013 and official).
@@ -59,7 +68,10 @@ def prepare_iam_cmd(source: str, out: str | None, strict: bool, workers: int | N
       seqbench prepare iam --source ../shared/data/iam-ondb
     """
     from seqbench.data.iam.prepare import prepare_iam
+    from seqbench.paths import check_output_path
 
+    if out is not None:
+        check_output_path(out, folder=True, what="datasets root")
     report = prepare_iam(source, out, strict=strict, workers=workers, quiet=quiet)
     _summary(report.path, report.info, quiet)
 

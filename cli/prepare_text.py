@@ -26,7 +26,10 @@ def register(cli: click.Group, prepare: click.Group) -> None:
           seqbench prepare ptb                  # download simple-examples.tgz
         """
         from seqbench.data.ptb import prepare_ptb
+        from seqbench.paths import check_output_path
 
+        if out is not None:
+            check_output_path(out, folder=True, what="datasets root")
         report = prepare_ptb(source, out, quiet=quiet)
         click.echo(f"wrote {report.path}")
         for config, c in report.info["configs"].items():
@@ -51,7 +54,10 @@ def register(cli: click.Group, prepare: click.Group) -> None:
           seqbench prepare enwik8 --source enwik8.zip   # a local copy
         """
         from seqbench.data.enwik8 import ZIP_SHA256, prepare_enwik8
+        from seqbench.paths import check_output_path
 
+        if out is not None:
+            check_output_path(out, folder=True, what="datasets root")
         kwargs = {"sha256": None, "size": None} if no_verify else {"sha256": ZIP_SHA256}
         report = prepare_enwik8(source, out, quiet=quiet, **kwargs)
         info = report.info

@@ -205,6 +205,19 @@ def test_cli(tmp_path):
     assert r.exit_code == 1 and "missing ptb.valid.txt" in r.output
 
 
+def test_cli_out_under_a_file(tmp_path):
+    from seqbench.cli.main import cli
+
+    src = write_tiny(tmp_path / "src")
+    (tmp_path / "file").write_text("")
+    for cmd in (["ptb", "--source", str(src)], ["iam", "--source", str(src), "--workers", "1"]):
+        r = CliRunner().invoke(cli, ["prepare", *cmd, "--out", str(tmp_path / "file" / "datasets")])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert "is a file, not a folder" in r.output  # was a NotADirectoryError traceback after the work
+    r = CliRunner().invoke(cli, ["prepare", "iam", "--source", str(src), "--workers", "0"])
+    assert r.exit_code == 2 and "is not in the range" in r.output  # 0 and -2 silently meant 1
+
+
 def test_expected_counts_documented():
     assert EXPECTED["words_with_eos"] == {"train": 929589, "valid": 73760, "test": 82430}
     assert SPEC.configs == {"word": SPLITS, "char": SPLITS}

@@ -358,3 +358,36 @@ def test_cli_sample(tmp_path, iam_root, iam_row):
     save_pretrained(lm, tmp_path / "lm", extra={"symbols": list("_abc")})
     r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "lm"), "--prime-text", "ab", "--length", "7"])
     assert r.exit_code == 0 and r.output.startswith("ab") and len(r.output.strip()) == 9
+
+
+def test_sample_outputs_are_checked_first_and_written_whole(tmp_path):
+    from seqbench.errors import OutputPathError
+    from seqbench.sampling.files import sample_to_files
+
+    save_pretrained(tiny_synthesis(rate=0.3, vocab_size=57), tmp_path / "syn", extra={"vocab": GRAVES57.to_dict()})
+    out = tmp_path / "out"
+    with pytest.raises(SamplingError, match="b.txt: unknown picture format"):  # a.svg used to be written first
+        sample_to_files(str(tmp_path / "syn"), texts=["hi"], out=out / "a.svg", png=out / "b.txt", seed=0)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputPathError, match="is a file, not a folder"):
+        sample_to_files(str(tmp_path / "syn"), texts=["hi"], out=tmp_path / "file" / "a.svg", seed=0)
+    assert not out.exists()
+    s = sample_to_files(str(tmp_path / "syn"), texts=["hi"], out=out / "a.svg", arrays=out / "h.bin", seed=0)
+    assert s["written"] == [str(out / "a.svg"), str(out / "h.bin.npz")]  # the file numpy writes, which exists
+    assert sorted(p.name for p in out.iterdir()) == ["a.svg", "h.bin.npz"]  # no temporary files left
+
+
+def test_cli_turns_file_system_errors_into_a_message(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import seqbench.sampling.files as files
+    from seqbench.cli.main import cli
+
+    def refuse(*a, **kw):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked.svg"))
+
+    monkeypatch.setattr(files, "sample_to_files", refuse)
+    save_pretrained(tiny_prediction(), tmp_path / "pred")
+    r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "pred"), "--steps", "3"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.startswith(f"error: {tmp_path / 'locked.svg'}: Permission denied")

@@ -185,16 +185,22 @@ def draw(items: Any, out: str | os.PathLike | None = None, *, png: str | os.Path
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
+    for path in targets:  # every name is checked before any file is written
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise SamplingError(f"{path}: unknown picture format; use one of {', '.join(IMAGE_SUFFIXES)}")
     written = []
     for path in targets:
         suffix = path.suffix.lower()
-        if suffix not in IMAGE_SUFFIXES:
-            raise SamplingError(f"{path}: unknown picture format; use one of {', '.join(IMAGE_SUFFIXES)}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        # text stays text in SVGs (small files, searchable); no creation date, so reruns give the same bytes
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqbench"}):
-            fig.savefig(path, format=suffix[1:], dpi=dpi, facecolor="white",
-                        metadata={"Date": None} if suffix == ".svg" else None)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # whole pictures or none: temp file, then rename
+        try:
+            # text stays text in SVGs (small files, searchable); no creation date, so reruns give the same bytes
+            with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqbench"}):
+                fig.savefig(tmp, format=suffix[1:], dpi=dpi, facecolor="white",
+                            metadata={"Date": None} if suffix == ".svg" else None)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         written.append(path)
     return written
 

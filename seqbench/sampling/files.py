@@ -23,8 +23,16 @@ def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
     arrays["stopped"] = np.array(sample.stopped, dtype=bool)
     arrays["prime_len"] = np.array(sample.prime_len)
     path = Path(path)
+    if path.suffix != ".npz":  # what numpy would write; the returned path is the file that exists
+        path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -38,10 +46,25 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
     Returns a summary: what was written, the number of points per line, and whether each line was ended by the
     stopping rule (``stopped``) or by ``max_steps``.
     """
+    from seqbench.paths import atomic_write_text, check_output_path
     from seqbench.sampling import sample
     from seqbench.sampling.load import load_model
 
     loaded = load_model(model)
+    # outputs are checked before sampling, so a bad path fails at once and nothing is half-written
+    if loaded.family == "lstm-lm":
+        if out is not None and str(out) != "-":
+            check_output_path(out, what="text file")
+    else:
+        from seqbench.sampling.draw import IMAGE_SUFFIXES
+
+        for p in (out, png):
+            if p is not None and Path(p).suffix.lower() not in IMAGE_SUFFIXES:
+                raise SamplingError(f"{p}: unknown picture format; use one of {', '.join(IMAGE_SUFFIXES)}")
+            if p is not None:
+                check_output_path(p, what="picture")
+        if arrays is not None:
+            check_output_path(arrays, what="arrays file")
     summary: dict[str, Any] = {"model": loaded.source, "family": loaded.family, "written": []}
     if loaded.family == "lstm-lm":
         if texts:
@@ -51,8 +74,7 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
         body = "".join(prime_text + t + "\n" for t in s.texts)
         summary["texts"] = s.texts
         if out is not None and str(out) != "-":
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(body, encoding="utf-8")
+            atomic_write_text(out, body)
             summary["written"].append(str(out))
         return summary
     if loaded.family == "handwriting-synthesis" and not texts:
