@@ -303,6 +303,10 @@ def test_cli_bad_references(iam_root, tmp_path):
     cfg["model"]["config"]["hidden_size"] = 16  # a config that does not fit the weights
     (folder2 / "config.json").write_text(json.dumps(cfg))
     assert "does not match the network's config" in _cli_error(["eval", "--model", str(folder2), *base])
+    cfg["model"]["config"]["hidden_size"] = -4  # values that cannot build a network: was a torch traceback
+    (folder2 / "config.json").write_text(json.dumps(cfg))
+    assert "config.json: its 'model' entry cannot build a network" in _cli_error(["eval", "--model", str(folder2), *base])
+    assert "cannot build a network" in _cli_error(["sample", "--model", str(folder2), "--steps", "3"])
     assert "cannot import" in _cli_error(["eval", "--model", "nosuchpkg.mod:build", *base])
     assert "no such result record" in _cli_error(["report", str(tmp_path / "none.json")])
 
