@@ -20,10 +20,16 @@ class BadInputError(SeqbenchError):
     def __init__(self, path: str, problem: str, hint: str | None = None):
         self.path = path
         self.problem = problem
+        self.hint = hint
         msg = f"{path}: {problem}"
         if hint:
             msg += f"\n  {hint}"
         super().__init__(msg)
+
+    def __reduce__(self):
+        # picklable with its own arguments: raised in a worker process, it must arrive whole in the parent
+        # (the default would call BadInputError(message) and break the process pool)
+        return (type(self), (self.path, self.problem, self.hint))
 
 
 class OutputPathError(SeqbenchError):

@@ -229,6 +229,21 @@ def test_truncated_archive_is_a_clear_error(sample, tmp_path):
         _prepare(src, tmp_path)
 
 
+def test_truncated_archive_read_by_a_worker_process_is_a_clear_error(sample, tmp_path):
+    """The transcriptions are read in a worker process: its error must cross the process boundary whole."""
+    import pickle
+
+    e = BadInputError("a.tar.gz", "broken", "do this")
+    back = pickle.loads(pickle.dumps(e))
+    assert str(back) == str(e) and (back.path, back.problem, back.hint) == ("a.tar.gz", "broken", "do this")
+    src, _ = sample
+    arc = src / "ascii-all.tar.gz"
+    arc.write_bytes(arc.read_bytes()[:100])
+    with pytest.raises(BadInputError, match=r"ascii-all\.tar\.gz: the archive is truncated or corrupt"):
+        _prepare(src, tmp_path, workers=2)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.parquet"))
+
+
 def test_missing_transcription_file(tmp_path):
     src = tmp_path / "src"
     make_sample(src, extracted=True)
