@@ -347,6 +347,14 @@ def test_bad_checkpoints(tmp_path):
         load_pretrained(tmp_path / "ck2")
     with pytest.raises(CheckpointError, match="missing"):
         load_pretrained(tmp_path / "nothing")
+    # a config field this version does not know: the error names the file
+    import json
+
+    cfg = json.loads((tmp_path / "other" / "config.json").read_text())
+    cfg["model"]["config"]["bogus"] = 1
+    (tmp_path / "other" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"other/config\.json: handwriting-prediction: unknown config field"):
+        load_pretrained(tmp_path / "other")
 
 
 def test_window_scan_gradcheck():

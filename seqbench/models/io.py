@@ -88,6 +88,11 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
         model = model_from_config_dict(cfg["model"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{Path(folder) / CONFIG}: no valid 'model' entry ({e})") from None
+    except CheckpointError:
+        raise
+    except SeqbenchError as e:  # an unknown family or config field: say which file holds it
+        raise CheckpointError(f"{Path(folder) / CONFIG}: {e}; the checkpoint was written by another version of "
+                              "seqbench, or edited") from None
     load_into(model, load_state(folder), where=str(Path(folder) / WEIGHTS))
     return model.to(map_location)
 
