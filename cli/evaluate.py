@@ -30,8 +30,9 @@ def register(cli: click.Group, prepare: click.Group) -> None:
 @click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the result record (JSON) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_size, window, chunk, metrics, limit,
-             root, out, as_json) -> None:
+             root, out, as_json, quiet) -> None:
     """Evaluate a model on a prepared split and print its metrics in named units.
 
     \b
@@ -43,7 +44,8 @@ def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_s
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None else None
     r = evaluate(model, dataset, config, split, metrics=names, dynamic=dynamic, dynamic_lr=dynamic_lr,
-                 batch_size=batch_size, window=window, chunk=chunk, device=device, limit=limit, root=root, out=out)
+                 batch_size=batch_size, window=window, chunk=chunk, device=device, limit=limit, root=root, out=out,
+                 progress=not quiet)
     if as_json:
         click.echo(r.to_json(), nl=False)
         return

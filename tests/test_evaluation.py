@@ -91,6 +91,17 @@ def test_time_chunks_carry_the_state_exactly(iam_root, family):
             assert torch.equal(part["n"], whole["n"])
 
 
+def test_progress_bar_on_request_only(iam_root, ptb_root, capsys):
+    m = _tiny("handwriting-prediction")
+    seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root)
+    assert "point" not in capsys.readouterr().err
+    seqbench.evaluate(m, "iam-ondb", "graves2013", "valid", root=iam_root, progress=True)
+    assert "eval python:" in capsys.readouterr().err
+    lm = _tiny("lstm-lm", vocab_size=_char_vocab(ptb_root))
+    seqbench.evaluate(lm, "ptb", "char", "test", root=ptb_root, progress=True)
+    assert "ptb/char/test" in capsys.readouterr().err
+
+
 def test_empty_limit_is_a_clear_error(iam_root):
     with pytest.raises(EvaluationError, match="limit must be at least 1"):
         seqbench.evaluate(_tiny("handwriting-prediction"), "iam-ondb", "graves2013", "valid", root=iam_root, limit=0)

@@ -174,7 +174,7 @@ def _to(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
     return out
 
 
-def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype, step) -> tuple[Totals, dict]:
+def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar) -> tuple[Totals, dict]:
     from seqbench.data.iam.torch import collate
 
     if _family(model) == "handwriting-synthesis":
@@ -191,15 +191,29 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
     order = sorted(range(n), key=lambda i: (-int(lengths[i]), i))  # long lines first: less padding
     rank, world = _dist()
     order = order[rank::world]
-    for a in range(0, len(order), protocol.batch_size):
-        batch = _to(collate([tds[i] for i in order[a:a + protocol.batch_size]]), device, dtype)
-        # static: 100-step chunks bound the memory of long lines (per layer 100·B·4H floats of input projections
-        # instead of T·B·4H; 778 MB → 41 MB for 64 lines of 1,900 points); dynamic: one graph per batch
-        chunk = None if protocol.name == "dynamic" else _TIME_CHUNK
-        out = step(lambda: score_handwriting(model, batch, chunk))
-        _add(totals, out)
+    progress = bar(int(sum(int(lengths[i]) for i in order)), "point")
+    with progress:
+        for a in range(0, len(order), protocol.batch_size):
+            batch = _to(collate([tds[i] for i in order[a:a + protocol.batch_size]]), device, dtype)
+            # static: 100-step chunks bound the memory of long lines (per layer 100·B·4H floats of input
+            # projections instead of T·B·4H; 778 MB → 41 MB for 64 lines of 1,900 points); dynamic: one graph
+            # per batch
+            chunk = None if protocol.name == "dynamic" else _TIME_CHUNK
+            out = step(lambda: score_handwriting(model, batch, chunk))
+            _add(totals, out)
+            progress.update(int(out["n"].sum()))
     info = {"transform": tds.transform.name, "offset_stats": st.to_dict()}
     return totals, info
+
+
+def _progress_factory(show: bool, desc: str):
+    """(total, unit) → a progress bar on stderr (tqdm), shown by rank 0 when ``show``; a no-op bar otherwise."""
+    def make(total: int, unit: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit=unit, desc=desc, unit_scale=True, dynamic_ncols=True, mininterval=0.5,
+                    disable=not show or _dist()[0] != 0, leave=False)
+    return make
 
 
 def _chunks(n_pred: int, chunk: int | None) -> list[tuple[int, int]]:
@@ -207,7 +221,7 @@ def _chunks(n_pred: int, chunk: int | None) -> list[tuple[int, int]]:
     return [(a, min(a + L, n_pred)) for a in range(0, n_pred, max(L, 1))]
 
 
-def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step) -> tuple[Totals, dict]:
+def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar) -> tuple[Totals, dict]:
     from seqbench.data.streams import load_tokens
 
     unit = _TEXT_UNIT.get(ds.spec.name, ds.config)
@@ -230,6 +244,7 @@ def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step)
     rank, world = _dist()
     mine = chunks[rank::world]
     T = protocol.window
+    progress = bar(sum(e - s for s, e in mine), unit)
     for a in range(0, len(mine), protocol.batch_size):
         group = mine[a:a + protocol.batch_size]
         B, Lmax = len(group), max(e - s for s, e in group)
@@ -252,6 +267,8 @@ def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step)
             out = step(run)
             state = _detach(box["state"])
             _add(totals, out, sequences=B if w == 0 else 0)
+            progress.update(int(out["n"].sum()))
+    progress.close()
     info = {"tokens": int(len(tokens)), "chunks": len(chunks), "unit": unit}
     return totals, info
 
@@ -262,13 +279,14 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
              window: int | None = None, chunk: int | None = None, eol: bool | None = None, device: str = "cpu",
              dtype: str = "float32", dynamic_lr: float = 1e-4, dynamic_momentum: float = 0.0,
              limit: int | None = None, root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-             registry: Registry[ZooEntry] = ZOO) -> EvalResult:
+             registry: Registry[ZooEntry] = ZOO, progress: bool = False) -> EvalResult:
     """Evaluate ``model`` on a prepared split and return (and optionally save to ``out``) its result record.
 
     ``model``: a reference (``zoo:NAME``, ``hf-hub:org/repo@rev``, a folder, ``package.module:factory``) or a
     torch module with ``score(batch) -> (nll nats per sequence (B,), units (B,))``. A zoo entry supplies the
     default dataset, configuration, split, metrics and protocol options. ``limit``: score only the first
     ``limit`` lines (handwriting) or tokens (text), recorded as such: a smoke run, not a benchmark.
+    ``progress``: show a progress bar (points or symbols scored) on stderr, as ``seqbench eval`` does.
 
     >>> r = seqbench.evaluate("zoo:synth-3layer")  # doctest: +SKIP
     >>> r.value("nll_nats_per_line")  # doctest: +SKIP
@@ -363,7 +381,8 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         net.eval()
     t0 = time.perf_counter()
     run = _handwriting if handwriting else _text
-    totals, data_info = run(net, ds, protocol, limit, dev, tdtype, step)
+    totals, data_info = run(net, ds, protocol, limit, dev, tdtype, step, _progress_factory(
+        progress, f"eval {resolved.reference} on {ds.spec.name}/{ds.config}/{ds.split} ({protocol.name})"))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
