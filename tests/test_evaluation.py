@@ -184,6 +184,17 @@ def test_record_round_trip_and_report(iam_root, tmp_path):
     assert rep.csv.splitlines()[0].startswith("model,revision,dataset")
 
 
+def test_paper_rows_follow_the_architecture():
+    from seqbench.evaluation.paper import paper_rows_for
+
+    rows = lambda cfg: [r.id for r in paper_rows_for("iam-ondb", "graves2013", "valid",  # noqa: E731
+                                                     "handwriting-prediction", "static", cfg)]
+    assert rows({"num_layers": 3, "hidden_size": 400}) == ["table3-3layer", "table3-3layer-awn"]
+    assert rows({"num_layers": 1, "hidden_size": 900}) == ["table3-1layer"]
+    assert rows({"num_layers": 2, "hidden_size": 500}) == rows(None) == ["table3-1layer", "table3-3layer",
+                                                                         "table3-3layer-awn"]
+
+
 def test_bad_record_is_a_clear_error(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(RecordError, match="not valid JSON"):

@@ -406,10 +406,12 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
                                                           and ds.fingerprint == entry.data_fingerprint
                                                           and "sample" in opts),
                     **data_info}
+    model_cfg = model_info["config"]
     paper_ids = [entry.paper] if entry and entry.paper in PAPER else [
-        r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name)]
+        r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name, model_cfg)]
     if entry and entry.paper in PAPER and PAPER[entry.paper].protocol != protocol.name:
-        paper_ids = [r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name)]
+        paper_ids = [r.id for r in paper_rows_for(ds.spec.name, ds.config, ds.split, family, protocol.name,
+                                                  model_cfg)]
     # Only the real corpus (its counts match the official release), scored whole, is the paper's setting.
     if limit is not None or not ds.info.get("expected_counts", {}).get("match", False) or (entry and entry.smoke):
         paper_ids = []

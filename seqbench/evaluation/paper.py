@@ -21,6 +21,7 @@ class PaperRow:
     protocol: str
     metrics: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    arch: dict[str, int] = field(default_factory=dict)  # model config fields that tell rows of a setting apart
 
 
 def _t1(input_, reg, dyn, bpc, ppl, err, epochs):
@@ -50,12 +51,14 @@ PAPER_ROWS: tuple[PaperRow, ...] = (
     PaperRow("table2-valid-dynamic", "Table 2", "enwik8 7×700, validation, dynamic", "enwik8", "graves2013",
              "valid", "lstm-lm", "dynamic", {"bits_per_byte": 1.33}),
     PaperRow("table3-1layer", "Table 3", "prediction, 1 layer, no regularisation", "iam-ondb", "graves2013", "valid",
-             "handwriting-prediction", "static", {"nll_nats_per_line": -1025.7, "sse_per_point": 0.40}),
+             "handwriting-prediction", "static", {"nll_nats_per_line": -1025.7, "sse_per_point": 0.40},
+             arch={"num_layers": 1, "hidden_size": 900}),
     PaperRow("table3-3layer", "Table 3", "prediction, 3 layers, no regularisation", "iam-ondb", "graves2013",
-             "valid", "handwriting-prediction", "static", {"nll_nats_per_line": -1041.0, "sse_per_point": 0.41}),
+             "valid", "handwriting-prediction", "static", {"nll_nats_per_line": -1041.0, "sse_per_point": 0.41},
+             arch={"num_layers": 3, "hidden_size": 400}),
     PaperRow("table3-3layer-awn", "Table 3", "prediction, 3 layers, adaptive weight noise", "iam-ondb",
              "graves2013", "valid", "handwriting-prediction", "static",
-             {"nll_nats_per_line": -1057.7, "sse_per_point": 0.41}),
+             {"nll_nats_per_line": -1057.7, "sse_per_point": 0.41}, arch={"num_layers": 3, "hidden_size": 400}),
     PaperRow("table4-none", "Table 4", "synthesis, no regularisation", "iam-ondb", "graves2013", "valid",
              "handwriting-synthesis", "static", {"nll_nats_per_line": -1096.9, "sse_per_point": 0.23}),
     PaperRow("table4-awn", "Table 4", "synthesis, adaptive weight noise", "iam-ondb", "graves2013", "valid",
@@ -65,10 +68,19 @@ PAPER_ROWS: tuple[PaperRow, ...] = (
 PAPER: dict[str, PaperRow] = {r.id: r for r in PAPER_ROWS}
 
 
-def paper_rows_for(dataset: str, config: str, split: str, family: str | None, protocol: str) -> list[PaperRow]:
-    """The paper's rows for the same setting (same dataset, configuration, split, family and protocol)."""
-    return [r for r in PAPER_ROWS if (r.dataset, r.config, r.split, r.protocol) == (dataset, config, split, protocol)
+def paper_rows_for(dataset: str, config: str, split: str, family: str | None, protocol: str,
+                   model_config: dict | None = None) -> list[PaperRow]:
+    """The paper's rows for the same setting (same dataset, configuration, split, family and protocol).
+
+    With ``model_config`` (the network's config fields), rows that name an architecture (Table 3's 1 × 900 and
+    3 × 400 networks) are kept only when it matches; when none matches, every row of the setting is returned.
+    """
+    rows = [r for r in PAPER_ROWS if (r.dataset, r.config, r.split, r.protocol) == (dataset, config, split, protocol)
             and (family is None or r.family == family)]
+    if model_config:
+        same = [r for r in rows if all(model_config.get(k) == v for k, v in r.arch.items())]
+        rows = same or rows
+    return rows
 
 
 __all__ = ["PaperRow", "PAPER_ROWS", "PAPER", "paper_rows_for"]
