@@ -26,6 +26,8 @@ def test_uniform_over_256_bytes_is_8_bits_per_byte():
     exact = Totals(unit="byte")
     exact.add([1000 * math.log(256)], [1000])
     assert compute(["bits_per_byte"], exact)["bits_per_byte"].value == 8.0
+    nll = compute(["nll_nats"], exact)["nll_nats"]
+    assert nll.value == pytest.approx(math.log(256)) and nll.unit == "nats/byte"  # the unit named, not "unit"
 
 
 @pytest.mark.parametrize("V", [2, 49, 10_000])

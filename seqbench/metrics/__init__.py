@@ -254,7 +254,9 @@ def compute(names: Iterable[str], totals: Totals, *, skip_missing: bool = False)
             if totals.unit not in m.units:
                 raise MetricError(f"{name} applies to models predicting {' or '.join(m.units)}, "
                                   f"but this one predicts {totals.unit or 'an unknown unit'}s")
-            out[name] = MetricValue(name, float(m.compute(totals)), m.unit)
+            # a per-unit metric names the unit it was computed over: nats/char, nats/byte, nats/word, nats/point
+            unit = m.unit.replace("/unit", f"/{totals.unit}") if totals.unit else m.unit
+            out[name] = MetricValue(name, float(m.compute(totals)), unit)
         except MetricError:
             if not skip_missing:
                 raise
