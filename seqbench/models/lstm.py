@@ -270,7 +270,9 @@ class LSTMLayer(nn.Module):
             parts.append(x)
         if tokens is not None:
             parts.append(nn.functional.one_hot(tokens, self.vocab_size).to(self.lstm.weight_ih_l0.dtype))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        # torch.nn.LSTM (cuDNN on a GPU) is given batch-major contiguous memory; inputs built by cat_features
+        # are time-major views
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)).contiguous()
 
     # -- one step at a time (for the synthesis network's first layer and for sampling) ---------------------
     def step(self, pre: Tensor, state: State) -> State:
