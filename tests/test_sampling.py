@@ -212,6 +212,27 @@ def test_priming_reproduces_the_primed_strokes(iam_root, iam_row):
     np.testing.assert_array_equal(s3.offsets[0], s1.offsets[0])
 
 
+def test_priming_line_the_vocabulary_cannot_read_is_a_sampling_error():
+    from seqbench.sampling.load import vocabulary_from_dict
+    from seqbench.training.toy import ALPHABET
+
+    m = tiny_synthesis(vocab_size=28)
+    toy = vocabulary_from_dict({"name": "toy-28", "symbols": list(ALPHABET + "."), "fallback": None})
+    off = np.zeros((5, 3), dtype=np.float32)
+    with pytest.raises(UnwritableCharacters, match=r"priming line is transcribed with 'H', 'W'") as e:
+        synthesize(m, "hello", prime=(off, "Hello World"), vocab=toy, max_steps=5)
+    assert e.value.chars == "HW"
+
+
+def test_draw_stays_the_function_after_its_module_is_imported():
+    import importlib
+
+    importlib.import_module("seqbench.sampling.draw")
+    from seqbench.sampling import draw as again
+
+    assert callable(again) and again is draw and again.__module__ == "seqbench.sampling.draw"
+
+
 def test_unknown_priming_line(iam_root, iam_row):
     bad = iam_row["id"][:-1] + "9"
     with pytest.raises(UnknownLineError, match="Did you mean") as e:

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The function, bound after its submodule is imported, so that ``seqbench.sampling.draw`` stays the function (a
+# lazy import inside a wrapper let the submodule replace it on first use). draw.py needs only numpy to import;
+# matplotlib is imported when a picture is made.
+from seqbench.sampling.draw import draw
 from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
 from seqbench.sampling.handwriting import HandwritingSample, find_line, generate, synthesize
 from seqbench.sampling.load import LoadedModel, load_model
@@ -53,13 +57,6 @@ def sample(model: Any, text: str | list[str] | None = None, *, steps: int | None
                                 "(CLI --prime-text), not text=")
         return sample_text(loaded, length, prime=prime or "", temperature=temperature, n=n, seed=seed, **kwargs)
     raise SamplingError(f"no sampler for a {fam} network")
-
-
-def draw(*args: Any, **kwargs: Any):
-    """See :func:`seqbench.sampling.draw.draw` (imported lazily: matplotlib is optional)."""
-    from seqbench.sampling.draw import draw as _draw
-
-    return _draw(*args, **kwargs)
 
 
 __all__ = ["sample", "synthesize", "generate", "sample_text", "draw", "find_line", "load_model", "LoadedModel",

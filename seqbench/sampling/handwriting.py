@@ -456,7 +456,14 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
     prime_off, prime_id, prime_stats = None, None, loaded.stats
     if prime is not None:
         prime_off, prime_text, prime_id, prime_stats = _prime_offsets(prime, loaded.stats, data_root, data_config)
-        pre = vocab.encode(prime_text + " ")  # real transcriptions: their non-letters are what the net was trained on
+        # real transcriptions: their non-letters are what the net was trained on (its shared non-letter class)
+        lacking = sorted({c for c in prime_text + " " if c not in vocab.table and vocab.fallback is None})
+        if lacking:
+            raise UnwritableCharacters(
+                f"the priming line{f' {prime_id}' if prime_id else ''} is transcribed with {_show(lacking)}, which "
+                f"vocabulary {vocab.name} of this model cannot read; prime with another line, or use a model "
+                f"trained on a vocabulary that has them (the paper's networks use graves57-v1)", "".join(lacking))
+        pre = vocab.encode(prime_text + " ")
         enc = [pre + e for e in enc]
         texts = [prime_text + " " + t for t in texts]
     B, Umax = len(enc), max(len(e) for e in enc)
