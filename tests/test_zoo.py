@@ -29,6 +29,9 @@ def test_every_entry_is_consistent():
         spec = get_spec(e.dataset)
         assert e.split in spec.configs[e.dataset_config], e.name
         assert e.license and e.recipe
+        from seqbench.training.recipes import RECIPES
+
+        assert e.recipe.split()[0] in RECIPES, (e.name, e.recipe)  # the recipe users are told to train exists
         if e.smoke:  # smoke models ship in zoo/, say so, and reproduce nothing of the paper
             assert e.name.startswith("tiny-") and "smoke" in e.description and e.paper is None
             assert mirror_folder(e.name) is not None and e.weights_sha256 and e.expected
