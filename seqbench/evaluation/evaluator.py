@@ -65,13 +65,9 @@ class Protocol:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EvaluationError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return dev
+    from seqbench.devices import resolve_device
+
+    return resolve_device(device, EvaluationError)
 
 
 def _dist() -> tuple[int, int]:

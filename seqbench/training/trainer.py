@@ -477,12 +477,9 @@ def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, 
 
 
 def _check_device(device: str) -> None:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise SeqbenchError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SeqbenchError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    from seqbench.devices import resolve_device
+
+    resolve_device(device)
 
 
 def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
