@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 
 def seqbench_home() -> Path:
@@ -40,14 +42,24 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, what: st
     return p
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` whole or not at all (a temporary sibling, then a rename); creates the parents."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], mode: int | None = None) -> Path:
+    """Write ``path`` whole or not at all: ``write`` fills a temporary sibling (a unique name, so concurrent
+    writers do not collide), which then replaces ``path`` by a rename. Creates the parents; ``mode``: the
+    file's permissions (the temporary file is private until then)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
     try:
-        tmp.write_text(text, encoding=encoding)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, p)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return p
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` whole or not at all (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda f: f.write(text.encode(encoding)), mode=0o644)

@@ -84,15 +84,20 @@ def load_into(model: SeqModel, state: dict[str, torch.Tensor], where: str = "che
 def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqModel:
     """Build the network from ``folder``/config.json and load ``folder``/model.safetensors."""
     cfg = read_config(folder)
+    where = Path(folder) / CONFIG
     try:
-        model = model_from_config_dict(cfg["model"])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{Path(folder) / CONFIG}: no valid 'model' entry ({e})") from None
+        spec = cfg["model"]
+        model = model_from_config_dict(spec)
     except CheckpointError:
         raise
+    except KeyError as e:
+        raise CheckpointError(f"{where}: no valid 'model' entry (missing {e})") from None
     except SeqbenchError as e:  # an unknown family or config field: say which file holds it
-        raise CheckpointError(f"{Path(folder) / CONFIG}: {e}; the checkpoint was written by another version of "
-                              "seqbench, or edited") from None
+        raise CheckpointError(f"{where}: {e}; the checkpoint was written by another version of seqbench, "
+                              "or edited") from None
+    except (TypeError, ValueError, RuntimeError) as e:  # values that cannot build a network (a negative size, ...)
+        raise CheckpointError(f"{where}: its 'model' entry cannot build a network ({str(e).splitlines()[0]}); "
+                              "the checkpoint is corrupt, retrain or re-export") from None
     load_into(model, load_state(folder), where=str(Path(folder) / WEIGHTS))
     return model.to(map_location)
 

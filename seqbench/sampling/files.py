@@ -25,15 +25,9 @@ def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".npz":  # what numpy would write; the returned path is the file that exists
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from seqbench.paths import atomic_write
+
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), mode=0o644)
 
 
 def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.PathLike | None = None,

@@ -134,14 +134,9 @@ def load_model(ref: Any, *, vocab: Any = None, stats: Any = None, symbols: list[
         s = str(ref)
         path = Path(s).expanduser()
         if path.is_dir():
-            from seqbench.models.io import read_config
+            from seqbench.models.io import load_pretrained, read_config
 
-            try:
-                from seqbench.zoo.hub import load_checkpoint
-            except ImportError:  # no zoo package: the plain loader
-                from seqbench.models.io import load_pretrained as load_checkpoint
-
-            out = LoadedModel(load_checkpoint(path), source=str(path), config=read_config(path))
+            out = LoadedModel(load_pretrained(path), source=str(path), config=read_config(path))
         elif s.startswith(("zoo:", "hf-hub:", "hf:")) or (":" in s and not path.exists()):
             got = _zoo_resolve(s)
             if isinstance(got, LoadedModel):

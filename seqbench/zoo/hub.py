@@ -288,27 +288,15 @@ def load_factory(ref: str):
     return model
 
 
-def load_checkpoint(folder: str | os.PathLike, map_location: str = "cpu"):
-    """:func:`seqbench.models.io.load_pretrained`, with a config.json whose values cannot build a network (a
-    negative size, a string where a number goes) reported as a CheckpointError naming the file."""
-    from seqbench.models.io import CheckpointError, load_pretrained
-
-    try:
-        return load_pretrained(folder, map_location=map_location)
-    except SeqbenchError:
-        raise
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{Path(folder) / CONFIG}: its 'model' entry cannot build a network "
-                              f"({str(e).splitlines()[0]}); the checkpoint is corrupt, retrain or re-export") from None
-
-
 def load_model(ref: str, *, device: str = "cpu", registry: Registry[ZooEntry] = ZOO) -> tuple[Any, ResolvedModel]:
     """The network a reference names (in eval mode, on ``device``) and where it came from."""
     resolved = resolve(ref, registry=registry)
     if resolved.kind == "factory":
         model = load_factory(ref)
     else:
-        model = load_checkpoint(resolved.folder, map_location=device)
+        from seqbench.models.io import load_pretrained
+
+        model = load_pretrained(resolved.folder, map_location=device)
         entry = resolved.entry
         if entry is not None and model.family != entry.family:
             raise ModelReferenceError(f"{resolved.folder}/{CONFIG} holds a {model.family} network, "

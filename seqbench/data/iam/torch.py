@@ -17,8 +17,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,7 @@ from torch.utils.data import Dataset
 from seqbench.data.iam.transform import Flat, OffsetStats, OffsetTransform
 from seqbench.data.iam.vocab import GRAVES57, Vocabulary
 from seqbench.errors import SeqbenchError
-from seqbench.paths import seqbench_home
+from seqbench.paths import atomic_write, seqbench_home
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +111,7 @@ def _read_cache(path: Path, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
 def _write_cache(path: Path, seq: np.ndarray, offsets: np.ndarray) -> None:
     """Write atomically (temporary file, then rename); a cache that cannot be written is only a warning."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, seq=seq, offsets=offsets)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache holds nothing secret
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: np.savez(f, seq=seq, offsets=offsets), mode=0o644)
     except OSError as e:
         log.warning("cannot write the torch cache %s (%s); loads will transform the split each time", path, e)
 
