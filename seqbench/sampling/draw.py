@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from seqbench.paths import atomic_write
 from seqbench.sampling.errors import SamplingError
 
 IMAGE_SUFFIXES = (".svg", ".png", ".pdf")
@@ -191,16 +192,12 @@ def draw(items: Any, out: str | os.PathLike | None = None, *, png: str | os.Path
     written = []
     for path in targets:
         suffix = path.suffix.lower()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # whole pictures or none: temp file, then rename
-        try:
-            # text stays text in SVGs (small files, searchable); no creation date, so reruns give the same bytes
-            with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqbench"}):
-                fig.savefig(tmp, format=suffix[1:], dpi=dpi, facecolor="white",
-                            metadata={"Date": None} if suffix == ".svg" else None)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # text stays text in SVGs (small files, searchable); no creation date, so reruns give the same bytes;
+        # whole pictures or none (atomic_write: a temporary file, then a rename)
+        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqbench"}):
+            atomic_write(path, lambda f: fig.savefig(f, format=suffix[1:], dpi=dpi, facecolor="white",
+                                                     metadata={"Date": None} if suffix == ".svg" else None),
+                         mode=0o644)
         written.append(path)
     return written
 
