@@ -353,7 +353,7 @@ def test_bad_checkpoints(tmp_path):
     cfg = json.loads((tmp_path / "other" / "config.json").read_text())
     cfg["model"]["config"]["bogus"] = 1
     (tmp_path / "other" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"other/config\.json: handwriting-prediction: unknown config field"):
+    with pytest.raises(CheckpointError, match=r"other/config\.json: .*handwriting-prediction: unknown config field"):
         load_pretrained(tmp_path / "other")
 
 

@@ -34,7 +34,12 @@ def make_config(family: str, **fields: Any):
 
 def build_model(family: str, **fields: Any) -> SeqModel:
     """Build a network by family name ("lstm-lm", "handwriting-prediction", "handwriting-synthesis")."""
-    return MODELS.get(family)(make_config(family, **fields))
+    cls = MODELS.get(family)
+    config = make_config(family, **fields)
+    try:
+        return cls(config)
+    except (TypeError, ValueError, RuntimeError) as e:  # values that cannot build a network: a negative size, ...
+        raise SeqbenchError(f"cannot build the {family} network from {fields} ({str(e).splitlines()[0]})") from None
 
 
 def model_from_config_dict(d: dict) -> SeqModel:

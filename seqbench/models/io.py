@@ -92,12 +92,9 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
         raise
     except KeyError as e:
         raise CheckpointError(f"{where}: no valid 'model' entry (missing {e})") from None
-    except SeqbenchError as e:  # an unknown family or config field: say which file holds it
-        raise CheckpointError(f"{where}: {e}; the checkpoint was written by another version of seqbench, "
-                              "or edited") from None
-    except (TypeError, ValueError, RuntimeError) as e:  # values that cannot build a network (a negative size, ...)
-        raise CheckpointError(f"{where}: its 'model' entry cannot build a network ({str(e).splitlines()[0]}); "
-                              "the checkpoint is corrupt, retrain or re-export") from None
+    except (SeqbenchError, TypeError) as e:  # an unknown family or field, values that build no network
+        raise CheckpointError(f"{where}: its 'model' entry cannot build a network ({e}); the checkpoint is "
+                              "corrupt or from another version of seqbench: retrain or re-export it") from None
     load_into(model, load_state(folder), where=str(Path(folder) / WEIGHTS))
     return model.to(map_location)
 

@@ -179,9 +179,8 @@ class _Run:
         torch.manual_seed(recipe.seed)
         try:
             model = build_model(recipe.family, **recipe.model)
-        except (TypeError, ValueError, RuntimeError) as e:  # e.g. --set model.hidden_size=abc, or -3
-            raise SeqbenchError(f"recipe {recipe.name}: cannot build the {recipe.family} network from "
-                                f"model={recipe.model} ({str(e).splitlines()[0]}); check the model.* values") from None
+        except SeqbenchError as e:  # e.g. --set model.hidden_size=abc, or -3
+            raise SeqbenchError(f"recipe {recipe.name}: {e}; check the model.* values") from None
         self.model: SeqModel = model.to(self.device)
         self.model.set_clipping(lstm=recipe.clip_lstm, output=recipe.clip_output)
         self.noise = make_noise(recipe.weight_noise, self.model, recipe.noise_std)
