@@ -34,17 +34,29 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+_TORCH_COMMANDS = ("train", "eval", "sample", "demo", "report", "zoo")  # the ones that compute with torch
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seqbench")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
-def cli(verbose: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: $SEQBENCH_THREADS, else $OMP_NUM_THREADS, else 1: two threads "
+                   "collapse on a busy 2-core machine; see docs/training.md).")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, threads: int | None) -> None:
     """seqbench: datasets, metrics, networks and zoo for Graves (2013).
 
     \b
     Example:
       seqbench prepare iam --source ~/data/iam-ondb
+      seqbench --threads 2 train --recipe iam-synthesis-3x400-fast
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if ctx.invoked_subcommand in _TORCH_COMMANDS and not any(a in ("-h", "--help") for a in sys.argv):
+        from seqbench.devices import set_threads
+
+        set_threads(threads)
 
 
 @cli.group()

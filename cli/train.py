@@ -24,13 +24,15 @@ def register(cli: click.Group, prepare: click.Group) -> None:
     @click.option("--recipe", "recipe", default=None, help="Recipe name (see --list).")
     @click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
                   help="Run folder (default: runs/RECIPE).")
-    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped, with the recipe "
+                                                 "saved there (--set may change only stopping rules and the lr).")
     @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
                   help="Checkpoint folder whose weights start the run (e.g. runs/ptb-char-1x1000/best).")
     @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
     @click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
-                  help="Wall-clock budget: stop (validate, checkpoint) after the step that crosses it.")
+                  help="Wall-clock budget: the run ends within it, with a checkpoint (and a validation where it "
+                       "fits); resume with --resume. Ctrl-C and SIGTERM also stop with a checkpoint.")
     @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                   help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
     @click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
@@ -54,9 +56,10 @@ def register(cli: click.Group, prepare: click.Group) -> None:
                 r = get_recipe(name)
                 click.echo(f"{name:28s} {r.description}" + (f"  [{r.paper}]" if r.paper else ""))
             return
-        if not recipe:
-            raise click.UsageError("give --recipe NAME (or --list)")
-        get_recipe(recipe)  # unknown names fail here, with suggestions
+        if not recipe and not (resume and out):
+            raise click.UsageError("give --recipe NAME (or --list; --resume --out FOLDER needs no recipe)")
+        if recipe:
+            get_recipe(recipe)  # unknown names fail here, with suggestions
         res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,
                     max_steps=max_steps, init_from=init_from, quiet=quiet,
                     max_seconds=None if max_minutes is None else 60 * max_minutes)

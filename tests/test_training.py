@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 
 import pytest
@@ -250,7 +251,7 @@ def test_exact_resume(tmp_path, name):
 
 def test_resume_refuses_another_network(tmp_path):
     train("tiny-prediction", tmp_path / "r", max_steps=5, quiet=True, overrides={"eval_every": 5})
-    with pytest.raises(CheckpointError, match="not the recipe's"):
+    with pytest.raises(SeqbenchError, match=r"cannot change model.hidden_size \(32 -> 16\)"):
         train("tiny-prediction", tmp_path / "r", max_steps=10, quiet=True, resume=True,
               overrides={"model.hidden_size": 16})
     with pytest.raises(SeqbenchError, match="already holds a run"):
@@ -273,10 +274,21 @@ def _poison(monkeypatch, bad_id="toy-0-00005"):
 
 def test_nan_is_reported_with_step_and_batch_and_stops(tmp_path, monkeypatch):
     _poison(monkeypatch)
-    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(epoch 0, batch \d+: .*toy-0-00005"):
+    with pytest.raises(TrainingDiverged, match=r"in the step after step (\d+) \(epoch 0, batch \d+: .*toy-0-00005"
+                                               r".*no checkpoint had been written yet") as e:
         train("tiny-prediction", tmp_path / "r", max_steps=20, quiet=True, overrides={"on_nan": "stop"})
-    events = [json.loads(x)["event"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert "nan" in events and events[-1] == "stop"
+    events = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert "nan" in [ev["event"] for ev in events] and events[-1]["event"] == "stop"
+    named = int(re.search(r"after step (\d+)", str(e.value)).group(1))  # a step that metrics.jsonl holds
+    assert any(ev["event"] == "nan" and ev["step"] == named for ev in events)
+    assert not (tmp_path / "r" / "last").exists() and not (tmp_path / "r" / "best").exists()
+
+
+def test_nan_after_a_checkpoint_names_the_folders_that_exist(tmp_path, monkeypatch):
+    _poison(monkeypatch)
+    with pytest.raises(TrainingDiverged, match=r"the last good weights are in .*last/ and best/"):
+        train("tiny-prediction", tmp_path / "r", max_steps=20, quiet=True,
+              overrides={"on_nan": "stop", "eval_every": 2})
 
 
 def test_nan_rolls_back_and_continues(tmp_path, monkeypatch):
@@ -375,5 +387,10 @@ def test_wall_clock_budget_stops_validates_and_checkpoints(tmp_path):
     from seqbench.training import train
 
     res = train("tiny-prediction", tmp_path / "run", quiet=True, max_seconds=0.0)
-    assert res.stopped == "time_limit" and res.steps == 1
+    # a budget of 0 s: no step fits, but the run still leaves a resumable checkpoint
+    assert res.stopped == "time_limit" and res.steps == 0
+    assert (tmp_path / "run" / "last" / "training_state.json").is_file()
+    res = train("tiny-prediction", tmp_path / "run", quiet=True, resume=True, max_seconds=60.0,
+                overrides={"max_steps": 3})
+    assert res.stopped == "max_steps" and res.steps == 3
     assert res.best_valid is not None and (tmp_path / "run" / "best" / "config.json").is_file()

@@ -25,22 +25,50 @@ class SequenceBatches:
     kind = "sequences"
 
     def __init__(self, items, collate: Callable, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, by_length: bool = False, pool: int = 64):
         self.items, self.collate, self.B = items, collate, batch_size
         self.shuffle, self.drop_last, self.seed, self.rank, self.world = shuffle, drop_last, seed, rank, world
+        self.by_length, self.pool = by_length, max(1, pool)
         if batch_size % world:
             raise SeqbenchError(f"batch size {batch_size} is not divisible by the {world} processes")
+        self._lengths = None
+        if by_length:
+            lengths = getattr(items, "lengths", None)
+            self._lengths = (lengths() if callable(lengths) else
+                             torch.tensor([len(items[i]["strokes"]) for i in range(len(items))]))
 
     def __len__(self) -> int:
         n = len(self.items)
         return n // self.B if self.drop_last and n >= self.B else -(-n // self.B)
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+    def order(self, epoch: int) -> list[int]:
+        """The sequence order of ``epoch``: batch k is ``order[k*B:(k+1)*B]``. A function of the seed and the epoch
+        only, so that a resumed run sees exactly the batches an uninterrupted one would.
+
+        With ``by_length`` (``data.bucket``), the shuffled lines are cut into pools of ``pool`` batches, each pool
+        is sorted by length and cut into batches, and the batches are shuffled: every batch holds lines of similar
+        length (little padding), and which lines meet in a batch still changes from epoch to epoch."""
         n = len(self.items)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)).tolist()
-        else:
-            order = list(range(n))
+        if not self.shuffle:
+            if self.by_length:  # validation: similar lengths together, fixed order
+                return torch.sort(self._lengths, stable=True).indices.tolist()
+            return list(range(n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        if not self.by_length:
+            return perm.tolist()
+        n_full = len(self) * self.B if self.drop_last else n
+        chunk = self.B * self.pool
+        batches = []
+        for a in range(0, n_full, chunk):
+            idx = perm[a:min(a + chunk, n_full)]
+            idx = idx[torch.sort(self._lengths[idx], stable=True).indices]
+            batches += [idx[b:b + self.B] for b in range(0, len(idx), self.B)]
+        shuffled = torch.randperm(len(batches), generator=g).tolist()
+        return torch.cat([batches[i] for i in shuffled] + [perm[n_full:]]).tolist()
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
+        order = self.order(epoch)
         for k in range(skip, len(self)):
             idx = order[k * self.B:(k + 1) * self.B]
             per = -(-len(idx) // self.world)
@@ -78,6 +106,24 @@ class WindowBatches:
                         ids=[f"window {k}"], reset=w.reset)
 
 
+class _Spread:
+    """``n`` sequences spread evenly over a split (every writer's forms, not the first few): the fixed
+    validation subset of ``data.valid_limit``."""
+
+    def __init__(self, items, n: int):
+        self.base = items
+        self.index = [(k * len(items)) // n for k in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.base[self.index[i]]
+
+    def lengths(self) -> torch.Tensor:
+        return torch.tensor([len(self.base[i]["strokes"]) for i in self.index])
+
+
 def _iam_items(spec: DataSpec, split: str):
     import seqbench
     from seqbench.data.iam.torch import collate
@@ -103,14 +149,18 @@ def make_batches(spec: DataSpec, split: str, *, train: bool, seed: int, rank: in
             items, collate = toy.toy_handwriting(n, seed=0 if split == spec.train_split else 1), toy.collate_handwriting
         else:
             items, collate = _iam_items(spec, split)
+        if not train and spec.valid_limit is not None and spec.valid_limit < len(items):
+            items = _Spread(items, spec.valid_limit)
         return SequenceBatches(items, collate, spec.batch_size, shuffle=train, drop_last=train, seed=seed,
-                               rank=rank, world=world)
+                               rank=rank, world=world, by_length=spec.bucket)
     if spec.source in ("toy-text", "ptb", "enwik8"):
         if spec.source == "toy-text":
             n = spec.n_train if split == spec.train_split else spec.n_valid
             tokens = toy.encode_text(toy.toy_text(n, seed=0 if split == spec.train_split else 1))
         else:
             tokens = _text_tokens(spec, split)
+        if not train and spec.valid_limit is not None:
+            tokens = tokens[:spec.valid_limit + 1]
         return WindowBatches(tokens, spec.batch_size, spec.window, reset_every=spec.reset_every if train else None,
                              drop_last=train, rank=rank, world=world)
     from seqbench.registry import unknown_name

@@ -56,12 +56,18 @@ class GravesRMSProp(Optimizer):
         return loss
 
 
+OPTIMIZERS = ("graves-rmsprop", "sgd", "adam")
+
+
 def make_optimizer(name: str, params: Iterable, **kw) -> Optimizer:
-    """"graves-rmsprop" (handwriting) or "sgd" (text: lr 1e-4, momentum 0.99 for PTB, 0.9 for enwik8)."""
+    """"graves-rmsprop" (handwriting), "sgd" (text: lr 1e-4, momentum 0.99 for PTB, 0.9 for enwik8), or "adam"
+    (torch.optim.Adam: seqbench's fast schedules, not the paper's)."""
     if name == "graves-rmsprop":
         return GravesRMSProp(params, **kw)
     if name == "sgd":
         return torch.optim.SGD(params, **kw)
+    if name == "adam":
+        return torch.optim.Adam(params, **kw)
     from seqbench.registry import unknown_name
 
-    raise unknown_name("optimizer", name, ["graves-rmsprop", "sgd"])
+    raise unknown_name("optimizer", name, list(OPTIMIZERS))

@@ -26,6 +26,10 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +38,7 @@ from typing import Any
 import torch
 
 from seqbench.errors import SeqbenchError
-from seqbench.paths import check_output_path
+from seqbench.paths import atomic_write_text, check_output_path
 from seqbench.models import SeqModel, build_model
 from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained
 from seqbench.training.data import Batch, make_batches, n_training_sequences
@@ -58,7 +62,7 @@ class TrainResult:
     best_valid: float | None
     unit: str
     history: list[dict] = field(default_factory=list)
-    stopped: str = ""  # why the run ended: "max_steps", "max_epochs", "early_stopping"
+    stopped: str = ""  # why the run ended: "max_steps", "max_epochs", "early_stopping", "time_limit", "SIGTERM"...
 
 
 # ------------------------------------------------------------------ helpers
@@ -207,6 +211,11 @@ class _Run:
         self.history: list[dict] = []
         self.running: float | None = None
         self._snapshot: dict | None = None
+        self.wall_before = self.cpu_before = 0.0
+        self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.stop_flag = _StopFlag()
+        self.deadline: float | None = None
+        self.valid_s: float | None = None  # how long the last validation took
 
     # -- losses ------------------------------------------------------------------
     def _score(self, data: dict, state=None):
@@ -232,24 +241,30 @@ class _Run:
 
     # -- validation --------------------------------------------------------------
     @torch.no_grad()
-    def validate(self) -> dict:
+    def validate(self, deadline: float | None = None) -> dict | None:
+        """The validation loss; None when a stop was requested (a signal, or ``deadline`` in perf_counter
+        seconds passed) before it was complete."""
         self.model.eval()
         tot = torch.zeros(3, dtype=torch.float64)  # nll, units, sequences
         state = None
-        for k, b in enumerate(self.valid_batches.epoch(0)):
-            if self.world > 1 and k % self.world != self.rank and not self.text:
-                continue
-            data = _to(b.data, self.device)
-            if self.text:
-                if self.world > 1 and self.rank != 0:
-                    break  # text streams are sequential: rank 0 evaluates them
-                logits, state = self.model(data["inputs"], None if b.reset else state)
-                nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
-                                                        reduction="none")
-                nll, n = (nll * data["mask"]).sum(1), data["mask"].sum(1)
-            else:
-                nll, n = self.model.score(data)
-            tot += torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64)
+        pbar = None
+        if self.main and not self.quiet:
+            from tqdm.auto import tqdm
+
+            pbar = tqdm(total=len(self.valid_batches), desc="validation", unit="batch", leave=False,
+                        dynamic_ncols=True)
+        try:
+            for k, b in enumerate(self.valid_batches.epoch(0)):
+                if self.world == 1 and (self.stop_flag.signal or (deadline is not None and time.perf_counter() > deadline)):
+                    self.model.train()
+                    return None
+                if pbar is not None:
+                    pbar.update(1)
+                stats, state = self._valid_batch(k, b, state)
+                tot += stats
+        finally:
+            if pbar is not None:
+                pbar.close()
         _all_reduce(tot, self.world)
         self.model.train()
         nll, units, seqs = tot.tolist()
@@ -257,6 +272,21 @@ class _Run:
         if not self.text:
             out["nats_per_point"] = nll / max(units, 1)
         return out
+
+    def _valid_batch(self, k: int, b: Batch, state) -> tuple[torch.Tensor, Any]:
+        """(nll, units, sequences) of one validation batch on this rank, and the carried text state."""
+        zero = torch.zeros(3, dtype=torch.float64)
+        if self.world > 1 and (self.rank != 0 if self.text else k % self.world != self.rank):
+            return zero, state  # handwriting: ranks take turns; text streams are sequential: rank 0 scores them
+        data = _to(b.data, self.device)
+        if self.text:
+            logits, state = self.model(data["inputs"], None if b.reset else state)
+            nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
+                                                    reduction="none")
+            nll, n = (nll * data["mask"]).sum(1), data["mask"].sum(1)
+        else:
+            nll, n = self.model.score(data)
+        return torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64), state
 
     # -- checkpoints -------------------------------------------------------------
     def _extra(self) -> dict:
@@ -279,54 +309,70 @@ class _Run:
         return extra
 
     def save(self, best: bool) -> None:
+        """Write last/ (weights, config, optimiser and RNG state) and, if ``best``, best/: each folder is filled
+        under a temporary name and swapped in, so that a kill at any moment leaves the previous folder or the
+        new one whole, never a mixture (see :func:`_recover_folders`)."""
         if not self.main:
             return
         from safetensors.torch import save_file
 
-        last = self.out / "last"
-        save_pretrained(self.model, last, self._extra())
         tensors, meta = _flatten_optimizer(self.opt)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.noise"] = self.noise_gen.get_state()
         if self.noise:
             tensors.update({f"noise.{k}": v.cpu() for k, v in self.noise.state_dict().items()})
         tensors.update(_state_tensors(self.carry, "carry"))
-        save_file(tensors, str(last / "training_state.safetensors.tmp"))
-        os.replace(last / "training_state.safetensors.tmp", last / "training_state.safetensors")
         meta.update(step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, best=self.best,
-                    evals_since_best=self.evals_since_best, running=self.running, rollbacks=self.rollbacks)
-        (last / "training_state.json").write_text(json.dumps(meta))
+                    evals_since_best=self.evals_since_best, running=self.running, rollbacks=self.rollbacks,
+                    wall_s=round(self.wall_s(), 3), cpu_s=round(self.cpu_s(), 3))
+
+        def fill_last(folder: Path) -> None:
+            save_pretrained(self.model, folder, self._extra())
+            save_file(tensors, str(folder / "training_state.safetensors"))
+            (folder / "training_state.json").write_text(json.dumps(meta))
+
+        _replace_folder(self.out, "last", fill_last)
         if best:
-            save_pretrained(self.model, self.out / "best", self._extra())
+            _replace_folder(self.out, "best", lambda folder: save_pretrained(self.model, folder, self._extra()))
+
+    def wall_s(self) -> float:
+        """Wall-clock seconds this run has trained, over all its resumes."""
+        return self.wall_before + (time.perf_counter() - self.t_start)
+
+    def cpu_s(self) -> float:
+        """CPU seconds (all threads) this run has used, over all its resumes."""
+        return self.cpu_before + (time.process_time() - self.cpu_start)
 
     def resume(self) -> None:
         last = self.out / "last"
         cfg = read_config(last)
-        if cfg.get("recipe", {}).get("model") != self.recipe.model or cfg["recipe"]["family"] != self.recipe.family:
-            raise CheckpointError(f"{last}: its network ({cfg.get('recipe', {}).get('family')} "
-                                  f"{cfg.get('recipe', {}).get('model')}) is not the recipe's ({self.recipe.family} "
-                                  f"{self.recipe.model}); use a new --out folder")
+        saved = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
+        if saved.get("model") != self.recipe.model or saved.get("family") != self.recipe.family:
+            raise CheckpointError(f"{last}: its network ({saved.get('family')} {saved.get('model')}) is not the "
+                                  f"recipe's ({self.recipe.family} {self.recipe.model}); use a new --out folder")
         load_into(self.model, load_state(last), where=str(last))
-        from safetensors.torch import load_file
-
+        tensors, meta = _read_training_state(last)
         try:
-            tensors = load_file(str(last / "training_state.safetensors"))
-            meta = json.loads((last / "training_state.json").read_text())
-        except Exception as e:
-            raise CheckpointError(f"{last}: training state unreadable ({e}); cannot resume exactly") from None
-        self.opt.load_state_dict(_unflatten_optimizer(tensors, meta))
-        torch.set_rng_state(tensors["rng.torch"])
-        self.noise_gen.set_state(tensors["rng.noise"])
-        if self.noise:
-            self.noise.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("noise.")})
+            self.opt.load_state_dict(_unflatten_optimizer(tensors, meta))
+            torch.set_rng_state(tensors["rng.torch"])
+            self.noise_gen.set_state(tensors["rng.noise"])
+            if self.noise:
+                self.noise.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("noise.")})
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(f"{last}/training_state.safetensors: unreadable ({type(e).__name__}: {e}); "
+                                  "cannot resume exactly: start a new run, or --init-from this folder") from None
+        # the recipe's optimiser settings are what this run uses from now on (resume allows a new lr only)
+        for group in self.opt.param_groups:
+            for k, v in self.recipe.optimizer_args.items():
+                if k in group:
+                    group[k] = v
         self.carry = _state_from(tensors, "carry", self.device)
         for k in ("step", "epoch", "batch_in_epoch", "best", "evals_since_best", "running", "rollbacks"):
             setattr(self, k, meta[k])
-        metrics = self.out / "metrics.jsonl"
-        if metrics.is_file():
-            self.history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            self.history = [h for h in self.history if h.get("step", 0) <= self.step]
-            metrics.write_text("".join(json.dumps(h) + "\n" for h in self.history))
+        self.wall_before, self.cpu_before = float(meta.get("wall_s", 0.0)), float(meta.get("cpu_s", 0.0))
+        self.history = [h for h in read_metrics(self.out / "metrics.jsonl") if h.get("step", 0) <= self.step]
+        if self.main:
+            atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
 
     def init_from(self, folder: Path) -> None:
         load_into(self.model, load_state(folder), where=str(folder))
@@ -336,8 +382,9 @@ class _Run:
         event = {"event": event.pop("event"), "step": self.step, "epoch": self.epoch, **event}
         self.history.append(event)
         if self.main:
+            # one write of one whole line; a kill can still cut it short, which read_metrics skips
             with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(event) + "\n")
+                f.write(json.dumps(event, allow_nan=False, default=str) + "\n")
 
     # -- one step ----------------------------------------------------------------
     def _snapshot_take(self) -> None:
@@ -365,8 +412,11 @@ class _Run:
         nll, n, new_state = self._score(data, state)
         loss = nll.sum() / len(nll)  # summed NLL per sequence, averaged over the sequences (see module doc)
         loss.backward()
-        if self.noise:  # clean weights back; adaptive noise adds its σ gradients and its share of L_C
-            self.noise.restore(len(nll) * self.world / self.n_train_seqs)
+        if self.noise:
+            # clean weights back; adaptive noise adds its σ gradients and L_C / N: the step's objective is
+            # mean_batch(L_E per sequence) + L_C / N, whose sum over the N / B steps of an epoch is
+            # (L_E + L_C) / B, Graves (2011)'s objective up to the constant 1 / B (N: sequences per epoch)
+            self.noise.restore(1.0 / self.n_train_seqs)
         stats = torch.tensor([float(nll.detach().sum()), float(n.sum()), float(len(nll))], dtype=torch.float64)
         sums = [p.grad.sum() for p in self.opt_params() if p.grad is not None]  # inf or NaN anywhere shows here
         finite = bool(torch.isfinite(torch.stack([loss.detach(), *sums])).all())  # one device sync
@@ -386,20 +436,141 @@ class _Run:
 
     def _handle_nan(self, b: Batch, loss: float) -> None:
         what = "loss" if not math.isfinite(loss) else "a gradient"
-        msg = (f"{what} became {'NaN' if math.isnan(loss) else 'non-finite'} at step {self.step + 1} "
+        msg = (f"{what} became {'NaN' if math.isnan(loss) else 'non-finite'} in the step after step {self.step} "
                f"(epoch {self.epoch}, batch {self.batch_in_epoch}: {', '.join(b.ids[:8])}"
                f"{' …' if len(b.ids) > 8 else ''})")
         self.record({"event": "nan", "message": msg, "ids": b.ids, "loss": loss if math.isfinite(loss) else str(loss)})
         log.warning(msg)
+        self._nan_or_rollback(msg, "Lower the learning rate or check the data of that batch.")
+        return None
+
+    def _nan_or_rollback(self, msg: str, advice: str) -> None:
+        """Roll back to the state of the last validation, or stop with TrainingDiverged when that is not allowed
+        (on_nan="stop", no snapshot, too many rollbacks)."""
         if self.recipe.on_nan == "stop" or self._snapshot is None or self.rollbacks >= self.recipe.max_rollbacks:
             self.record({"event": "stop", "reason": "nan"})
-            raise TrainingDiverged(msg + "; stopped (the last good weights are in last/ and best/). "
-                                         "Lower the learning rate or check the data of that batch.")
+            kept = [f"{n}/" for n in ("last", "best") if self.main and (self.out / n / "config.json").is_file()]
+            where = (f"the last good weights are in {self.out}/{' and '.join(kept)}" if kept else
+                     "no checkpoint had been written yet")
+            raise TrainingDiverged(f"{msg}; stopped ({where}). {advice}")
         self._rollback()
         self.rollbacks += 1
         self.carry = None
         self.record({"event": "rollback", "to": "last validation", "rollbacks": self.rollbacks})
-        return None
+
+
+# ------------------------------------------------------------------ run-folder state
+class _StopFlag:
+    """Set by SIGINT / SIGTERM while a run trains: the loop finishes the step it is in, checkpoints and returns.
+    A second signal interrupts at once (the checkpoint folders are swapped in whole, so none is left half
+    written)."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        log.warning("%s: stopping after this step with a checkpoint (send it again to stop at once)", self.signal)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+def _replace_folder(out: Path, name: str, fill) -> None:
+    """Fill a new ``out/name`` under a temporary name, then swap it in: ``name`` → ``.name.old``, the new folder
+    → ``name``, then the old one is deleted. A kill at any point leaves a whole folder under ``name`` or under
+    ``.name.old``, which :func:`_recover_folders` puts back."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=out))
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        final, old = out / name, out / f".{name}.old"
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recover_folders(out: Path) -> None:
+    """After a kill during :func:`_replace_folder`: put ``.last.old`` / ``.best.old`` back where the new folder
+    never arrived, and delete unfinished temporary folders."""
+    if not out.is_dir():
+        return
+    for name in ("last", "best"):
+        old = out / f".{name}.old"
+        if old.is_dir():
+            if (out / name).is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(old, out / name)
+    for tmp in out.glob(".*.new-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_STATE_FIELDS = {"step": int, "epoch": int, "batch_in_epoch": int, "best": (float, int, type(None)),
+                 "evals_since_best": int, "running": (float, int, type(None)), "rollbacks": int,
+                 "param_groups": list, "state": dict}
+
+
+def _read_training_state(last: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """last/training_state.{safetensors,json}, checked field by field; any problem is a CheckpointError."""
+    from safetensors.torch import load_file
+
+    path = last / "training_state.json"
+    try:
+        tensors = load_file(str(last / "training_state.safetensors"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except Exception as e:  # missing, truncated, not JSON, not UTF-8
+        raise CheckpointError(f"{last}: training state unreadable ({type(e).__name__}: {e}); cannot resume "
+                              "exactly: start a new run, or --init-from this folder") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: training state unreadable (not a JSON object); cannot resume exactly")
+    bad = [f"{k} (missing)" if k not in meta else f"{k} ({type(meta[k]).__name__})"
+           for k, t in _STATE_FIELDS.items() if k not in meta or not isinstance(meta[k], t)
+           or (t is int and isinstance(meta[k], bool))]
+    bad += [f"{k} (missing)" for k in ("rng.torch", "rng.noise") if k not in tensors]
+    if bad:
+        raise CheckpointError(f"{path}: training state unreadable (bad fields: {', '.join(bad)}); cannot resume "
+                              "exactly: start a new run, or --init-from this folder")
+    return tensors, meta
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The events of a metrics.jsonl; a line cut short by a kill (or otherwise not a JSON object) is skipped
+    with a warning naming the line."""
+    if not path.is_file():
+        return []
+    events = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError:
+            ev = None
+        if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
+            log.warning("%s:%d: not a whole event (a write cut short?); skipped", path, n)
+            continue
+        events.append(ev)
+    return events
 
 
 def _clone(obj):
@@ -426,7 +597,56 @@ class _Scorer(torch.nn.Module):
         return self.model.score(data)
 
 
-def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
+# what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
+# rate, and the resume event records the change); everything else would make the resumed run another run
+RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "eval_every", "on_nan", "max_rollbacks",
+                    "optimizer_args.lr", "data.root", "description", "paper")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k in ("data", "model", "optimizer_args"):
+            out.update(_flat(v, f"{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _saved_recipe(out: Path) -> Recipe:
+    cfg = read_config(out / "last")
+    try:
+        return Recipe.from_dict(cfg["recipe"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{out}/last/config.json: its 'recipe' entry is unreadable ({type(e).__name__}: "
+                              f"{e}); cannot resume: start a new run, or --init-from {out}/last") from None
+
+
+def _resume_recipe(out: Path, recipe: str | Recipe | None, overrides: dict[str, Any]) -> tuple[Recipe, dict]:
+    """The recipe a resumed run continues with: the one saved in last/config.json, with the overrides that
+    resume can honour (RESUMABLE_FIELDS); any other change is refused, naming it."""
+    saved = _saved_recipe(out)
+    name = recipe.name if isinstance(recipe, Recipe) else recipe
+    if name is not None and name != saved.name:
+        raise SeqbenchError(f"{out} is a run of recipe {saved.name!r}, not {name!r}; resume it with --recipe "
+                            f"{saved.name} (or no --recipe), or choose another --out folder")
+    rec = saved.replace(**overrides) if overrides else saved
+    if isinstance(recipe, Recipe):  # a Recipe object: its fields are the changes asked for
+        rec = saved.replace(**{k: v for k, v in _flat(recipe.to_dict()).items()
+                               if k != "name" and _flat(saved.to_dict()).get(k, object()) != v})
+    before, after = _flat(saved.to_dict()), _flat(rec.to_dict())
+    changed = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)}
+    refused = [k for k in changed if k not in RESUMABLE_FIELDS]
+    if refused:
+        raise SeqbenchError(
+            f"{out}: --resume cannot change {', '.join(f'{k} ({changed[k][0]!r} -> {changed[k][1]!r})' for k in refused)}: "
+            f"the restored optimiser state, batches and weights belong to the saved values. Resume may change "
+            f"{', '.join(RESUMABLE_FIELDS)}; for anything else start a new run with --init-from {out}/best")
+    return rec, changed
+
+
+def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
           resume: bool = False, device: str = "cpu", max_steps: int | None = None, init_from: str | None = None,
           quiet: bool = False, flush_denormal: bool = True, max_seconds: float | None = None) -> TrainResult:
     """Train a recipe; write checkpoints, metrics.jsonl and loss.png under ``out``.
@@ -434,29 +654,43 @@ def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, 
     ``overrides`` change recipe fields (``{"data.batch_size": 8, "model.hidden_size": 64, "seed": 1}``).
     ``init_from`` is a checkpoint folder whose weights start the run (the recipe's ``init_from`` names a recipe;
     give its output's ``best/`` folder here). ``max_seconds`` is a wall-clock budget for this call: the run
-    stops after the step that crosses it ("time_limit"), validates and checkpoints, and can be resumed.
+    ends within it (it stops before a step that would cross it, validates if the validation fits, and always
+    checkpoints last/), and can be resumed. SIGINT and SIGTERM also end it after the current step, with a
+    checkpoint.
+
+    ``resume=True`` continues the run in ``out`` with the recipe saved there (``recipe`` may be None); only
+    RESUMABLE_FIELDS may be overridden, and a new learning rate is applied to the restored optimiser.
 
     >>> r = train("tiny-prediction", "runs/tiny", quiet=True)  # doctest: +SKIP
     >>> r.best_valid, r.unit  # doctest: +SKIP
     """
-    rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if overrides:
-        rec = rec.replace(**overrides)
+    overrides = dict(overrides or {})
     if max_steps is not None:
-        rec = rec.replace(max_steps=max_steps)
+        overrides["max_steps"] = max_steps
+    out = check_output_path(out, folder=True, what="run folder")
+    changed: dict = {}
+    if resume:
+        if _dist()[0] == 0:
+            _recover_folders(out)
+        if not (out / "last" / "config.json").is_file():
+            raise CheckpointError(f"{out}/last: nothing to resume from; start without --resume")
+        rec, changed = _resume_recipe(out, recipe, overrides)
+    else:
+        if recipe is None:
+            raise SeqbenchError("give a recipe to train (or resume=True with the run folder)")
+        rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
+        if overrides:
+            rec = rec.replace(**overrides)
     if rec.on_nan not in ("rollback", "stop"):
         raise SeqbenchError(f"on_nan must be 'rollback' or 'stop', not {rec.on_nan!r}")
     rec.check()
     if max_seconds is not None and not max_seconds >= 0:
         raise SeqbenchError(f"max_seconds must be >= 0 (got {max_seconds})")
     _check_device(device)
-    out = check_output_path(out, folder=True, what="run folder")
     if flush_denormal:
         # Subnormal floats (the far tails of the window and mixture Gaussians, tiny second moments in the
         # optimiser) are 10-100× slower on x86 CPUs; flushing them to zero changes no result that matters.
         torch.set_flush_denormal(True)
-    if resume and not (out / "last" / "config.json").is_file():
-        raise CheckpointError(f"{out}/last: nothing to resume from; start without --resume")
     if not resume and (out / "metrics.jsonl").exists() and _dist()[0] == 0:
         raise SeqbenchError(f"{out} already holds a run; pass resume=True (--resume) or choose another folder")
     run = _Run(rec, out, device, quiet)
@@ -470,8 +704,10 @@ def train(recipe: str | Recipe, out: str | os.PathLike, *, overrides: dict[str, 
     # the run folder appears only once the recipe, the device, the data and the starting weights are known good
     if run.main:
         out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            (out / "recipe.json").write_text(json.dumps(rec.to_dict(), indent=2))
+        if not resume or changed:
+            atomic_write_text(out / "recipe.json", json.dumps(rec.to_dict(), indent=2))
+    run.record({"event": "resume" if resume else "start", "threads": torch.get_num_threads(),
+                "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {})})
     return _loop(run, max_seconds)
 
 
@@ -489,6 +725,9 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
         raise SeqbenchError(f"{rec.data.source}: the training split has fewer sequences than one batch")
     total = rec.max_steps if rec.max_steps is not None else rec.max_epochs * n_batches
     eval_every = rec.eval_every or n_batches
+    t0 = time.perf_counter()
+    deadline = None if max_seconds is None else t0 + max_seconds
+    run.deadline = deadline
     pbar = None
     if run.main and not run.quiet:
         from tqdm.auto import tqdm
@@ -496,68 +735,100 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
         pbar = tqdm(total=total, initial=run.step, desc=rec.name, unit="step", dynamic_ncols=True)
     run._snapshot_take()
     stopped = ""
-    t0 = time.perf_counter()
-    try:
-        while not stopped:
-            if run.epoch >= rec.max_epochs:
-                stopped = "max_epochs"
-                break
-            for b in run.train_batches.epoch(run.epoch, skip=run.batch_in_epoch):
-                if rec.max_steps is not None and run.step >= rec.max_steps:
-                    stopped = "max_steps"
+    recent: list[float] = []  # the last step times, to stop before a step that would cross the budget
+    with run.stop_flag:
+        try:
+            while not stopped:
+                if run.epoch >= rec.max_epochs:
+                    stopped = "max_epochs"
                     break
-                loss = run.train_step(b)
-                run.batch_in_epoch += 1
-                if loss is None:  # rolled back
+                for b in run.train_batches.epoch(run.epoch, skip=run.batch_in_epoch):
+                    if rec.max_steps is not None and run.step >= rec.max_steps:
+                        stopped = "max_steps"
+                        break
+                    stopped = _stop_reason(run, deadline, max(recent, default=0.0))
+                    if stopped:
+                        break
+                    ts = time.perf_counter()
+                    loss = run.train_step(b)
+                    recent = (recent + [time.perf_counter() - ts])[-8:]
+                    run.batch_in_epoch += 1
+                    if loss is None:  # rolled back
+                        continue
+                    run.step += 1
+                    run.running = loss if run.running is None else 0.95 * run.running + 0.05 * loss
+                    if pbar is not None:
+                        pbar.update(1)
+                        pbar.set_postfix_str(f"{run.running:.3f} {unit}")
+                    if run.step % max(1, min(50, eval_every)) == 0:
+                        run.record({"event": "train", "loss": loss, "running": run.running,
+                                    "elapsed_s": round(time.perf_counter() - t0, 3),
+                                    "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
+                    if run.step % eval_every == 0:
+                        result = _evaluate(run)
+                        if result == "early_stopping" or result == "interrupted":
+                            stopped = result if result == "early_stopping" else _stop_reason(run, deadline, 0.0)
+                            break
+                else:
+                    run.epoch += 1
+                    run.batch_in_epoch = 0
+                    run.carry = None
                     continue
-                run.step += 1
-                run.running = loss if run.running is None else 0.95 * run.running + 0.05 * loss
-                if pbar is not None:
-                    pbar.update(1)
-                    pbar.set_postfix_str(f"{run.running:.3f} {unit}")
-                if run.step % max(1, min(50, eval_every)) == 0:
-                    run.record({"event": "train", "loss": loss, "running": run.running,
-                                "elapsed_s": round(time.perf_counter() - t0, 3)})
-                if run.step % eval_every == 0:
-                    if _evaluate(run):
-                        stopped = "early_stopping"
-                        break
-                if max_seconds is not None:
-                    over = torch.tensor([float(time.perf_counter() - t0 > max_seconds)], device=run.device)
-                    if float(_all_reduce(over, run.world)) > 0:  # every rank stops at the same step
-                        stopped = "time_limit"
-                        break
-            else:
-                run.epoch += 1
-                run.batch_in_epoch = 0
-                run.carry = None
-                continue
-            break
-        if stopped in ("max_steps", "time_limit") and run.step % eval_every != 0:
-            _evaluate(run)
-        elif stopped == "max_epochs" and (not run.history or run.history[-1]["event"] != "valid"):
-            _evaluate(run)
-    finally:
-        if pbar is not None:
-            pbar.close()
+                break
+            last_valid = next((h["step"] for h in reversed(run.history) if h["event"] == "valid"), None)
+            if stopped != "early_stopping" and last_valid != run.step:
+                # a final validation where it fits (signals: none, they ask to stop now); always a checkpoint
+                if run.stop_flag.signal or _evaluate(run, final=True) != "validated":
+                    run.save(best=False)
+                    run.record({"event": "checkpoint", "reason": stopped or "stop", "validated": False})
+        finally:
+            if pbar is not None:
+                pbar.close()
     if run.main:
         plot_losses(run.history, run.out / "loss.png", unit)
-    run.record({"event": "stop", "reason": stopped})
+    run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
     return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best, unit=unit,
                        history=run.history, stopped=stopped)
 
 
-def _evaluate(run: _Run) -> bool:
-    """Validate, checkpoint, and say whether to stop early."""
-    v = run.validate()
+def _stop_reason(run: _Run, deadline: float | None, next_step_s: float) -> str:
+    """"SIGINT"/"SIGTERM" when a signal asked to stop, "time_limit" when the next step (as long as the longest
+    recent one) would end past the budget, else "". Every rank stops at the same step."""
+    if run.stop_flag.signal:
+        return run.stop_flag.signal
+    over = deadline is not None and time.perf_counter() + next_step_s > deadline
+    if run.world > 1:
+        flag = torch.tensor([float(over)], device=run.device)
+        over = float(_all_reduce(flag, run.world)) > 0
+    return "time_limit" if over else ""
+
+
+def _evaluate(run: _Run, final: bool = False) -> str:
+    """Validate and checkpoint. Returns "validated", "early_stopping", or "interrupted" (a signal or the budget
+    came first: nothing was recorded or saved). ``final``: the validation at a stop, skipped when the last one
+    took longer than the budget has left."""
+    deadline = getattr(run, "deadline", None)
+    if final and deadline is not None and run.valid_s is not None and time.perf_counter() + run.valid_s > deadline:
+        return "interrupted"
+    t = time.perf_counter()
+    v = run.validate(deadline=deadline)
+    if v is None:
+        return "interrupted"
+    run.valid_s = time.perf_counter() - t
+    if not math.isfinite(v["loss"]):
+        msg = f"the validation loss is {v['loss']} after step {run.step}"
+        run.record({"event": "nan", "where": "validation", "message": msg})
+        log.warning(msg)
+        run._nan_or_rollback(msg, "Lower the learning rate; the weights of that step were not saved.")
+        return "validated"
     improved = run.best is None or v["loss"] < run.best
     if improved:
         run.best, run.evals_since_best = v["loss"], 0
     else:
         run.evals_since_best += 1
-    run.record({"event": "valid", **v, "best": run.best})
+    run.record({"event": "valid", **v, "best": run.best, "valid_s": round(run.valid_s, 2)})
     run.save(best=improved)
     run._snapshot_take()
     if run.main:
         plot_losses(run.history, run.out / "loss.png", run.recipe.unit)
-    return run.evals_since_best >= run.recipe.patience
+    return "early_stopping" if run.evals_since_best >= run.recipe.patience else "validated"

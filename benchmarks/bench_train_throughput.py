@@ -1,0 +1,77 @@
+"""Training throughput on real data: unpadded points (handwriting) or symbols (text) per second.
+
+Handwriting: the paper's 3×400 synthesis network on graves2013/train batches as the trainer draws them, random
+batches (the paper's recipe) against length-bucketed ones (``data.bucket``), interleaved in one run. Every
+step is a full training step (forward, backward, clipping, Graves' RMSProp). Text: the 1×1000 char LSTM on
+PTB windows. Prints medians and the ratio.
+
+    python benchmarks/bench_train_throughput.py --threads 1
+    python benchmarks/bench_train_throughput.py --threads 2
+    python benchmarks/bench_train_throughput.py --task ptb --threads 1
+    # two 1-thread processes side by side (what two training runs at once get):
+    python benchmarks/bench_train_throughput.py --threads 1 & python benchmarks/bench_train_throughput.py --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["synthesis", "ptb"], default="synthesis")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--root", default=None, help="datasets root (default: $SEQBENCH_HOME/datasets)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(True)
+    from seqbench.training import get_recipe
+    from seqbench.training.trainer import _Run
+
+    if a.task == "synthesis":
+        configs = {"random": {"data.bucket": False}, "bucketed": {"data.bucket": True}}
+        name = "iam-synthesis-3x400"
+    else:
+        configs = {"windows": {}}
+        name = "ptb-char-1x1000"
+    runs = {}
+    for label, over in configs.items():
+        over = dict(over)
+        if a.batch:
+            over["data.batch_size"] = a.batch
+        if a.root:
+            over["data.root"] = a.root
+        rec = get_recipe(name).replace(**over)
+        run = _Run(rec, out=None, device="cpu", quiet=True)
+        runs[label] = (run, iter(run.train_batches.epoch(0)))
+    times = {k: [] for k in runs}
+    units = {k: [] for k in runs}
+    for k, (run, it) in runs.items():  # warm-up
+        run.train_step(next(it))
+    for _ in range(a.steps):
+        for k, (run, it) in runs.items():  # interleaved: drifts in machine load hit both alike
+            b = next(it)
+            n = int(b.data["mask"].sum())
+            t0 = time.perf_counter()
+            run.train_step(b)
+            times[k].append(time.perf_counter() - t0)
+            units[k].append(n)
+    unit = "points" if a.task == "synthesis" else "symbols"
+    print(f"{name}  threads {torch.get_num_threads()}  batch {runs[next(iter(runs))][0].recipe.data.batch_size}")
+    rate = {}
+    for k in runs:
+        per = [u / t for u, t in zip(units[k], times[k])]
+        rate[k] = statistics.median(per)
+        print(f"{k:>9}: median {statistics.median(times[k]):6.2f} s/step  {rate[k]:8.0f} real {unit}/s "
+              f"(min {min(per):.0f}, max {max(per):.0f}, {a.steps} steps)")
+    if len(rate) == 2:
+        print(f"bucketed / random: {rate['bucketed'] / rate['random']:.2f}x real {unit}/s")
+
+
+if __name__ == "__main__":
+    main()
