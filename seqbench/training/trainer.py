@@ -331,9 +331,11 @@ class _Run:
             save_file(tensors, str(folder / "training_state.safetensors"))
             (folder / "training_state.json").write_text(json.dumps(meta))
 
-        _replace_folder(self.out, "last", fill_last)
+        # best/ first: a kill between the two leaves last/ at the previous checkpoint, whose resume replays
+        # this step and writes the same best/ again (the other order could leave a stale best/ for good)
         if best:
             _replace_folder(self.out, "best", lambda folder: save_pretrained(self.model, folder, self._extra()))
+        _replace_folder(self.out, "last", fill_last)
 
     def wall_s(self) -> float:
         """Wall-clock seconds this run has trained, over all its resumes."""
@@ -444,14 +446,24 @@ class _Run:
         self._nan_or_rollback(msg, "Lower the learning rate or check the data of that batch.")
         return None
 
+    def _checkpoints_left(self) -> str:
+        """What a stopped run leaves, for its messages: the checkpoints that exist, with their steps."""
+        parts = []
+        for name, what in (("last", "the last checkpoint"), ("best", "the best validated weights")):
+            try:
+                step = read_config(self.out / name).get("step")
+            except CheckpointError:
+                continue
+            parts.append(f"{what} (step {step}) are in {self.out / name}/" if name == "best" else
+                         f"{what} (step {step}) is in {self.out / name}/")
+        return "; ".join(parts) if parts else "no checkpoint was written"
+
     def _nan_or_rollback(self, msg: str, advice: str) -> None:
         """Roll back to the state of the last validation, or stop with TrainingDiverged when that is not allowed
         (on_nan="stop", no snapshot, too many rollbacks)."""
         if self.recipe.on_nan == "stop" or self._snapshot is None or self.rollbacks >= self.recipe.max_rollbacks:
             self.record({"event": "stop", "reason": "nan"})
-            kept = [f"{n}/" for n in ("last", "best") if self.main and (self.out / n / "config.json").is_file()]
-            where = (f"the last good weights are in {self.out}/{' and '.join(kept)}" if kept else
-                     "no checkpoint had been written yet")
+            where = self._checkpoints_left()
             raise TrainingDiverged(f"{msg}; stopped ({where}). {advice}")
         self._rollback()
         self.rollbacks += 1
@@ -704,6 +716,10 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
     # the run folder appears only once the recipe, the device, the data and the starting weights are known good
     if run.main:
         out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            # a checkpoint of the starting point before anything else: from the first event on, the folder is
+            # a run that --resume can continue, whenever it is stopped or killed
+            run.save(best=False)
         if not resume or changed:
             atomic_write_text(out / "recipe.json", json.dumps(rec.to_dict(), indent=2))
     run.record({"event": "resume" if resume else "start", "threads": torch.get_num_threads(),

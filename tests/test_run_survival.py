@@ -1,0 +1,188 @@
+"""Runs that survive: kill -9 at random moments, SIGTERM and Ctrl-C, resumed to the same weights as a run that
+was never interrupted."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqbench.errors import SeqbenchError
+from seqbench.models.io import CheckpointError, load_state
+from seqbench.training import train
+
+OVER = {"max_steps": 24, "eval_every": 2}
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_state(folder)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _child(out: str, resume: bool) -> None:  # runs in a forked process
+    torch.set_num_threads(1)
+    try:
+        train("tiny-prediction", out, overrides=OVER, quiet=True, resume=resume)
+    except BaseException:
+        import traceback
+
+        Path(out + ".err").write_text(traceback.format_exc())
+        os._exit(3)
+    os._exit(0)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_50_times_then_resume_gives_the_same_weights(tmp_path):
+    ref = train("tiny-prediction", tmp_path / "ref", overrides=OVER, quiet=True)
+    want = _weights(ref.out / "last")
+    want_best = _weights(ref.out / "best")
+    ctx = mp.get_context("fork")
+    rng = random.Random(int(os.environ.get("SEQBENCH_KILL_SEED", "1234")))
+    kills, trial = 0, 0
+    while kills < 50:
+        trial += 1
+        out = tmp_path / f"t{trial}"
+        for attempt in range(200):
+            resume = (out / "last" / "config.json").is_file() or (out / ".last.old").is_dir()
+            p = ctx.Process(target=_child, args=(str(out), resume))
+            p.start()
+            p.join(timeout=rng.uniform(0.0, 1.5))
+            if p.is_alive() and kills < 50:
+                os.kill(p.pid, signal.SIGKILL)
+                p.join()
+                kills += 1
+                continue
+            p.join(timeout=120)
+            err = Path(str(out) + ".err")
+            assert p.exitcode == 0, (f"trial {trial}: the run did not finish cleanly after a kill (exit "
+                                     f"{p.exitcode}): {err.read_text() if err.is_file() else ''}")
+            break
+        assert _same(_weights(out / "last"), want), f"trial {trial}: resumed weights differ"
+        assert _same(_weights(out / "best"), want_best), f"trial {trial}: best/ differs"
+        events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        assert events[-1]["event"] == "stop" and events[-1]["step"] == OVER["max_steps"]
+        assert not list(out.glob(".*")), f"trial {trial}: temporary folders left: {list(out.glob('.*'))}"
+    assert kills == 50
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "seqbench.cli.main", *args]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_leave_a_checkpoint_that_resumes_exactly(tmp_path, sig):
+    ref = train("tiny-prediction", tmp_path / "ref", overrides={"max_steps": 400, "eval_every": 100}, quiet=True)
+    out = tmp_path / "run"
+    args = ["train", "--recipe", "tiny-prediction", "--out", str(out), "-q", "--set", "max_steps=400",
+            "--set", "eval_every=100"]
+    p = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").is_file():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert "Traceback" not in err
+    events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "stop" and events[-1]["reason"] == sig.name, err
+    assert 0 < events[-1]["step"] < 400
+    assert (out / "last" / "training_state.json").is_file()
+    r = subprocess.run(_cli("train", "--resume", "--out", str(out), "-q"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _same(_weights(out / "last"), _weights(ref.out / "last"))
+
+
+def test_a_budget_ends_the_run_within_it_with_a_checkpoint(tmp_path):
+    t = time.perf_counter()
+    res = train("tiny-prediction", tmp_path / "r", overrides={"max_steps": 100000, "eval_every": 50},
+                quiet=True, max_seconds=2.0)
+    took = time.perf_counter() - t
+    assert res.stopped == "time_limit" and res.steps > 0
+    assert took < 2.0 + 15  # loose: setup and the final checkpoint come on top of the budget
+    ev = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert ev[-1]["event"] == "stop" and ev[-1]["reason"] == "time_limit"
+    assert (tmp_path / "r" / "last" / "training_state.json").is_file()
+
+
+# ------------------------------------------------------------------ damaged run folders
+def _run(tmp_path) -> Path:
+    train("tiny-prediction", tmp_path / "r", overrides={"max_steps": 4, "eval_every": 2}, quiet=True)
+    return tmp_path / "r"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: (d / "last" / "training_state.json").write_text(""),
+    lambda d: (d / "last" / "training_state.json").write_text("[1, 2]"),
+    lambda d: (d / "last" / "training_state.json").write_bytes(b"\xff\xfe{"),
+    lambda d: (d / "last" / "training_state.json").write_text(
+        json.dumps({**json.loads((d / "last" / "training_state.json").read_text()), "step": "4"})),
+    lambda d: (d / "last" / "training_state.json").write_text(
+        json.dumps({k: v for k, v in json.loads((d / "last" / "training_state.json").read_text()).items()
+                    if k != "epoch"})),
+    lambda d: (d / "last" / "training_state.safetensors").write_bytes(b"\0" * 10),
+], ids=["empty", "not-an-object", "not-utf8", "mistyped-step", "missing-epoch", "truncated-tensors"])
+def test_a_damaged_training_state_is_the_unreadable_error(tmp_path, damage):
+    d = _run(tmp_path)
+    damage(d)
+    with pytest.raises(CheckpointError, match="training state unreadable|unreadable"):
+        train("tiny-prediction", d, overrides={"max_steps": 8}, quiet=True, resume=True)
+
+
+def test_a_half_written_metrics_line_is_skipped_on_resume(tmp_path):
+    d = _run(tmp_path)
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write('{"event": "train", "st')
+    res = train("tiny-prediction", d, overrides={"max_steps": 6}, quiet=True, resume=True)
+    assert res.steps == 6
+    for line in (d / "metrics.jsonl").read_text().splitlines():
+        json.loads(line)
+
+
+def test_a_kill_between_the_folder_swaps_is_recovered(tmp_path):
+    d = _run(tmp_path)
+    os.replace(d / "last", d / ".last.old")  # as if killed after moving last/ aside, before the new one arrived
+    (d / ".last.new-x").mkdir()
+    res = train("tiny-prediction", d, overrides={"max_steps": 6}, quiet=True, resume=True)
+    assert res.steps == 6 and (d / "last" / "config.json").is_file() and not list(d.glob(".*"))
+
+
+# ------------------------------------------------------------------ what resume may change
+def test_resume_honours_a_new_learning_rate_and_records_it(tmp_path):
+    d = _run(tmp_path)
+    train("tiny-prediction", d, overrides={"max_steps": 6, "optimizer_args.lr": 1e-12}, quiet=True, resume=True)
+    st = json.loads((d / "last" / "training_state.json").read_text())
+    assert {g["lr"] for g in st["param_groups"]} == {1e-12}
+    cfg = json.loads((d / "last" / "config.json").read_text())
+    assert cfg["recipe"]["optimizer_args"]["lr"] == 1e-12
+    ev = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    resumed = [e for e in ev if e["event"] == "resume"]
+    assert resumed and resumed[-1]["changed"]["optimizer_args.lr"] == [3e-3, 1e-12]
+
+
+@pytest.mark.parametrize("change", [{"optimizer": "sgd"}, {"weight_noise": "adaptive"}, {"data.batch_size": 4},
+                                    {"seed": 3}])
+def test_resume_refuses_changes_it_cannot_honour(tmp_path, change):
+    d = _run(tmp_path)
+    key = next(iter(change))
+    with pytest.raises(SeqbenchError, match=f"cannot change {key}"):
+        train("tiny-prediction", d, overrides={"max_steps": 6, **change}, quiet=True, resume=True)
+
+
+def test_resume_needs_no_recipe_and_refuses_another_one(tmp_path):
+    d = _run(tmp_path)
+    with pytest.raises(SeqbenchError, match="is a run of recipe 'tiny-prediction', not 'tiny-synthesis'"):
+        train("tiny-synthesis", d, quiet=True, resume=True)
+    res = train(None, d, overrides={"max_steps": 6}, quiet=True, resume=True)
+    assert res.steps == 6
