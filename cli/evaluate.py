@@ -50,7 +50,8 @@ def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_s
         click.echo(r.to_json(), nl=False)
         return
     d = r.dataset
-    click.echo(f"{r.model['reference']} on {d['name']} {d['version']} {d['config']}/{d['split']} "
+    click.echo(f"{r.model['reference']} on {d['name']} {d['version']} {d['config']}/{d['split']}"
+               f"{' (generated sample, not the real corpus)' if d.get('generated_sample') else ''} "
                f"({r.protocol['name']}{', first ' + str(d['limit']) + ' only: a smoke run' if d.get('limit') else ''})")
     for name, mv in r.metrics.items():
         click.echo(f"  {name:24s} {mv['value']:.6g} {mv['unit']}")

@@ -69,9 +69,46 @@ def test_zoo_handwriting_models_carry_what_sampling_needs(tmp_path):
             if e.family == "handwriting-synthesis":
                 assert loaded.vocab is not None and loaded.vocab.size == e.config["vocab_size"], e.name
     stats = {"mean_dx": 1.0, "std_dx": 2.0, "mean_dy": 0.5, "std_dy": 3.0}
-    folder, _ = export(_model(), _entry(), tmp_path / "z", record={"dataset": {"offset_stats": stats}})
+    folder, _ = export(_model(), _entry(), tmp_path / "z", record={"dataset": {
+        "offset_stats": stats, "name": "iam-ondb", "config": "graves2013", "split": "valid"}})
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["offset_stats"]["graves2013-offsets-v1"] == stats and "vocab" not in cfg  # a prediction net
+
+
+@pytest.mark.parametrize("what, model, record, match", [
+    ("architecture", "tiny", None, r"hidden_size is 32, the entry's is 400"),
+    ("family", "prediction", None, r"the network is 'handwriting-prediction', the entry 'handwriting-synthesis'"),
+    ("dataset", "paper", {"dataset": {"name": "iam-ondb", "config": "official", "split": "valid"}},
+     r"dataset config 'official', the entry's is 'graves2013'"),
+    ("sample", "paper", {"dataset": {"name": "iam-ondb", "config": "graves2013", "split": "valid",
+                                     "generated_sample": True}}, r"generated sample"),
+    ("partial", "paper", {"dataset": {"name": "iam-ondb", "config": "graves2013", "split": "valid", "limit": 64}},
+     r"first 64"),
+])
+def test_export_refuses_a_card_that_would_be_false(tmp_path, what, model, record, match):
+    from seqbench.models import build_model
+    from seqbench.zoo import get_entry
+    from seqbench.zoo.card import ExportError
+
+    net = {"tiny": lambda: build_model("handwriting-synthesis", hidden_size=32, num_layers=2, n_mixtures=3,
+                                       n_window=3, vocab_size=57),
+           "prediction": lambda: build_model("handwriting-prediction", hidden_size=8, num_layers=1),
+           "paper": lambda: build_model("handwriting-synthesis", hidden_size=400, num_layers=3, vocab_size=57)}[model]()
+    with pytest.raises(ExportError, match=match):
+        export(net, get_entry("synth-3layer"), tmp_path / "z", record=record)
+    assert not (tmp_path / "z").exists()
+
+
+def test_report_never_puts_a_generated_sample_beside_the_paper():
+    from seqbench.evaluation.reporting import rows
+    from seqbench.evaluation.records import EvalResult
+
+    r = EvalResult(model={"zoo": "synth-3layer"}, dataset={"name": "iam-ondb", "config": "graves2013",
+                                                           "split": "valid", "generated_sample": True},
+                   protocol={"name": "static"}, metrics={"nll_nats_per_line": {"value": -18.0, "unit": "nats/line"}},
+                   totals={}, seqbench_version="x", device="cpu", paper=["table4-none"])
+    (row,) = rows([r])
+    assert row["paper"] is None and "generated sample" in row["dataset"]
 
 
 def test_parse_reference(tmp_path):

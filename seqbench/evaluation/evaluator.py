@@ -170,7 +170,53 @@ def _to(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
     return out
 
 
-def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar) -> tuple[Totals, dict]:
+_STATS_FIELDS = ("mean_dx", "std_dx", "mean_dy", "std_dy")
+
+
+def _model_config(resolved: ResolvedModel) -> dict:
+    """The checkpoint's config.json (its side information: recipe, offset statistics ...), or {}."""
+    if resolved.folder is None:
+        return {}
+    from seqbench.models.io import read_config
+
+    try:
+        cfg = read_config(resolved.folder)
+    except SeqbenchError:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def check_offset_stats(model_stats: Any, data_stats: dict, transform: str, where: str) -> None:
+    """Refuse to score a handwriting network on inputs normalised with other statistics than it was trained
+    with: its nats would be in other units (a different scale of every offset). ``model_stats``: the
+    checkpoint's ``offset_stats`` entry ({transform name: {mean_dx, std_dx, mean_dy, std_dy, ...}}), or None
+    for a checkpoint that does not say (older exports: nothing to compare)."""
+    if model_stats is None:
+        return
+    if not isinstance(model_stats, dict) or not isinstance(model_stats.get(transform), dict):
+        have = sorted(model_stats) if isinstance(model_stats, dict) else type(model_stats).__name__
+        raise EvaluationError(f"{where}: its offset_stats entry has no statistics of the transform {transform!r} "
+                              f"(has {have}); it was trained on other inputs, or config.json is damaged")
+    ms = model_stats[transform]
+    bad = []
+    for k in _STATS_FIELDS:
+        try:
+            m = float(ms[k])
+        except (KeyError, TypeError, ValueError):
+            raise EvaluationError(f"{where}: offset_stats.{transform}.{k} is missing or not a number; "
+                                  "config.json is damaged: re-export the model") from None
+        d = float(data_stats[k])
+        if not math.isclose(m, d, rel_tol=1e-6, abs_tol=1e-9):
+            bad.append(f"{k} {m:.6g} (model) vs {d:.6g} (data)")
+    if bad:
+        raise EvaluationError(
+            f"{where}: the network was trained on offsets normalised with other statistics than this dataset's "
+            f"training split ({'; '.join(bad)}), so its log-loss would be in other units. Score it on the data it "
+            "was trained for (the same dataset configuration and version), or retrain it on this one")
+
+
+def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar,
+                 ckpt_cfg: dict | None = None, where: str = "model") -> tuple[Totals, dict]:
     from seqbench.data.iam.torch import collate
 
     if _family(model) == "handwriting-synthesis":
@@ -181,6 +227,7 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
                                   f"the evaluation transcriptions use the {GRAVES57.size}-class vocabulary")
     tds = ds.to_torch()
     st = tds.stats
+    check_offset_stats((ckpt_cfg or {}).get("offset_stats"), st.to_dict(), tds.transform.name, where)
     totals = Totals(unit="point", log_sigma=math.log(st.std_dx) + math.log(st.std_dy))
     n = len(tds) if limit is None else min(limit, len(tds))
     lengths = tds.lengths()[:n]
@@ -217,7 +264,8 @@ def _chunks(n_pred: int, chunk: int | None) -> list[tuple[int, int]]:
     return [(a, min(a + L, n_pred)) for a in range(0, n_pred, max(L, 1))]
 
 
-def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar) -> tuple[Totals, dict]:
+def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar,
+          ckpt_cfg: dict | None = None, where: str = "model") -> tuple[Totals, dict]:
     from seqbench.data.streams import load_tokens
 
     unit = _TEXT_UNIT.get(ds.spec.name, ds.config)
@@ -267,6 +315,21 @@ def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step,
     progress.close()
     info = {"tokens": int(len(tokens)), "chunks": len(chunks), "unit": unit}
     return totals, info
+
+
+def _data_of_run(cfg: dict, resolved: ResolvedModel, config, split):
+    """A checkpoint that ``seqbench train`` wrote names its recipe's data: score it on that dataset's
+    validation split unless told otherwise."""
+    rec = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else None
+    data = rec.get("data") if rec and isinstance(rec.get("data"), dict) else None
+    if not data or not isinstance(data.get("source"), str):
+        return None, config, split
+    source = data["source"]
+    if source.startswith("toy-"):
+        raise EvaluationError(f"{resolved.reference} was trained on seqbench's built-in {source} data, which is "
+                              "not a prepared dataset: evaluate it with --dataset NAME (a network of the same "
+                              "family and vocabulary), or train a recipe on iam-ondb, ptb or enwik8")
+    return source, config or data.get("config"), split or data.get("valid_split") or "valid"
 
 
 # -- the public function ------------------------------------------------------------------------------------------------
@@ -327,6 +390,9 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         from seqbench.zoo.smoke import ensure_sample
 
         root = ensure_sample(**opts["sample"])
+    ckpt_cfg = _model_config(resolved)
+    if dataset is None and entry is None:
+        dataset, config, split = _data_of_run(ckpt_cfg, resolved, config, split)
     dataset = dataset or (entry.dataset if entry else None)
     if dataset is None:
         raise EvaluationError(f"{resolved.reference} is not a zoo model: say which data to use "
@@ -377,8 +443,10 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         net.eval()
     t0 = time.perf_counter()
     run = _handwriting if handwriting else _text
+    where = str(resolved.folder / "config.json") if resolved.folder else resolved.reference
     totals, data_info = run(net, ds, protocol, limit, dev, tdtype, step, _progress_factory(
-        progress, f"eval {resolved.reference} on {ds.spec.name}/{ds.config}/{ds.split} ({protocol.name})"))
+        progress, f"eval {resolved.reference} on {ds.spec.name}/{ds.config}/{ds.split} ({protocol.name})"),
+        ckpt_cfg=ckpt_cfg, where=where)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
@@ -389,6 +457,13 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
 
     names = list(metrics) if metrics is not None else list(entry.metrics if entry else DEFAULT_METRICS[totals.unit])
     values = compute(names, totals, skip_missing=metrics is None)
+    bad = {k: v.value for k, v in values.items() if not math.isfinite(float(v.value))}
+    if bad or not math.isfinite(totals.nll_nats):
+        raise EvaluationError(
+            f"{resolved.reference} on {ds.spec.name}/{ds.config}/{ds.split}: the scores are not finite "
+            f"({', '.join(f'{k} = {v}' for k, v in bad.items()) or f'summed NLL {totals.nll_nats}'}): the weights "
+            "hold NaN or inf, or the network overflowed" + (" (dynamic evaluation: lower --dynamic-lr)" if dynamic
+                                                             else "") + "; no result was recorded")
 
     family = _family(net) or type(net).__name__
     model_info = {**resolved.to_dict(), "family": family,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,7 +57,11 @@ class EvalResult:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        try:  # a non-finite number is never a result (and is not JSON)
+            return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+        except ValueError:
+            bad = [k for k, mv in self.metrics.items() if not math.isfinite(float(mv["value"]))]
+            raise RecordError(f"the record holds non-finite values ({', '.join(bad) or 'totals'}); not written") from None
 
     @classmethod
     def from_dict(cls, d: dict) -> "EvalResult":
@@ -68,12 +73,9 @@ class EvalResult:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from seqbench.paths import atomic_write_text
+
+        return atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EvalResult":
@@ -116,6 +118,10 @@ def _check_record(d: dict) -> None:
             v = mv.get("value") if isinstance(mv, dict) else None
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 problems.append(f"metric {name!r} has no numeric 'value'")
+            elif not math.isfinite(v):
+                problems.append(f"metric {name!r} is {v} (not a result)")
+            elif isinstance(mv, dict) and "unit" in mv and not isinstance(mv["unit"], str):
+                problems.append(f"metric {name!r} has a 'unit' that is not a string")
     if problems:
         raise RecordError(f"not a valid seqbench result record ({'; '.join(problems)})")
 

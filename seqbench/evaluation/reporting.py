@@ -57,14 +57,17 @@ def rows(records: Iterable[EvalResult]) -> list[dict]:
     for r in records:
         m, d, p = r.model, r.dataset, r.protocol
         name = f"zoo:{m['zoo']}" if m.get("zoo") else m.get("reference", "?")
-        paper_rows = [PAPER[i] for i in r.paper if i in PAPER]
+        generated = bool(d.get("generated_sample"))
+        # a score on seqbench's generated sample is never put beside a paper row, whatever the record says
+        paper_rows = [] if generated else [PAPER[i] for i in r.paper if i in PAPER]
         for metric, mv in r.metrics.items():
             match = next((pr for pr in paper_rows if metric in pr.metrics), None)
             value = float(mv["value"])
             pv = match.metrics[metric] if match else None
             out.append({
                 "model": name, "revision": (m.get("revision") or "")[:12] or None,
-                "dataset": f"{d['name']}/{d['config']}", "split": d["split"], "protocol": p.get("name"),
+                "dataset": f"{d['name']}/{d['config']}" + (" (generated sample)" if generated else ""),
+                "split": d["split"], "protocol": p.get("name"),
                 "metric": metric, "unit": mv.get("unit"), "value": value, "paper": pv,
                 "paper_row": f"{match.table}: {match.setting}" if match else None,
                 "delta": value - pv if pv is not None else None, "limit": d.get("limit"),

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from seqbench.errors import SeqbenchError
 from seqbench.zoo import ZooEntry
 from seqbench.zoo.hub import CARD, CONFIG, WEIGHTS, sha256_file
 
@@ -94,6 +95,40 @@ def sampling_extras(model, record: Mapping[str, Any] | None = None) -> dict[str,
     return extra
 
 
+class ExportError(SeqbenchError):
+    """A network or a result record does not belong to the zoo entry it is exported under."""
+
+
+def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = None) -> None:
+    """Refuse to write a card that would be false: a network of another family or architecture than the entry's,
+    or results measured on other data (another dataset, configuration or split, a partial run, or seqbench's
+    generated sample for an entry that is not a smoke model)."""
+    family = getattr(model, "family", None)
+    cfg = getattr(model, "config", None)
+    problems = []
+    if family != entry.family:
+        problems.append(f"the network is {family!r}, the entry {entry.family!r}")
+    for k, want in entry.config.items():
+        have = getattr(cfg, k, None)
+        if have != want:
+            problems.append(f"{k} is {have!r}, the entry's is {want!r}")
+    if record:
+        d = record.get("dataset") or {}
+        for k, want in (("name", entry.dataset), ("config", entry.dataset_config), ("split", entry.split)):
+            if d.get(k) != want:
+                problems.append(f"the results are on dataset {k} {d.get(k)!r}, the entry's is {want!r}")
+        if d.get("limit") is not None:
+            problems.append(f"the results score only the first {d['limit']} of the split (a smoke run)")
+        if d.get("generated_sample") and not entry.smoke:
+            problems.append("the results are on seqbench's generated sample, not the real corpus")
+        proto = (record.get("protocol") or {}).get("name")
+        if proto is not None and proto != entry.protocol:
+            problems.append(f"the results are {proto}, the entry is {entry.protocol}")
+    if problems:
+        raise ExportError(f"cannot export under zoo:{entry.name}: {'; '.join(problems)}. Export a network "
+                          "trained with the entry's recipe, with a record of `seqbench eval` on the entry's split")
+
+
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
            record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
@@ -101,6 +136,7 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     :func:`sampling_extras` (offset statistics, vocabulary) and ``extra``."""
     from seqbench.models.io import save_pretrained
 
+    check_exportable(model, entry, record)
     folder = Path(folder)
     save_pretrained(model, folder, extra={**sampling_extras(model, record), **dict(extra or {})})
     sha = sha256_file(folder / WEIGHTS)
@@ -112,4 +148,4 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     return folder, sha
 
 
-__all__ = ["model_card", "export", "sampling_extras"]
+__all__ = ["model_card", "export", "sampling_extras", "check_exportable", "ExportError"]
