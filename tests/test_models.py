@@ -143,6 +143,90 @@ def test_mixture_log_prob_against_independent_high_precision(case):
     torch.testing.assert_close(got32.double(), want, rtol=2e-4, atol=2e-3)
 
 
+def _mp_log_prob_logdomain(y, tgt, M, dps=120):
+    """log Pr(x | y) (eqs. 17-25) with mpmath at ``dps`` digits, in the log domain (no underflow of N): 1 − ρ²
+    is about 4e-44 at ρ̂ = 50, so Z / (1 − ρ²) needs far more than 50 digits."""
+    with mpmath.workdps(dps):
+        y = [mpmath.mpf(float(v)) for v in y]
+        x1, x2, eos = (mpmath.mpf(float(v)) for v in tgt)
+        pi_hat, mx, my = y[1:1 + M], y[1 + M:1 + 2 * M], y[1 + 2 * M:1 + 3 * M]
+        sx, sy, rh = y[1 + 3 * M:1 + 4 * M], y[1 + 4 * M:1 + 5 * M], y[1 + 5 * M:1 + 6 * M]
+        log_z = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in pi_hat))
+        terms = []
+        for j in range(M):
+            r = mpmath.tanh(rh[j])
+            z1, z2 = (x1 - mx[j]) / mpmath.exp(sx[j]), (x2 - my[j]) / mpmath.exp(sy[j])
+            omr2 = 1 - r * r
+            Z = z1 ** 2 + z2 ** 2 - 2 * r * z1 * z2  # (25)
+            terms.append(pi_hat[j] - log_z - mpmath.log(2 * mpmath.pi) - sx[j] - sy[j] - mpmath.log(omr2) / 2
+                         - Z / (2 * omr2))
+        top = max(terms)
+        log_mix = top + mpmath.log(mpmath.fsum(mpmath.exp(t - top) for t in terms))
+        e = 1 / (1 + mpmath.exp(y[0]))
+        return float(log_mix + mpmath.log(e if eos > 0.5 else 1 - e))
+
+
+def _ridge_case(rho_hat: float, log_sigma: float, n: int = 8, M: int = 2, seed: int = 0):
+    """Rows whose first component has correlation tanh(ρ̂) and σ = e^{log_sigma}, with targets drawn from that
+    component (in float64, then rounded to float32): points on the thin ridge of a nearly degenerate Gaussian,
+    where the log-loss is moderate and every digit of z1 − ρ z2 counts. Component 2 is ordinary."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(n, 1 + 6 * M, generator=g, dtype=torch.float64)
+    mu_x, mu_y = y[:, 1 + M], y[:, 1 + 2 * M]
+    y[:, 1 + 3 * M] = log_sigma + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    y[:, 1 + 4 * M] = log_sigma + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)
+    y[:, 1 + 5 * M] = rho_hat
+    r = math.tanh(rho_hat)
+    n1, n2 = torch.randn(2, n, generator=g, dtype=torch.float64)
+    x1 = mu_x + y[:, 1 + 3 * M].exp() * n1
+    x2 = mu_y + y[:, 1 + 4 * M].exp() * (r * n1 + (1 / math.cosh(rho_hat)) * n2)
+    eos = (torch.arange(n) % 2).to(torch.float64)
+    return y.float(), torch.stack([x1, x2, eos], 1).float()
+
+
+@pytest.mark.parametrize("log_sigma", [0.0, -7.0])
+@pytest.mark.parametrize("rho_hat", [-50.0, -25.0, -18.0, -15.0, -13.0, 13.0, 15.0, 18.0, 25.0, 50.0])
+def test_mixture_log_prob_where_rho_rounds_to_one(rho_hat, log_sigma):
+    """float32 log-loss against mpmath (120 digits) on the same float32 inputs, |ρ̂| up to 50, σ down to ~1e-3.
+
+    Forming ρ = tanh(ρ̂) and z1 − ρ z2 in float32 gave 0.27 nats at ρ̂ = 13, 8 at 15, 5.8e3 at 18, inf at 50;
+    now the float32 result is the exact value rounded (relative error < 2e-6), and the float64 one as close."""
+    M = 2
+    y32, t32 = _ridge_case(rho_hat, log_sigma, M=M)
+    want = torch.tensor([_mp_log_prob_logdomain(y32[i], t32[i], M) for i in range(len(y32))], dtype=torch.float64)
+    assert torch.isfinite(want).all()
+    got32 = mdn.mixture_log_prob(y32, t32, M)
+    assert got32.dtype == torch.float32 and torch.isfinite(got32).all()
+    err = (got32.double() - want).abs() / want.abs().clamp_min(1.0)
+    assert err.max() < 2e-6, (err.max().item(), got32.tolist(), want.tolist())
+    got64 = mdn.mixture_log_prob(y32.double(), t32.double(), M)
+    assert ((got64 - want).abs() / want.abs().clamp_min(1.0)).max() < 1e-6
+    # the gradient of the float32 loss is finite and agrees with the float64 one
+    a, b = y32.clone().requires_grad_(), y32.double().requires_grad_()
+    mdn.mixture_log_prob(a, t32, M).sum().backward()
+    mdn.mixture_log_prob(b, t32.double(), M).sum().backward()
+    assert torch.isfinite(a.grad).all()
+    torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-4 * float(b.grad.abs().max()))
+
+
+def test_mixture_log_prob_gradient_at_rho_hat_zero():
+    """ρ̂ = 0 exactly (a zero-initialised output): d log N / dρ̂ = z1 z2 there, not the 0 of |ρ̂|'s subgradient."""
+    y = torch.zeros(1 + 6, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.7, -1.3, 0.0], dtype=torch.float64)
+    mdn.mixture_log_prob(y, t, 1).backward()
+    assert y.grad[6].item() == pytest.approx(0.7 * -1.3, rel=1e-12)
+
+
+def test_mdn_sample_spread_across_the_ridge():
+    """sqrt(1 − ρ²) = sech ρ̂ from ρ̂: at ρ̂ = 9, 1 − tanh² is 0 in float32 and every draw fell on the line."""
+    for rho_hat in (5.0, 9.0, 15.0):
+        y = torch.zeros(4000, 1 + 6)
+        y[:, 6] = rho_hat
+        s = mdn.sample(y, 1, generator=torch.Generator().manual_seed(0)).double()
+        off = s[:, 1] - math.tanh(rho_hat) * s[:, 0]  # = sech(ρ̂) n2 with σ = 1, μ = 0
+        assert off.std().item() == pytest.approx(1 / math.cosh(rho_hat), rel=0.08), rho_hat
+
+
 def test_mixture_is_float32_under_autocast():
     y = torch.randn(2, 5, 1 + 6 * 3).bfloat16()
     t = torch.randn(2, 5, 3).bfloat16()

@@ -188,6 +188,17 @@ def test_bias_formula():
     assert (g(2.0) < g(0.0)).all()
 
 
+def test_draw_point_spread_across_the_ridge():
+    """sqrt(1 − ρ²) = sech ρ̂ from ρ̂ itself: with 1 − tanh²(ρ̂) it lost its digits for |ρ̂| ≳ 4 in float32 and was
+    exactly 0 from ρ̂ ≈ 9 (every draw on the line)."""
+    for rho_hat in (5.0, 9.0, -15.0):
+        y = torch.zeros(1, 1 + 6)
+        y[0, 6] = rho_hat
+        n = torch.tensor([[0.0, 1.0]])
+        x = draw_point(y, 1, 0.0, torch.full((1, 2), 0.5), n)
+        assert x[0, 1].item() == pytest.approx(1 / math.cosh(rho_hat), rel=1e-5), rho_hat
+
+
 # -- priming ---------------------------------------------------------------------------------------------------------
 def test_priming_reproduces_the_primed_strokes(iam_root, iam_row):
     ds = seqbench.load_dataset("iam-ondb", "graves2013", "train", root=iam_root)
