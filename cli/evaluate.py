@@ -112,6 +112,10 @@ def zoo_list(as_json) -> None:
         mirrored = mirror_folder(e.name) is not None
         if e.smoke:
             status = "smoke-test model, not a benchmark"
+        elif e.training:
+            t = e.training
+            status = (f"{t.get('status', 'in training')}: {t.get('epochs', 0):.2f} epochs, "
+                      f"{t.get('cpu_hours', 0):.1f} CPU-hours")
         elif e.published:
             status = "published @" + e.revision[:12]
         else:
@@ -158,3 +162,64 @@ def zoo_push(name, repo_id, folder, private) -> None:
 
     commit = push(name, repo_id=repo_id, folder=folder, private=private)
     click.echo(f"pushed {name}: revision {commit} (pin it in the zoo entry)")
+
+
+@zoo.command("export")
+@click.argument("run", type=click.Path(file_okay=False, exists=True))
+@click.option("--name", required=True, help="Zoo entry the weights belong to (e.g. synth-3layer).")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Zoo folder (default: zoo/NAME).")
+@click.option("--record", "record", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="A `seqbench eval --out` record of RUN/best on the entry's split (default: evaluate it now).")
+@click.option("--status", default="in training", show_default=True,
+              help="What the card says of the training ('' once it is finished).")
+@click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def zoo_export(run, name, out, record, status, root, quiet) -> None:
+    """Export a run's best weights as zoo/NAME, with a card of their true numbers and the training so far.
+
+    Scores RUN/best on the entry's dataset and split (or takes --record), refuses a network or record that
+    does not belong to the entry, writes config.json, model.safetensors, README.md and training_curve.png,
+    and prints what to pin in the entry (weights sha256, expected values, data fingerprint, training status).
+
+    \b
+    Example:
+      seqbench zoo export $SEQBENCH_HOME/runs/synth --name synth-3layer
+    """
+    from pathlib import Path
+
+    from seqbench.evaluation import EvalResult, evaluate
+    from seqbench.evaluation.paper import PAPER
+    from seqbench.models.io import load_pretrained
+    from seqbench.zoo import get_entry
+    from seqbench.zoo.card import check_exportable, export, plot_curve, training_status
+
+    entry = get_entry(name)
+    best = Path(run) / "best"
+    model = load_pretrained(best)
+    check_exportable(model, entry)  # before minutes of scoring
+    if record:
+        rec = EvalResult.load(record)
+    else:
+        rec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
+                       root=root, progress=not quiet, **({"chunk": entry.eval_options["chunk"]}
+                                                         if "chunk" in entry.eval_options else {}))
+    import seqbench.zoo
+
+    folder = Path(out) if out else Path(seqbench.zoo.__file__).resolve().parents[2] / "zoo" / name
+    training = training_status(run, status=status)
+    training["valid_note"] = "the recipe's validation set during training"
+    row = PAPER.get(entry.paper or "")
+    main_metric = entry.metrics[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    same_unit = row is not None and rec.metrics.get(main_metric, {}).get("unit") == training.get("unit")
+    plot_curve(training, folder / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
+               paper=row.metrics.get(main_metric) if same_unit else None)
+    training["curve"] = "training_curve.png"
+    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training)
+    click.echo(f"wrote {folder} (weights sha256 {sha})")
+    for k, mv in rec.metrics.items():
+        click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")
+    pin = {"weights_sha256": sha, "expected": {k: mv["value"] for k, mv in rec.metrics.items()},
+           "data_fingerprint": rec.dataset.get("fingerprint"),
+           "training": {k: training[k] for k in ("status", "steps", "epochs", "cpu_hours", "recipe")}}
+    click.echo("pin in the zoo entry: " + json.dumps(pin, sort_keys=True))

@@ -371,8 +371,13 @@ class _Run:
         self.carry = _state_from(tensors, "carry", self.device)
         for k in ("step", "epoch", "batch_in_epoch", "best", "evals_since_best", "running", "rollbacks"):
             setattr(self, k, meta[k])
-        self.wall_before, self.cpu_before = float(meta.get("wall_s", 0.0)), float(meta.get("cpu_s", 0.0))
         self.history = [h for h in read_metrics(self.out / "metrics.jsonl") if h.get("step", 0) <= self.step]
+        if "wall_s" in meta:
+            self.wall_before, self.cpu_before = float(meta["wall_s"]), float(meta.get("cpu_s", 0.0))
+        else:  # a state written before seqbench counted time: the run's last elapsed time up to this step
+            self.wall_before = max((float(h["elapsed_s"]) for h in self.history
+                                    if isinstance(h.get("elapsed_s"), (int, float))), default=0.0)
+            self.cpu_before = self.wall_before * torch.get_num_threads()  # an estimate: see docs/training.md
         if self.main:
             atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
 

@@ -58,6 +58,9 @@ class ZooEntry:
     paper: str | None = None  # id of the paper's row this model reproduces (seqbench.evaluation.paper)
     smoke: bool = False  # a tiny smoke-test model, not a benchmark result
     data_fingerprint: str | None = None  # sha256 of the split the expected values were measured on
+    # a model still in training: {"status": "in training", "steps", "epochs", "cpu_hours", "recipe"} of the run
+    # its weights come from (the card in zoo/NAME says the same, with the curve); empty once it is finished
+    training: dict[str, Any] = field(default_factory=dict)
 
     @property
     def repo_id(self) -> str:

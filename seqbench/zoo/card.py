@@ -28,9 +28,10 @@ def _yaml_scalar(v: Any) -> str:
 
 
 def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None = None,
-               record: Mapping[str, Any] | None = None) -> str:
+               record: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None) -> str:
     """The README.md of a zoo repo. ``results``: metric name → {"value", "unit"} (e.g. an eval record's
-    ``metrics``); ``record``: the eval record that produced them (provenance shown in the card)."""
+    ``metrics``); ``record``: the eval record that produced them (provenance shown in the card); ``training``:
+    :func:`training_status` of the run the weights come from (a model still in training says so first)."""
     results = dict(results or {})
     task_type, task_name = _TASKS.get(entry.dataset, ("other", "Sequence modelling"))
     if entry.family == "handwriting-synthesis":
@@ -63,10 +64,33 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
              f"| recipe | `{entry.recipe}` |",
              f"| evaluated on | {entry.dataset} / {entry.dataset_config} / {entry.split}, {entry.protocol} |",
              f"| Hub repo | `{entry.repo_id}` |", ""]
+    if training and training.get("status"):
+        body += [f"**Status: {training['status']}.** These are the true numbers of the weights in this folder: "
+                 f"{training.get('steps', '?'):,} steps, {training.get('epochs', 0):.2f} epochs, "
+                 f"{training.get('cpu_hours', 0):.2f} CPU-hours ({training.get('hardware', '?')}). Training "
+                 "continues; this card is replaced when it does.", ""]
+    from seqbench.evaluation.paper import PAPER
+
+    row = PAPER.get(entry.paper or "")
     if results:
-        body += ["## Results", "", "| metric | value | unit |", "|---|---|---|"]
-        body += [f"| {k} | {float(v['value']):.6g} | {v.get('unit', '')} |" for k, v in results.items()]
+        paper_col = row is not None and not sample
+        body += ["## Results", "",
+                 "| metric | value | unit |" + (f" paper ({row.table}) |" if paper_col else ""),
+                 "|---|---|---|" + ("---|" if paper_col else "")]
+        for k, v in results.items():
+            pv = row.metrics.get(k) if paper_col else None
+            body.append(f"| {k} | {float(v['value']):.6g} | {v.get('unit', '')} |"
+                        + (f" {pv:g} |" if pv is not None else (" |" if paper_col else "")))
         body.append("")
+    if training and training.get("curve"):
+        body += ["## Training curve", "", f"![validation loss against CPU-hours]({training['curve']})", ""]
+        valid = training.get("valid") or []
+        if valid:
+            body += [f"Validation during training ({training.get('valid_note', 'the recipe validation set')}):", "",
+                     "| step | epoch | CPU-hours | validation loss |", "|---|---|---|---|"]
+            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.2f} {training.get('unit', '')} |"
+                     for v in valid[-12:]]
+            body.append("")
     if record:
         ds = record.get("dataset", {})
         body += [f"Measured by seqbench {record.get('seqbench_version', '?')} on {ds.get('name')} "
@@ -130,7 +154,8 @@ def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = 
 
 
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
-           record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+           record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+           training: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
     :func:`sampling_extras` (offset statistics, vocabulary) and ``extra``."""
@@ -144,8 +169,92 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     cfg.update({"weights_sha256": sha, "zoo": {"name": entry.name, "dataset": entry.dataset,
                                                "config": entry.dataset_config, "split": entry.split}})
     (folder / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    (folder / CARD).write_text(model_card(entry, results or (record or {}).get("metrics"), record), encoding="utf-8")
+    (folder / CARD).write_text(model_card(entry, results or (record or {}).get("metrics"), record, training),
+                               encoding="utf-8")
     return folder, sha
 
 
-__all__ = ["model_card", "export", "sampling_extras", "check_exportable", "ExportError"]
+def training_status(run: str | os.PathLike, status: str = "in training", hardware: str | None = None) -> dict:
+    """What a run folder says about its training so far (for a card): steps, epochs, CPU-hours, the threads
+    it used, and its validation curve. CPU-hours: process CPU time where the run recorded it (cpu_s), else
+    wall-clock time × threads."""
+    from seqbench.training.trainer import read_metrics
+
+    run = Path(run)
+    events = read_metrics(run / "metrics.jsonl")
+    state = {}
+    try:
+        state = json.loads((run / "last" / "training_state.json").read_text())
+    except (OSError, ValueError):
+        pass
+    threads = next((e.get("threads") for e in reversed(events) if e["event"] in ("start", "resume")), None) or 1
+    n_batches = None
+    try:
+        from seqbench.training.recipes import Recipe
+
+        rec = Recipe.from_dict(json.loads((run / "recipe.json").read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        rec = None
+    # per-launch elapsed times restart at 0: accumulate them into the run's own clock
+    clock, offset, last = [], 0.0, 0.0
+    for e in events:
+        if e["event"] in ("start", "resume") and last:
+            offset, last = offset + last, 0.0
+        if isinstance(e.get("elapsed_s"), (int, float)):
+            last = float(e["elapsed_s"])
+        clock.append(float(e["wall_s"]) if isinstance(e.get("wall_s"), (int, float)) else offset + last)
+    steps_per_epoch = _steps_per_epoch(rec) if rec is not None else None
+    valid = []
+    for e, t in zip(events, clock):
+        if e["event"] == "valid":
+            ep = e["step"] / steps_per_epoch if steps_per_epoch else float(e.get("epoch", 0))
+            valid.append({"step": e["step"], "epoch": ep, "cpu_hours": t * threads / 3600, "loss": e["loss"]})
+    steps = int(state.get("step", valid[-1]["step"] if valid else 0))
+    wall = float(state["wall_s"]) if "wall_s" in state else (clock[-1] if clock else 0.0)
+    cpu = float(state["cpu_s"]) if "cpu_s" in state else wall * threads
+    import platform
+
+    return {"status": status, "steps": steps,
+            "epochs": steps / steps_per_epoch if steps_per_epoch else float(state.get("epoch", 0)),
+            "wall_hours": wall / 3600, "cpu_hours": cpu / 3600, "threads": threads,
+            "hardware": hardware or f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} thread(s)",
+            "valid": valid, "unit": rec.unit if rec else "", "recipe": rec.name if rec else None}
+
+
+def _steps_per_epoch(rec) -> int | None:
+    """Optimiser steps in one epoch of a recipe's training data (from the prepared dataset's counts)."""
+    try:
+        from seqbench.training.data import make_batches
+
+        return len(make_batches(rec.data, rec.data.train_split, train=True, seed=rec.seed)) or None
+    except (SeqbenchError, OSError):  # the data is not prepared here: epochs are then the run's own counter
+        return None
+
+
+def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str, paper: float | None = None) -> Path:
+    """The validation curve (loss against CPU-hours), with the paper's value as a line, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqbench.paths import atomic_write
+
+    v = training.get("valid") or []
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot([p["cpu_hours"] for p in v], [p["loss"] for p in v], "o-", ms=3, lw=1.2, label="validation")
+    if paper is not None:
+        ax.axhline(paper, color="k", ls="--", lw=1, label=f"paper {paper:g}")
+    ax.set_xlabel("CPU-hours")
+    ax.set_ylabel(training.get("unit") or "loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), mode=0o644)
+    plt.close(fig)
+    return Path(path)
+
+
+__all__ = ["model_card", "export", "sampling_extras", "check_exportable", "ExportError", "training_status",
+           "plot_curve"]

@@ -1,0 +1,75 @@
+"""From a training run to a zoo folder: `seqbench zoo export` scores the run's best weights, writes a card with
+the true numbers and the training status, and the entry then reproduces them through `seqbench eval`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import seqbench
+from seqbench.cli.main import cli
+from seqbench.training import train
+from seqbench.zoo import ZOO, ZooEntry
+
+
+@pytest.fixture(scope="module")
+def iam_root(tmp_path_factory) -> Path:
+    from seqbench.data.iam.prepare import prepare_iam
+    from seqbench.data.iam.synthetic import make_sample
+
+    d = tmp_path_factory.mktemp("iam")
+    make_sample(d / "src", forms_per_split=2)
+    prepare_iam(d / "src", d / "datasets", quiet=True, workers=1)
+    return d / "datasets"
+
+
+@pytest.fixture
+def entry(monkeypatch):
+    e = ZooEntry(name="export-test", family="handwriting-prediction",
+                 config={"hidden_size": 32, "num_layers": 1, "n_mixtures": 3}, recipe="tiny-prediction",
+                 dataset="iam-ondb", dataset_config="graves2013", split="valid",
+                 metrics=("nll_nats_per_line", "nll_nats_per_point", "sse_per_point"), description="test",
+                 license="test only", paper="table3-1layer")
+    monkeypatch.setitem(ZOO._items, e.name, e)
+    return e
+
+
+def test_zoo_export_writes_a_true_card_with_the_training_status(iam_root, tmp_path, entry):
+    run = train("tiny-prediction", tmp_path / "run", quiet=True,
+                overrides={"max_steps": 6, "eval_every": 3, "data.source": "iam-ondb", "data.config": "graves2013",
+                           "data.root": str(iam_root), "data.n_train": 0, "data.n_valid": 0})
+    out = tmp_path / "zoo" / "export-test"
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out),
+                                   "--root", str(iam_root), "-q"])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md", "training_curve.png"}
+    card = (out / "README.md").read_text()
+    assert "Status: in training" in card and "CPU-hours" in card and "![validation loss" in card
+    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    assert pin["training"]["steps"] == 6 and pin["training"]["cpu_hours"] > 0
+    # the card's number is what eval of the exported folder prints
+    r = seqbench.evaluate(str(out), "iam-ondb", root=iam_root, metrics=list(entry.metrics))
+    assert r.value("nll_nats_per_line") == pytest.approx(pin["expected"]["nll_nats_per_line"], rel=1e-6)
+    assert f"{pin['expected']['nll_nats_per_line']:.6g}" in card
+
+
+def test_zoo_export_refuses_another_architecture_before_scoring(iam_root, tmp_path, entry):
+    run = train("tiny-prediction", tmp_path / "run", quiet=True,
+                overrides={"max_steps": 2, "eval_every": 2, "model.hidden_size": 16})
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out",
+                                   str(tmp_path / "z"), "--root", str(iam_root), "-q"])
+    assert res.exit_code == 1 and "hidden_size is 16, the entry's is 32" in res.output
+    assert not (tmp_path / "z").exists()
+
+
+def test_zoo_list_shows_a_model_in_training(monkeypatch, entry):
+    import dataclasses
+
+    monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(
+        entry, training={"status": "in training", "epochs": 1.5, "cpu_hours": 2.25, "steps": 1000},
+        expected={"nll_nats_per_line": -700.0}))
+    res = CliRunner().invoke(cli, ["zoo", "list"])
+    line = next(ln for ln in res.output.splitlines() if "export-test" in ln)
+    assert "in training: 1.50 epochs, 2.2 CPU-hours" in line or "in training: 1.50 epochs, 2.3 CPU-hours" in line
