@@ -160,7 +160,8 @@ def plot_losses(history: list[dict], path: Path, unit: str) -> None:
         ax.plot(*zip(*va), "o-", label="validation", lw=1.5)
     ax.set_xlabel("step")
     ax.set_ylabel(unit)
-    ax.legend()
+    if tr or va:
+        ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
