@@ -207,7 +207,13 @@ def zoo_export(run, name, out, record, status, root, quiet) -> None:
 
     folder = Path(out) if out else Path(seqbench.zoo.__file__).resolve().parents[2] / "zoo" / name
     training = training_status(run, status=status)
-    training["valid_note"] = "the recipe's validation set during training"
+    # the card describes these weights: the run's recipe, and no "not yet trained" any more
+    import dataclasses
+
+    from seqbench.zoo import _NOT_TRAINED
+
+    entry = dataclasses.replace(entry, recipe=training.get("recipe") or entry.recipe,
+                                description=entry.description.removeprefix(_NOT_TRAINED))
     row = PAPER.get(entry.paper or "")
     main_metric = entry.metrics[0]
     folder.mkdir(parents=True, exist_ok=True)

@@ -210,7 +210,9 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             ep = e["step"] / steps_per_epoch if steps_per_epoch else float(e.get("epoch", 0))
             valid.append({"step": e["step"], "epoch": ep, "cpu_hours": t * threads / 3600, "loss": e["loss"]})
     steps = int(state.get("step", valid[-1]["step"] if valid else 0))
-    wall = float(state["wall_s"]) if "wall_s" in state else (clock[-1] if clock else 0.0)
+    # the clock when last/ was written: the last event of that step or before (events after it are not in last/)
+    at = [t for e, t in zip(events, clock) if e.get("step", 0) <= steps]
+    wall = float(state["wall_s"]) if "wall_s" in state else (at[-1] if at else 0.0)
     cpu = float(state["cpu_s"]) if "cpu_s" in state else wall * threads
     import platform
 
@@ -218,7 +220,10 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             "epochs": steps / steps_per_epoch if steps_per_epoch else float(state.get("epoch", 0)),
             "wall_hours": wall / 3600, "cpu_hours": cpu / 3600, "threads": threads,
             "hardware": hardware or f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} thread(s)",
-            "valid": valid, "unit": rec.unit if rec else "", "recipe": rec.name if rec else None}
+            "valid": valid, "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
+            "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
+                           if rec and rec.data.valid_limit else
+                           f"the whole {rec.data.valid_split} split" if rec else "the run's validation set")}
 
 
 def _steps_per_epoch(rec) -> int | None:
