@@ -490,3 +490,135 @@ def test_window_scan_clip_matches_gate_hooks():
     torch.testing.assert_close(y, y2)
     for a, c_ in zip(g1, g2):
         torch.testing.assert_close(a, c_, rtol=1e-8, atol=1e-10)
+
+
+# ---------------------------------------------------------------- weights files: canonical bytes, mode, atomic
+ZOO_TINY = __import__("pathlib").Path(__file__).resolve().parents[1] / "zoo" / "tiny-synth"
+TINY_SHA = "4335bef0826bff61c1c25454fff8e65725d779d759f5a4ac91e1fd119e3ad4d2"  # pinned in seqbench.zoo
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_saved_weights_are_byte_identical_across_processes_and_0644(tmp_path):
+    """safetensors wrote its __metadata__ in a Rust hash map's order (a different file, and sha256, in about half
+    of all processes for save_pretrained's two keys; three processes agree by chance one time in four) and with mode 0600."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from seqbench.models import build_model; from seqbench.models.io import "
+            "save_pretrained; torch.manual_seed(0); save_pretrained(build_model('handwriting-synthesis', "
+            "hidden_size=6, num_layers=2, n_mixtures=2, n_window=2, vocab_size=6), sys.argv[1], "
+            "extra={'b': 1, 'a': [2, 3]})")
+    shas = set()
+    for i in range(3):
+        folder = tmp_path / f"p{i}"
+        subprocess.run([sys.executable, "-c", code, str(folder)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        shas.add((_sha(folder / "model.safetensors"), _sha(folder / "config.json")))
+        for f in ("model.safetensors", "config.json"):
+            assert oct((folder / f).stat().st_mode & 0o777) == "0o644", f
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
+    assert len(shas) == 1
+    torch.manual_seed(0)
+    m = build_model("handwriting-synthesis", hidden_size=6, num_layers=2, n_mixtures=2, n_window=2, vocab_size=6)
+    save_pretrained(m, tmp_path / "here", extra={"a": [2, 3], "b": 1})  # keys in another order: same bytes
+    assert shas == {(_sha(tmp_path / "here" / "model.safetensors"), _sha(tmp_path / "here" / "config.json"))}
+
+
+def test_resaving_the_zoo_weights_reproduces_their_pinned_sha256(tmp_path):
+    m = load_pretrained(ZOO_TINY)
+    save_pretrained(m, tmp_path / "again")
+    assert _sha(ZOO_TINY / "model.safetensors") == TINY_SHA
+    assert _sha(tmp_path / "again" / "model.safetensors") == TINY_SHA
+    # the header is canonical for any metadata: "format" first, then sorted
+    from seqbench.models.io import safetensors_bytes
+
+    t = {"b": torch.ones(2), "a": torch.zeros(3)}
+    one = safetensors_bytes(t, {"z": "1", "format": "pt", "family": "x"})
+    assert one == safetensors_bytes(dict(reversed(list(t.items()))), {"family": "x", "z": "1", "format": "pt"})
+    assert one[8:60].startswith(b'{"__metadata__":{"format":"pt","family":"x","z":"1"}')
+    from safetensors.torch import load
+
+    assert torch.equal(load(one)["a"], t["a"])
+
+
+def test_save_pretrained_is_whole_or_not_at_all(tmp_path, monkeypatch):
+    m = build_model("handwriting-prediction", hidden_size=6, num_layers=1, n_mixtures=2)
+    save_pretrained(m, tmp_path / "ck")
+    before = {f: (tmp_path / "ck" / f).read_bytes() for f in ("model.safetensors", "config.json")}
+    bigger = build_model("handwriting-prediction", hidden_size=9, num_layers=1, n_mixtures=2)
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr("seqbench.paths.os.replace", refuse)
+    with pytest.raises(OSError, match="No space"):
+        save_pretrained(bigger, tmp_path / "ck")
+    monkeypatch.undo()
+    assert {f: (tmp_path / "ck" / f).read_bytes() for f in before} == before
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors"]
+
+
+# ---------------------------------------------------------------- size limits: checked before building
+def test_config_asking_for_a_huge_network_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    """hidden_size 12,000 beside a 2 KB weights file: 5.8e8 parameters (2.3 GB) were allocated and initialised
+    before the shapes were compared; now the safetensors header is compared with the config's shapes (worked out
+    on the meta device) first."""
+    import json
+
+    import seqbench.models.io as io
+
+    m = build_model("handwriting-prediction", hidden_size=6, num_layers=1, n_mixtures=2)
+    save_pretrained(m, tmp_path / "ck")
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["model"]["config"]["hidden_size"] = 12_000
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+
+    def must_not_build(*a, **kw):
+        raise AssertionError("the network was built before its config was checked against the weights")
+
+    monkeypatch.setattr(io, "model_from_config_dict", must_not_build)
+    with pytest.raises(CheckpointError, match=r"does not match the network.s config in .*config\.json .*weight_hh: "
+                                              r"checkpoint \(24, 6\) vs network \(48000, 12000\).*576,384,013 parameters"):
+        load_pretrained(tmp_path / "ck")
+    monkeypatch.undo()
+    # and a weights file whose dtype is no network's
+    from safetensors.torch import save_file
+
+    sd = {k: v.to(torch.int32) for k, v in m.state_dict().items()}
+    save_file(sd, str(tmp_path / "ck" / "model.safetensors"))
+    save_pretrained(m, tmp_path / "ok")
+    (tmp_path / "ck" / "config.json").write_text((tmp_path / "ok" / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="I32, not a floating-point type"):
+        load_pretrained(tmp_path / "ck")
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path):
+    m = build_model("handwriting-prediction", hidden_size=6, num_layers=1, n_mixtures=2)
+    with torch.no_grad():
+        m.output.bias[3] = float("nan")
+    save_pretrained(m, tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="output.bias hold NaN or infinite values"):
+        load_pretrained(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("family, field, value", [
+    ("handwriting-prediction", "n_mixtures", 0), ("handwriting-synthesis", "n_window", 0),
+    ("handwriting-synthesis", "vocab_size", -3), ("handwriting-prediction", "num_layers", 0),
+    ("handwriting-prediction", "hidden_size", 2.5), ("handwriting-prediction", "hidden_size", True),
+    ("handwriting-prediction", "peephole", "no"), ("handwriting-prediction", "input_size", 2),
+    ("lstm-lm", "vocab_size", 0), ("lstm-lm", "unit", "banana")])
+def test_values_that_build_no_network(family, field, value):
+    """torch built networks from all of these (n_mixtures=0: a loss that is the log of an empty sum)."""
+    with pytest.raises(SeqbenchError, match=rf"{field}={value!r} builds no network"):
+        build_model(family, **{field: value})
+
+
+def test_parameter_limit():
+    with pytest.raises(SeqbenchError, match=r"2,885,040,121 parameters \(11.5 GB.*max_parameters"):
+        build_model("handwriting-prediction", hidden_size=12_000)
+    assert build_model("lstm-lm", vocab_size=3, hidden_size=2, max_parameters=200).num_parameters() <= 200

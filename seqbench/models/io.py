@@ -2,51 +2,122 @@
 
 >>> save_pretrained(model, "run/best")        # doctest: +SKIP
 >>> model = load_pretrained("run/best")       # doctest: +SKIP
+
+Writing: identical tensors and config give byte-identical files (so a sha256 pins the content, not the run
+that wrote it), each written whole or not at all (:func:`seqbench.paths.atomic_write`), mode 0644 like every
+other output. safetensors itself writes its ``__metadata__`` in the order of a Rust hash map, which differs
+from one process to the next (measured: 5 different sha256s in 6 runs for the same three keys), and with
+mode 0600; :func:`safetensors_bytes` fixes the order.
+
+Reading: config.json must be UTF-8 JSON with a valid "model" entry; the weights' header (names, dtypes,
+shapes; read without loading a tensor) must match the network the config describes, which is worked out on
+torch's meta device, all before a single weight is allocated: a config asking for 12,000 cells beside a 120 KB
+weights file is refused at once instead of building 7 GB first.
 """
 from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from seqbench.errors import SeqbenchError
-from seqbench.models import SeqModel, model_from_config_dict
+from seqbench.models import SeqModel, meta_from_config_dict, model_from_config_dict
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")  # safetensors' names of the dtypes a network's weights may have
 
 
 class CheckpointError(SeqbenchError):
     """A checkpoint is missing, truncated, corrupt, or does not match the network it is loaded into."""
 
 
+# -- writing ------------------------------------------------------------------------------------------------------
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors file of ``tensors`` with a canonical header: the same bytes for the same tensors and
+    metadata, in any process. The data layout is safetensors' own (tensors ordered by dtype and name); the
+    header is compact JSON with ``__metadata__`` first: "format" first (where safetensors' PyTorch writers put
+    it), then the other keys sorted. With save_pretrained's two keys (format, family) this is the order of the
+    committed zoo/tiny-synth weights: re-saving its tensors reproduces their pinned sha256 (tests/test_models.py).
+    """
+    from safetensors.torch import save
+
+    raw = save(tensors)  # no metadata: the only part of safetensors' output whose order varies
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    if metadata:
+        meta = {str(k): str(v) for k, v in metadata.items()}
+        ordered = {k: meta[k] for k in sorted(meta, key=lambda k: (k != "format", k))}
+        header = {"__metadata__": ordered, **header}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the format pads the header with spaces to a multiple of 8 bytes
+    return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+
+
 def save_pretrained(model: SeqModel, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``folder``/model.safetensors and ``folder``/config.json (atomically: temp file, then rename)."""
-    from safetensors.torch import save_file
+    """Write ``folder``/model.safetensors and ``folder``/config.json: byte-identical for identical tensors and
+    config, each written whole or not at all, mode 0644 (see the module docstring)."""
+    from seqbench.paths import atomic_write, atomic_write_text
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = folder / (WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "family": model.family})
-    os.replace(tmp, folder / WEIGHTS)
+    data = safetensors_bytes(tensors, {"format": "pt", "family": model.family})
+    atomic_write(folder / WEIGHTS, lambda f: f.write(data), mode=0o644)
     cfg = {"model": model.config_dict(), **(extra or {})}
-    (folder / (CONFIG + ".tmp")).write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    os.replace(folder / (CONFIG + ".tmp"), folder / CONFIG)
+    atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True))
     return folder
 
 
+# -- reading ------------------------------------------------------------------------------------------------------
+def _missing(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path}: missing; a seqbench checkpoint folder holds {CONFIG} and {WEIGHTS}")
+
+
 def read_config(folder: str | os.PathLike) -> dict:
+    """``folder``/config.json as a dict; a missing file, bytes that are not UTF-8, invalid JSON or a JSON value
+    that is not an object raise :class:`CheckpointError` naming the file."""
     path = Path(folder) / CONFIG
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; a seqbench checkpoint folder holds {CONFIG} and {WEIGHTS}")
+        raise _missing(path)
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r}); the "
+                              "checkpoint is corrupt, retrain or re-download it") from None
+    try:
+        cfg = json.loads(text)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e}); the checkpoint is corrupt, retrain or re-download") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: holds a JSON {type(cfg).__name__}, not an object with a \"model\" entry; "
+                              "the checkpoint is corrupt, retrain or re-download it")
+    return cfg
+
+
+def read_header(folder: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (safetensors dtype, shape)} of ``folder``/model.safetensors, from its header alone (no
+    tensor is read); a truncated or corrupt file raises :class:`CheckpointError`."""
+    from safetensors import safe_open
+
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise _missing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            out = {}
+            for k in f.keys():
+                sl = f.get_slice(k)
+                out[k] = (str(sl.get_dtype()), tuple(int(d) for d in sl.get_shape()))
+            return out
+    except Exception as e:  # SafetensorError, OSError: a header that does not parse, offsets past the end, ...
+        raise CheckpointError(f"{path}: cannot be read ({str(e).splitlines()[0][:300]}); the file is truncated or "
+                              "corrupt") from None
 
 
 def load_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -54,49 +125,90 @@ def load_state(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     path = Path(folder) / WEIGHTS
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; a seqbench checkpoint folder holds {CONFIG} and {WEIGHTS}")
+        raise _missing(path)
     try:
         return load_file(str(path))
     except Exception as e:  # safetensors raises SafetensorError / OSError on truncation and corruption
         raise CheckpointError(f"{path}: cannot be read ({e}); the file is truncated or corrupt") from None
 
 
+def _mismatch(own: dict[str, tuple[int, ...]], theirs: dict[str, tuple[int, ...]]) -> str | None:
+    """What differs between the network's tensor shapes and a checkpoint's, or None."""
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    shapes = [f"{k}: checkpoint {theirs[k]} vs network {own[k]}" for k in own if k in theirs and theirs[k] != own[k]]
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:5])}")
+    if unexpected:
+        parts.append(f"unexpected {', '.join(unexpected[:5])}")
+    if shapes:
+        parts.append("; ".join(shapes[:5]))
+    return " | ".join(parts) or None
+
+
 def load_into(model: SeqModel, state: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
     """Load ``state`` into ``model``, explaining any mismatch of names or shapes."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:5])}")
-        if shapes:
-            parts.append("; ".join(shapes[:5]))
-        raise CheckpointError(f"{where} does not match the network's config ({' | '.join(parts)}); "
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problem = _mismatch(own, {k: tuple(v.shape) for k, v in state.items()})
+    if problem:
+        raise CheckpointError(f"{where} does not match the network's config ({problem}); "
                               "load it with the config.json saved beside it")
     model.load_state_dict(state)
 
 
-def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqModel:
-    """Build the network from ``folder``/config.json and load ``folder``/model.safetensors."""
-    cfg = read_config(folder)
-    where = Path(folder) / CONFIG
+def check_header(folder: str | os.PathLike, spec: Any) -> SeqModel:
+    """The network ``spec`` (a config.json "model" entry) describes, on the meta device, after checking that
+    ``folder``/model.safetensors holds exactly its tensors, with its shapes and floating-point dtypes. Nothing
+    is allocated: this runs before the network is built."""
+    folder = Path(folder)
+    where = folder / CONFIG
     try:
-        spec = cfg["model"]
-        model = model_from_config_dict(spec)
-    except CheckpointError:
-        raise
-    except KeyError as e:
-        raise CheckpointError(f"{where}: no valid 'model' entry (missing {e})") from None
-    except (SeqbenchError, TypeError) as e:  # an unknown family or field, values that build no network
+        meta = meta_from_config_dict(spec)
+    except SeqbenchError as e:  # an unknown family or field, values that build no network
         raise CheckpointError(f"{where}: its 'model' entry cannot build a network ({e}); the checkpoint is "
                               "corrupt or from another version of seqbench: retrain or re-export it") from None
-    load_into(model, load_state(folder), where=str(Path(folder) / WEIGHTS))
+    header = read_header(folder)
+    own = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    problem = _mismatch(own, {k: shape for k, (_, shape) in header.items()})
+    if problem:
+        n_own = sum(p.numel() for p in meta.parameters())
+        n_file = sum(int(torch.Size(shape).numel()) for _, shape in header.values())
+        raise CheckpointError(
+            f"{folder / WEIGHTS} does not match the network's config in {where} ({problem}): it describes a "
+            f"{meta.family} network of {n_own:,} parameters, the weights hold {n_file:,} values; they come from different "
+            "models (or one of them is corrupt): use the pair saved together")
+    bad = sorted(k for k, (dtype, _) in header.items() if dtype not in FLOAT_DTYPES)
+    if bad:
+        raise CheckpointError(f"{folder / WEIGHTS}: {', '.join(bad[:5])} have dtype "
+                              f"{header[bad[0]][0]}, not a floating-point type; the file is not a seqbench network")
+    return meta
+
+
+def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqModel:
+    """Build the network from ``folder``/config.json and load ``folder``/model.safetensors.
+
+    The config and the weights' header are checked against each other first (:func:`check_header`), so a
+    config that does not fit the weights costs nothing; weights that are not finite are refused."""
+    cfg = read_config(folder)
+    where = Path(folder) / CONFIG
+    if "model" not in cfg:
+        raise CheckpointError(f"{where}: no valid 'model' entry (missing 'model')")
+    check_header(folder, cfg["model"])
+    try:
+        # the header fits the config, so the weights file already holds this many values: no size limit here
+        model = model_from_config_dict(cfg["model"], max_parameters=None)
+    except SeqbenchError as e:
+        raise CheckpointError(f"{where}: its 'model' entry cannot build a network ({e}); the checkpoint is "
+                              "corrupt or from another version of seqbench: retrain or re-export it") from None
+    state = load_state(folder)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{Path(folder) / WEIGHTS}: {', '.join(bad[:5])} hold NaN or infinite values; the "
+                              "weights are corrupt or come from a run that diverged: use an earlier checkpoint")
+    load_into(model, state, where=str(Path(folder) / WEIGHTS))
     return model.to(map_location)
 
 
-__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "read_config", "load_state", "load_into"]
+__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "read_config", "read_header", "check_header",
+           "load_state", "load_into", "safetensors_bytes"]
