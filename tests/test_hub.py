@@ -163,3 +163,86 @@ def test_wrong_revision_is_a_clear_error(online):
 def test_unknown_repo_is_a_clear_error(online):
     with pytest.raises(ModelNotAvailable, match="seqbench/no-such-model"):
         resolve("hf-hub:seqbench/no-such-model@main")
+
+
+# -- one resolve-and-verify path for every command (offline: a mirror, a Hugging Face cache built by hand) --------
+ZOO_TINY = Path(__file__).resolve().parents[1] / "zoo" / "tiny-synth"
+
+
+def _flipped_copy(dst: Path, keep_pin: bool = True) -> Path:
+    """zoo/tiny-synth copied to ``dst`` with one bit of the weights flipped (config.json unchanged, or without
+    its weights_sha256 when not ``keep_pin``)."""
+    dst.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors", "README.md"):
+        shutil.copy(ZOO_TINY / f, dst / f)
+    data = bytearray((dst / "model.safetensors").read_bytes())
+    data[-100] ^= 0x01
+    (dst / "model.safetensors").write_bytes(bytes(data))
+    if not keep_pin:
+        cfg = json.loads((dst / "config.json").read_text())
+        del cfg["weights_sha256"]
+        (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def _hf_cache_snapshot(cache: Path, repo: str, commit: str, src: Path, weights_sha: str) -> Path:
+    """The layout huggingface_hub writes: snapshots/COMMIT/FILE links to blobs/NAME, an LFS file's NAME being its
+    sha256; refs/main holds the commit."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    (root / "blobs").mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    snap = root / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for f, blob in (("model.safetensors", weights_sha), ("config.json", "c" * 40), ("README.md", "d" * 40)):
+        shutil.copy(src / f, root / "blobs" / blob)
+        (snap / f).symlink_to(Path("..") / ".." / "blobs" / blob)
+    return snap
+
+
+def _sample(args, tmp_path):
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    out = tmp_path / "out" / "s.svg"
+    r = CliRunner().invoke(cli, ["sample", *args, "--text", "hi", "--out", str(out), "--arrays", str(tmp_path / "a.npz")])
+    return r, out
+
+
+def test_sample_refuses_bit_flipped_weights_everywhere_eval_does(tmp_path, monkeypatch):
+    """seqbench sample loaded a checkpoint folder without checking its sha256 (eval refused the same folder): a
+    bit-flipped copy of zoo:tiny-synth, and the same inside the Hugging Face cache, were sampled from."""
+    from seqbench.zoo import ZOO, get_entry
+    from seqbench.zoo.hub import hub_cache_dir
+
+    tiny = get_entry("tiny-synth")
+    # 1. the zoo mirror (SEQBENCH_ZOO) holding a flipped copy, and that folder named directly
+    mirror = _flipped_copy(tmp_path / "mirror" / "tiny-synth")
+    monkeypatch.setenv("SEQBENCH_ZOO", str(tmp_path / "mirror"))
+    # 2. a published entry whose pinned commit sits, flipped, in the Hugging Face cache; and a cached repo whose
+    #    config.json pins nothing, so that only the blob's name (the LFS sha256) says what the file must be
+    commit = "1" * 40
+    src = _flipped_copy(tmp_path / "flipped-src")
+    snap = _hf_cache_snapshot(hub_cache_dir(), "seqbench/tiny-cached", commit, src, tiny.weights_sha256)
+    bare = _hf_cache_snapshot(hub_cache_dir(), "someone/unpinned", commit, _flipped_copy(tmp_path / "bare", False),
+                              tiny.weights_sha256)
+    monkeypatch.setitem(ZOO._items, "tiny-cached", ZooEntry(**{**tiny.__dict__, "name": "tiny-cached",
+                                                                "hub_repo": "seqbench/tiny-cached", "revision": commit}))
+    for args in (["--model", "zoo:tiny-synth"], ["--model", str(mirror)], ["--model", "zoo:tiny-cached"],
+                 ["--model", str(snap)], ["--model", f"hf-hub:someone/unpinned@{commit}"], ["--model", str(bare)]):
+        r, out = _sample(args, tmp_path)
+        assert r.exit_code == 1, (args, r.output)
+        assert r.output.startswith("error: ") and "does not match the" in r.output, (args, r.output)
+        assert "Traceback" not in r.output and not out.exists() and not (tmp_path / "a.npz").exists()
+    # eval refuses the very same references (the one path)
+    from seqbench.zoo.hub import resolve
+
+    for ref in ("zoo:tiny-synth", str(mirror), "zoo:tiny-cached", str(snap), str(bare)):
+        with pytest.raises(WeightsChecksumError):
+            resolve(ref)
+    # the intact files still sample
+    monkeypatch.delenv("SEQBENCH_ZOO")
+    r, out = _sample(["--model", "zoo:tiny-synth", "--seed", "0"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert out.exists() and (tmp_path / "a.npz").exists()

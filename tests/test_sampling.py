@@ -292,7 +292,7 @@ def test_bias_out_of_range(bias):
 
 
 def test_unknown_model_reference(tmp_path):
-    with pytest.raises(SamplingError, match="no such checkpoint folder"):
+    with pytest.raises(SeqbenchError, match="nope: no such model folder"):  # the resolver seqbench eval uses
         seqbench.sample(str(tmp_path / "nope"), "hi")
     with pytest.raises(SeqbenchError, match="no-such-model"):
         seqbench.sample("zoo:no-such-model", "hi")

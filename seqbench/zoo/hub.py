@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,29 +113,67 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _config_sha(folder: Path) -> str | None:
+    """The ``weights_sha256`` config.json records, or None (no pin, or a config.json that cannot be read: loading
+    it then fails with the clear error of :func:`seqbench.models.io.read_config`)."""
     try:
-        return json.loads((folder / CONFIG).read_text()).get("weights_sha256")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        cfg = json.loads((folder / CONFIG).read_bytes().decode("utf-8"))
+    except (OSError, ValueError):  # missing, not UTF-8 (UnicodeDecodeError), not JSON (JSONDecodeError)
         return None
+    sha = cfg.get("weights_sha256") if isinstance(cfg, dict) else None
+    return sha if isinstance(sha, str) else None
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def cache_blob_sha(path: Path) -> str | None:
+    """The sha256 a Hugging Face cache file must have, or None: in the cache, ``snapshots/REV/FILE`` links to
+    ``blobs/NAME``, and a Git LFS file's blob NAME is its sha256 (small non-LFS files get a 40-digit git id,
+    which says nothing about the content here)."""
+    try:
+        if not path.is_symlink():
+            return None
+        target = path.resolve()
+    except OSError:
+        return None
+    return target.name if target.parent.name == "blobs" and _SHA256.match(target.name) else None
 
 
 def verify_weights(folder: Path, expected: str | None, where: str, fix: str) -> str:
-    """sha256 of ``folder``/model.safetensors, checked against ``expected`` (if any)."""
+    """sha256 of ``folder``/model.safetensors, checked against ``expected`` (a zoo entry's or config.json's pin)
+    and, inside the Hugging Face cache, against the sha256 its blob is named by (:func:`cache_blob_sha`): a file
+    changed in the cache after download is refused even where nothing else pins it."""
     path = folder / WEIGHTS
     if not path.is_file():
         raise ModelNotAvailable(f"{path}: missing; a seqbench model folder holds {', '.join(REPO_FILES[:2])}. {fix}")
     got = sha256_file(path)
-    if expected and got != expected:
-        raise WeightsChecksumError(
-            f"{path} ({where}): sha256 {got} does not match the pinned {expected}; the file is corrupt or not "
-            f"the published one. {fix}")
+    for pin, what in ((expected, "pinned"), (cache_blob_sha(path), "Hugging Face cache's (its blob name)")):
+        if pin and got != pin:
+            raise WeightsChecksumError(
+                f"{path} ({where}): sha256 {got} does not match the {what} {pin}; the file is corrupt or not "
+                f"the published one. {fix}")
     return got
 
 
 # -- parsing ------------------------------------------------------------------------------------------------------
+KNOWN_SCHEMES = ("zoo:", "hf-hub:", "ep:")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def _usage() -> str:
+    return ("Use zoo:NAME (see `seqbench zoo list`), hf-hub:org/repo@revision, ep:NAME (an installed entry point), "
+            "a folder with config.json and model.safetensors, or package.module:factory (a module of your own)")
+
+
 def parse_reference(ref: str) -> tuple[str, str]:
     """(kind, rest): ``zoo:NAME`` → ("zoo", NAME), ``hf-hub:org/repo@rev`` → ("hf-hub", "org/repo@rev"),
-    an existing path → ("local", path), ``pkg.mod:factory`` → ("factory", ref)."""
+    an existing path → ("local", path), ``pkg.mod:factory`` → ("factory", ref).
+
+    A factory from Python's standard library (``os:system``, ``sys:exit``) is no model: it is refused as an
+    unknown scheme rather than called (os:system() raised a TypeError, sys:exit() ended the process, os:abort()
+    would crash it)."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ModelReferenceError(f"empty model reference {ref!r}. {_usage()}")
     if ref.startswith("zoo:"):
         return "zoo", ref[4:]
     if ref.startswith("hf-hub:"):
@@ -144,15 +183,22 @@ def parse_reference(ref: str) -> tuple[str, str]:
     if Path(ref).expanduser().exists():
         return "local", ref
     if _FACTORY.match(ref):
+        top = ref.partition(":")[0].split(".")[0]
+        if top in getattr(sys, "stdlib_module_names", ()) or top in sys.builtin_module_names:
+            raise ModelReferenceError(
+                f"{ref!r}: {top + ':'!r} is not a model scheme (known: {', '.join(KNOWN_SCHEMES)}), and {top} is a "
+                f"module of Python's standard library, whose functions build no model. {_usage()}")
         return "factory", ref
     hint = ""
     if ref in ZOO:
         hint = f" Did you mean 'zoo:{ref}'?"
+    elif _SCHEME.match(ref) and not re.match(r"^[A-Za-z]:[\\/]", ref):  # not a Windows drive letter
+        raise ModelReferenceError(f"{ref!r}: unknown scheme {_SCHEME.match(ref).group(0)!r} (known: "
+                                  f"{', '.join(KNOWN_SCHEMES)}). {_usage()}")
     elif "/" in ref or os.sep in ref or ref.startswith("."):
-        raise ModelReferenceError(f"{ref}: no such model folder")
-    raise ModelReferenceError(
-        f"cannot read the model reference {ref!r}.{hint} Use zoo:NAME (see `seqbench zoo list`), "
-        "hf-hub:org/repo@revision, a folder with config.json and model.safetensors, or package.module:factory")
+        raise ModelReferenceError(f"{ref}: no such model folder (a seqbench model folder holds {CONFIG} and "
+                                  f"{WEIGHTS}). {_usage()}")
+    raise ModelReferenceError(f"cannot read the model reference {ref!r}.{hint} {_usage()}")
 
 
 # -- the Hub --------------------------------------------------------------------------------------------------------
@@ -280,6 +326,15 @@ def load_factory(ref: str):
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise ModelReferenceError(f"{ref}: {mod_name} has no callable {fn_name!r}")
+    import inspect
+
+    try:
+        inspect.signature(fn).bind()
+    except TypeError as e:  # a factory is called with no arguments
+        raise ModelReferenceError(f"{ref}: {fn_name}() cannot be called without arguments ({e}); a factory takes "
+                                  "none and returns a model with score(batch)") from None
+    except ValueError:  # no signature to inspect (some builtins): try the call
+        pass
     model = fn()
     if not callable(getattr(model, "score", None)):
         raise ModelReferenceError(
@@ -347,4 +402,4 @@ def push(name: str, *, repo_id: str | None = None, folder: str | os.PathLike | N
 
 __all__ = ["ResolvedModel", "ModelReferenceError", "ModelNotAvailable", "WeightsChecksumError", "parse_reference",
            "resolve", "load_model", "load_factory", "fetch", "push", "hub_offline", "hub_endpoint", "hub_cache_dir",
-           "verify_weights", "REPO_FILES"]
+           "verify_weights", "cache_blob_sha", "REPO_FILES", "KNOWN_SCHEMES"]
