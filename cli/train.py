@@ -64,4 +64,4 @@ def register(cli: click.Group, prepare: click.Group) -> None:
                     max_steps=max_steps, init_from=init_from, quiet=quiet,
                     max_seconds=None if max_minutes is None else 60 * max_minutes)
         best = "n/a" if res.best_valid is None else f"{res.best_valid:.4f} {res.unit}"
-        click.echo(f"{recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")
+        click.echo(f"{res.recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")

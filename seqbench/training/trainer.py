@@ -63,6 +63,7 @@ class TrainResult:
     unit: str
     history: list[dict] = field(default_factory=list)
     stopped: str = ""  # why the run ended: "max_steps", "max_epochs", "early_stopping", "time_limit", "SIGTERM"...
+    recipe: str = ""  # the recipe's name
 
 
 # ------------------------------------------------------------------ helpers
@@ -810,7 +811,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
         plot_losses(run.history, run.out / "loss.png", unit)
     run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
     return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best, unit=unit,
-                       history=run.history, stopped=stopped)
+                       history=run.history, stopped=stopped, recipe=rec.name)
 
 
 def _stop_reason(run: _Run, deadline: float | None, next_step_s: float) -> str:
