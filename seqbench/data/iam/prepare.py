@@ -14,10 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file, spec_header
+from seqbench.data.base import EmptySplitError, atomic_output_dir, dataset_dir, dump_json, sha256_file, spec_header
 from seqbench.data.iam import spec as iam_spec
 from seqbench.data.iam.sources import Sources, find_sources, iter_files, read_split_list
 from seqbench.data.iam.strokes import LineError, ParsedLine, parse_line_xml
+from seqbench.data.iam.transform import DegenerateStatisticsError
 from seqbench.data.iam.transcripts import (
     form_of_ascii,
     form_of_original,
@@ -25,6 +26,7 @@ from seqbench.data.iam.transcripts import (
     parse_csr,
     parse_writer,
 )
+from seqbench.data.workers import process_pool
 from seqbench.errors import BadInputError, SeqbenchError
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,16 @@ SCHEMA = pa.schema(
 )
 
 _BATCH = 48  # files per task sent to a worker process
+
+# (config, split, the split lists it is made of), for the splits that must not be empty.
+_SPLIT_LISTS = (
+    ("official", "train", ("trainset",)),
+    ("official", "valid1", ("testset_v",)),
+    ("official", "valid2", ("testset_t",)),
+    ("official", "test", ("testset_f",)),
+    ("graves2013", "train", ("trainset", "testset_t", "testset_f")),
+    ("graves2013", "valid", ("testset_v",)),
+)
 
 
 @dataclass
@@ -108,11 +120,13 @@ def _parse_all_strokes(
     part = src.strokes
     lines: dict[str, tuple[str, ParsedLine]] = {}
 
-    def label(name: str) -> str:
-        return f"{part.path}:{name}" if part.is_archive else str(part.path.parent / name)
+    label = part.label
 
-    def on_unsafe(name: str) -> None:
-        issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
+    def on_skip(name: str, reason: str) -> None:
+        m = _LINE_FILE.search(name)
+        issues.skip(label(name), reason, m.group("id") if m else None)
+        if m is not None:  # keeps its place for text matching, like a file that does not parse
+            lines.setdefault(m.group("id"), (label(name), None))
 
     def want(name: str) -> bool:
         return name.endswith(".xml") and "lineStrokes/" in f"/{name}"
@@ -140,7 +154,7 @@ def _parse_all_strokes(
     try:
         if pool is None:
             batch: list[tuple[str, bytes]] = []
-            for item in iter_files(part, want, on_unsafe):
+            for item in iter_files(part, want, on_skip):
                 batch.append(item)
                 if len(batch) >= _BATCH:
                     collect(_parse_batch(batch))
@@ -149,7 +163,7 @@ def _parse_all_strokes(
         else:
             pending: collections.deque = collections.deque()
             batch = []
-            for item in iter_files(part, want, on_unsafe):
+            for item in iter_files(part, want, on_skip):
                 batch.append(item)
                 if len(batch) >= _BATCH:
                     pending.append(pool.submit(_parse_batch, batch))
@@ -165,31 +179,63 @@ def _parse_all_strokes(
     return lines
 
 
-def _read_transcripts(part) -> tuple[dict[str, list[str] | str], list[str]]:
-    """form -> CSR lines (or a reason string when unusable), and the unsafe entry names seen.
+def _read_transcripts(part) -> tuple[dict[str, list[str] | str], list[tuple[str, str]], list[dict]]:
+    """form -> CSR lines (or a reason string when unusable), the entries not read (name, reason), and notes.
 
     Runs in a worker process beside the stroke parser, so it returns what it found instead of
-    recording issues itself.
+    recording issues itself. A second file for the same form never replaces the first: an identical
+    copy is noted; a different one leaves the form's text null (reason naming both files), since
+    nothing says which one is right.
     """
     out: dict[str, list[str] | str] = {}
-    unsafe: list[str] = []
-    for name, data in iter_files(part, lambda n: form_of_ascii(n) is not None, unsafe.append):
+    first: dict[str, str] = {}
+    conflicted: set[str] = set()
+    skipped: list[tuple[str, str]] = []
+    notes: list[dict] = []
+
+    def occupy(form: str, name: str, value: list[str] | str) -> None:
+        if form not in first:
+            first[form], out[form] = name, value
+            return
+        a, b = f"{part.path.name}:{first[form]}", f"{part.path.name}:{name}"
+        if form in conflicted:
+            out[form] = f"{out[form][:-1]}; also {b})"
+        elif value == out[form] and not isinstance(value, str):
+            notes.append({"file": str(part.path), "reason": f"form {form} has two identical transcription files: "
+                          f"{a} and {b}; the text is kept"})
+        else:
+            conflicted.add(form)
+            out[form] = (f"two transcription files for form {form} with different text: {a} and {b}; text left "
+                         "null rather than guess which is right (remove the wrong one)")
+
+    def on_skip(name: str, reason: str) -> None:
+        skipped.append((name, reason))
+        form = form_of_ascii(name)
+        if form is not None:
+            occupy(form, name, f"{part.path.name}:{name} {reason}")
+
+    for name, data in iter_files(part, lambda n: form_of_ascii(n) is not None, on_skip):
         form = form_of_ascii(name)
         try:
-            out[form] = parse_csr(data)
+            value: list[str] | str = parse_csr(data)
         except ValueError as e:
-            out[form] = f"{part.path.name}:{name} has {e}"
-    return out, unsafe
+            value = f"{part.path.name}:{name} has {e}"
+        occupy(form, name, value)
+    return out, skipped, notes
 
 
-def _read_writers(part) -> tuple[dict[str, str], list[dict], list[str]]:
-    """form -> writer id from the original XML, notes on odd files, and unsafe entry names."""
-    writers: dict[str, str] = {}
+def _read_writers(part) -> tuple[dict[str, str | None], list[dict], list[tuple[str, str]], list[dict]]:
+    """form -> writer id from the original XML, notes on odd files, entries not read (name, reason), and
+    conflicts (two files of one form naming different writers: the writer id is left null)."""
+    writers: dict[str, str | None] = {}
+    first: dict[str, str] = {}
     notes: list[dict] = []
-    unsafe: list[str] = []
+    conflicts: list[dict] = []
+    skipped: list[tuple[str, str]] = []
     if part is None:
-        return writers, notes, unsafe
-    for name, data in iter_files(part, lambda n: form_of_original(n) is not None, unsafe.append):
+        return writers, notes, skipped, conflicts
+    for name, data in iter_files(part, lambda n: form_of_original(n) is not None,
+                                 lambda n, r: skipped.append((n, r))):
         form = form_of_original(name)
         writer, form_attr = parse_writer(data)
         if writer is None:
@@ -201,8 +247,17 @@ def _read_writers(part) -> tuple[dict[str, str], list[dict], list[str]]:
                 {"file": f"{part.path.name}:{name}",
                  "reason": f"<Form id={form_attr!r}> differs from its path's form {form!r}; keyed by path"}
             )
-        writers[form] = writer.strip()
-    return writers, notes, unsafe
+        writer = writer.strip()
+        if form in first:
+            if writers[form] is not None and writers[form] != writer:
+                conflicts.append({"file": f"{part.path.name}:{name}",
+                                  "reason": f"writerID {writer!r} for form {form}, but {part.path.name}:{first[form]} "
+                                  f"says {writers[form]!r}; writer id left null rather than guess"})
+                writers[form] = None
+            continue
+        first[form] = name
+        writers[form] = writer
+    return writers, notes + conflicts, skipped, conflicts
 
 
 def _split_assignment(src: Sources, forms_present: set[str], issues: _Issues) -> dict[str, set[str]]:
@@ -277,23 +332,24 @@ def prepare_iam(
         digests = {p: hasher.submit(sha256_file, p) for p in archives}
 
         # Transcriptions and writer ids are read by the worker pool while the main process
-        # streams the stroke archive to it; their results are collected afterwards.
-        pool = cf.ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-        try:
+        # streams the stroke archive to it; their results are collected afterwards. The workers end
+        # with this process, however it ends (seqbench.data.workers).
+        with process_pool(workers) as pool:
             if pool is not None:
                 text_job = pool.submit(_read_transcripts, src.ascii)
                 writer_job = pool.submit(_read_writers, src.original)
             else:
                 text_job, writer_job = _Done(_read_transcripts(src.ascii)), _Done(_read_writers(src.original))
             parsed = _parse_all_strokes(src, issues, pool, workers, quiet)
-            transcripts, unsafe_text = text_job.result()
-            writers, writer_notes, unsafe_orig = writer_job.result()
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        for part, names in ((src.ascii, unsafe_text), (src.original, unsafe_orig)):
-            for name in names:
-                issues.skip(f"{part.path}:{name}", "archive entry with an absolute or '..' path (not read)")
+            transcripts, skipped_text, text_notes = text_job.result()
+            writers, writer_notes, skipped_orig, writer_conflicts = writer_job.result()
+        for part, entries in ((src.ascii, skipped_text), (src.original, skipped_orig)):
+            for name, reason in entries:
+                issues.skip(part.label(name), reason)
+        for note in text_notes:
+            issues.flag(note["file"], note["reason"], strict_fails=False)
+        for c in writer_conflicts:
+            issues.flag(c["file"], c["reason"])
         sources_info = {
             (p.relative_to(src.root).as_posix()): {"sha256": f.result(), "bytes": p.stat().st_size}
             for p, f in digests.items()
@@ -324,10 +380,13 @@ def prepare_iam(
             label, res = parsed[lid]
             if res is None:
                 continue  # skipped (already recorded), kept only for positional matching
+            text = None if note else csr[k]
+            if text is not None and not text.strip():
+                issues.flag(label, f"line {lid}: its transcription line in {src.ascii.path.name} is empty", lid)
             lines[lid] = {
                 "form": form,
                 "writer_id": writers.get(form),
-                "text": None if note else csr[k],
+                "text": text,
                 "text_note": note,
                 "parsed": res,
             }
@@ -354,6 +413,16 @@ def prepare_iam(
     split_ids["graves2013"]["unassigned"] = unassigned
     for lid in unassigned:
         issues.flag(str(src.strokes.path), f"line {lid} is in no split list (kept in split 'unassigned')", lid, strict_fails=False)
+    # No split may be written empty ('unassigned' excepted: it is empty whenever every form is listed).
+    for config, split, names in _SPLIT_LISTS:
+        if not split_ids[config][split]:
+            n = len(set().union(*(lists[nm] for nm in names)))
+            raise EmptySplitError(
+                ", ".join(str(src.splits[nm]) for nm in names),
+                f"none of {'its' if len(names) == 1 else 'their'} {n} form(s) has usable line stroke files in "
+                f"{src.strokes.path}, so split {config}/{split} would be empty",
+                "Use the official IAM-OnDB task split lists with the lineStrokes archive they belong to "
+                "(line files that were skipped, if any, are logged above), then rerun.")
 
     info: dict = {
         **spec_header(spec),
@@ -380,7 +449,18 @@ def prepare_iam(
                     for config, splits in split_ids.items()}
             for config, split, ids, path, fut in jobs:
                 fut.result()
-            stats = {config: fut.result() for config, fut in fits.items()}
+            stats = {}
+            for config, fut in fits.items():
+                try:
+                    stats[config] = fut.result()
+                except DegenerateStatisticsError as e:
+                    names = next(nm for c, sp, nm in _SPLIT_LISTS if (c, sp) == (config, "train"))
+                    raise BadInputError(
+                        ", ".join(str(src.splits[nm]) for nm in names),
+                        f"the {len(split_ids[config]['train'])} lines of split {config}/train give unusable "
+                        f"normalisation statistics ({e})",
+                        "Check the lineStrokes files: training lines must be pen trajectories that move (lines "
+                        "whose points never move are flagged); nothing was written.") from None
         for config, split, ids, path, _ in jobs:
             cfg = info["configs"].setdefault(config, {"splits": {}})
             cfg["splits"][split] = {

@@ -10,6 +10,10 @@ transcriptions      ``ascii-all.tar.gz``             ``ascii/``
 original XML (opt)  ``original-xml-*.tar.gz``        ``original/``
 split lists         ``trainset.txt`` ... in the folder or in ``splits/``
 ==================  ==============================  ================
+
+Only regular files are read, each up to a size limit per part (:data:`MAX_BYTES`, far above the largest
+official file): a device, FIFO or socket (also behind a symbolic link), a symbolic link to a folder, and
+a file or archive member over the limit are reported and not read, so nothing reads without bound.
 """
 from __future__ import annotations
 
@@ -20,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from seqbench.data.base import check_source_file, not_regular_reason, read_bounded, read_source_bytes
 from seqbench.errors import BadInputError, ManualDownloadRequired
+
+# Largest file read per part; the official release's largest are 105 kB (a line stroke file), 4.2 kB (a
+# transcription), 547 kB (an original form XML) and 7.7 kB (a split list): each limit is over 100x that.
+MAX_BYTES = {"lineStrokes": 16 << 20, "ascii": 1 << 20, "original": 64 << 20}
+MAX_SPLIT_LIST_BYTES = 4 << 20
 
 REGISTER_URL = "https://fki.tic.heia-fr.ch/databases/iam-on-line-handwriting-database"
 SPLIT_FILES = ("trainset.txt", "testset_v.txt", "testset_t.txt", "testset_f.txt")
@@ -36,6 +46,14 @@ class Part:
 
     def describe(self) -> str:
         return str(self.path)
+
+    def label(self, name: str) -> str:
+        """How a file of this part is named in messages: ``archive:member``, or its path in the folder."""
+        return f"{self.path}:{name}" if self.is_archive else str(self.path.parent / name)
+
+    @property
+    def max_bytes(self) -> int:
+        return MAX_BYTES.get(self.name, 16 << 20)
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,8 @@ def _find_part(root: Path, name: str, archive_globs: tuple[str, ...]) -> Part | 
     for pattern in archive_globs:
         hits = sorted(root.glob(pattern))
         if hits:
+            # the archive is streamed and hashed to its end: it must be a regular file (not /dev/zero)
+            check_source_file(hits[0], None, "an archive", f"Put the downloaded {hits[0].name} itself there.")
             return Part(name, hits[0], True)
     folder = root / name
     if folder.is_dir():
@@ -87,6 +107,9 @@ def find_sources(root: str | os.PathLike) -> Sources:
     splits: dict[str, Path] = {}
     for fname in SPLIT_FILES:
         for cand in (root / fname, root / "splits" / fname):
+            if os.path.lexists(cand) and not cand.is_file():
+                raise BadInputError(str(cand), not_regular_reason(cand) or "not a regular file",
+                                    "Put the official split list (a text file of form ids) there.")
             if cand.is_file():
                 splits[fname[:-4]] = cand
                 break
@@ -119,37 +142,73 @@ def _open_gzip(path: Path):
         return gzip.open(path, "rb")
 
 
+def _member_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"a symbolic link to {member.linkname}"
+    if member.islnk():
+        return f"a hard link to {member.linkname}"
+    if member.ischr():
+        return "a character device"
+    if member.isblk():
+        return "a block device"
+    if member.isfifo():
+        return "a named pipe (FIFO)"
+    return f"tar entry type {member.type!r}"
+
+
 def iter_files(
     part: Part,
     want: Callable[[str], bool],
-    on_unsafe: Callable[[str], None],
+    on_skip: Callable[[str, str], None],
 ) -> Iterator[tuple[str, bytes]]:
     """Yield ``(posix name, bytes)`` for each regular file of ``part`` whose name ``want`` accepts.
 
-    Archives are streamed (never extracted to disk). Entries with an absolute or ``..`` path are
-    reported through ``on_unsafe`` and skipped. A truncated or corrupt archive raises
+    Archives are streamed (never extracted to disk). What is not read is reported through
+    ``on_skip(name, reason)``: entries with an absolute or ``..`` path, anything that is not a regular
+    file (a symbolic link to ``/dev/zero``, a FIFO, a device, a link member, a symbolic link to a folder,
+    which is not followed), and files over ``part.max_bytes``. A truncated or corrupt archive raises
     BadInputError naming it.
     """
+    limit = part.max_bytes
+    what = f"a file of {part.name}/"
     if not part.is_archive:
         base = part.path.parent
         for dirpath, dirnames, filenames in os.walk(part.path):
             dirnames.sort()
+            for dn in list(dirnames):
+                full = Path(dirpath) / dn
+                if full.is_symlink():  # os.walk does not descend into it: say so rather than lose its files
+                    on_skip(full.relative_to(base).as_posix() + "/",
+                            f"a symbolic link to a folder ({os.readlink(full)}); not followed: copy or extract "
+                            "the files there instead")
             for fn in sorted(filenames):
                 full = Path(dirpath) / fn
                 rel = full.relative_to(base).as_posix()
                 if want(rel):
-                    yield rel, full.read_bytes()
+                    got = read_bounded(full, limit, what)
+                    if isinstance(got, str):
+                        on_skip(rel, got)
+                    else:
+                        yield rel, got
         return
     try:
         with _open_gzip(part.path) as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
             for member in tf:
-                if not member.isfile():
+                if member.isdir():
                     continue
                 name = safe_member_name(member.name)
                 if name is None:
-                    on_unsafe(member.name)
+                    if member.isfile():
+                        on_skip(member.name, "archive entry with an absolute or '..' path (not read)")
                     continue
                 if not want(name):
+                    continue
+                if not member.isfile():
+                    on_skip(name, f"not a regular file in the archive ({_member_kind(member)}); not read")
+                    continue
+                if member.size > limit:
+                    on_skip(name, f"{member.size:,} bytes, more than the {limit:,}-byte limit for {what}; "
+                                  "not read (is it the right file?)")
                     continue
                 f = tf.extractfile(member)
                 yield name, f.read() if f is not None else b""
@@ -164,10 +223,8 @@ def iter_files(
 
 def read_split_list(path: Path) -> list[str]:
     """Form ids of an official split list (one per line; the official files have a leading space)."""
-    try:
-        text = path.read_text(encoding="latin-1")
-    except OSError as e:
-        raise BadInputError(str(path), f"cannot be read ({e})") from None
+    text = read_source_bytes(path, MAX_SPLIT_LIST_BYTES, "a split list",
+                             "Download the IAM-OnDB task split lists again.").decode("latin-1")
     forms = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not forms:
         raise BadInputError(

@@ -58,10 +58,25 @@ class ParsedLine:
         return int(self.eos.sum())
 
 
+MIN_POINTS = 2  # a line's model sequence is its N - 1 offsets: with fewer than 2 points there is nothing to predict
+
+
 def parse_line_xml(data: bytes) -> ParsedLine:
-    """Parse the bytes of one line stroke file; raise :class:`LineError` if unusable."""
+    """Parse the bytes of one line stroke file; raise :class:`LineError` if unusable.
+
+    Unusable includes a line of fewer than :data:`MIN_POINTS` points (it has no offset to model). A line
+    whose points all lie at one place is usable but odd: it gets a warning (flagged in info.json).
+    """
     fast = _parse_fast(data)
-    return fast if fast is not None else _parse_lxml(data)
+    line = fast if fast is not None else _parse_lxml(data)
+    n = len(line.x)
+    if n < MIN_POINTS:
+        raise LineError(f"has {n} point{'s' if n != 1 else ''}; a line needs at least {MIN_POINTS} points "
+                        "(one pen offset) to be modelled")
+    if line.x.min() == line.x.max() and line.y.min() == line.y.max():
+        line.warnings.append(f"all {n} points are at the same place (x={int(line.x[0])}, y={int(line.y[0])}): "
+                             "the pen never moved")
+    return line
 
 
 def _parse_fast(data: bytes) -> ParsedLine | None:

@@ -21,7 +21,9 @@
    where ``eos_t`` is 1 when the pen lifts after ``p_t``. A line of N points gives ``T = N - 1``
    targets; the network's inputs are the null vector followed by the first ``T - 1`` targets.
 3. **Normalisation**: Δx and Δy are scaled to mean 0, std 1 with statistics of the
-   configuration's *training* split (after cleaning). eos is left as 0/1.
+   configuration's *training* split (after cleaning). eos is left as 0/1. Statistics that are not
+   finite or have a zero spread are refused (:class:`DegenerateStatisticsError`), by ``fit`` and by
+   ``apply``: they would turn every sequence into inf/NaN.
 
 Losses on these sequences are in nats on normalised offsets (the paper's unit); converting to raw
 board units adds ``log σx + log σy`` per point (see the stats' ``std_dx``, ``std_dy``).
@@ -35,6 +37,22 @@ import numpy as np
 from seqbench.errors import SeqbenchError
 
 NAME = "graves2013-offsets-v1"
+
+
+class TooFewPointsError(SeqbenchError):
+    """A line with fewer than 2 points reached the transform (``index``: its position in the batch)."""
+
+    def __init__(self, index: int, n_points: int):
+        self.index, self.n_points = index, n_points
+        super().__init__(f"line {index} of the batch has fewer than 2 points ({n_points}): "
+                         "no offset to predict (seqbench prepare skips such lines; rerun it)")
+
+    def __reduce__(self):
+        return (type(self), (self.index, self.n_points))
+
+
+class DegenerateStatisticsError(SeqbenchError):
+    """Normalisation statistics that are not finite, or a zero spread (normalising would give inf/NaN)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,22 @@ class OffsetStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def problems(self) -> list[str]:
+        """What makes these statistics unusable for normalising (empty when they are fine)."""
+        out = [f"{k} is {v!r}, not a finite number" for k, v in
+               (("mean_dx", self.mean_dx), ("std_dx", self.std_dx), ("mean_dy", self.mean_dy), ("std_dy", self.std_dy))
+               if not np.isfinite(v)]
+        out += [f"{k} is {v!r}: the offsets have no spread, so normalising would divide by 0" for k, v in
+                (("std_dx", self.std_dx), ("std_dy", self.std_dy)) if np.isfinite(v) and v <= 0]
+        return out
+
+    def check(self, where: str = "the statistics") -> "OffsetStats":
+        """Raise :class:`DegenerateStatisticsError` naming ``where`` unless usable; return self."""
+        bad = self.problems()
+        if bad:
+            raise DegenerateStatisticsError(f"{where}: {'; '.join(bad)}")
+        return self
 
     @classmethod
     def from_dict(cls, d: dict) -> "OffsetStats":
@@ -184,7 +218,7 @@ class OffsetTransform:
         lens = np.diff(f.offsets) - 1
         if (lens < 1).any():
             bad = int(np.flatnonzero(lens < 1)[0])
-            raise SeqbenchError(f"line {bad} of the batch has fewer than 2 points: no offset to predict")
+            raise TooFewPointsError(bad, int(lens[bad]) + 1)
         # each line loses its first point (it has no previous point); point 0 always starts a line, so the
         # offsets are those of points 1..n-1 that do not start a line, taken column by column (contiguous)
         keep = ~start[1:]
@@ -197,6 +231,8 @@ class OffsetTransform:
     def fit(self, lines) -> OffsetStats:
         """Normalisation statistics (and cleaning counts) of a training split's lines."""
         flat = lines if isinstance(lines, Flat) else Flat.from_lines(list(lines))
+        if len(flat.offsets) < 2:
+            raise DegenerateStatisticsError("no lines to compute normalisation statistics from")
         cl = self.clean(flat)
         off, _ = self.raw_offsets(cl.flat)
         return OffsetStats(
@@ -205,10 +241,11 @@ class OffsetTransform:
             n_lines=len(cl.flat.offsets) - 1, n_offsets=len(off),
             removed_spikes=cl.removed_spikes, split_strokes=cl.split_strokes,
             interpolated_points=cl.interpolated_points, touched_steps=cl.touched_steps,
-        )
+        ).check(f"the statistics of {len(cl.flat.offsets) - 1} lines")
 
     def apply(self, lines, stats: OffsetStats) -> tuple[np.ndarray, np.ndarray]:
         """(T_total, 3) float32 normalised sequences of all lines, and their line offsets."""
+        stats.check()
         flat = lines if isinstance(lines, Flat) else Flat.from_lines(list(lines))
         off, seq_offsets = self.raw_offsets(self.clean(flat).flat)
         off[:, 0] = (off[:, 0] - stats.mean_dx) / stats.std_dx
