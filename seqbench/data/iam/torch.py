@@ -6,6 +6,10 @@ The whole split is transformed once, vectorised, into one float32 tensor; items 
 sha256, size and modification time, the transform's name and cleaning settings, and the statistics: later loads
 read it back instead of cleaning 7.6M points again. ``cache=False`` skips it.
 
+``require_text=True`` leaves out the lines without a transcription (null or blank ``text``: the 9 lines
+of a08-551z and the 8 of z01-000z in the official release), for handwriting synthesis, which must not
+train on a line with nothing to condition on; ``dropped`` and ``dropped_ids`` say how many and which.
+
 >>> ds = seqbench.load_dataset("iam-ondb", "graves2013", "valid").to_torch()  # doctest: +SKIP
 >>> loader = torch.utils.data.DataLoader(ds, batch_size=32, collate_fn=collate)  # doctest: +SKIP
 >>> batch = next(iter(loader)); batch["inputs"].shape  # doctest: +SKIP
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from seqbench.data.iam.transform import Flat, OffsetStats, OffsetTransform
+from seqbench.data.iam.transform import DegenerateStatisticsError, Flat, OffsetStats, OffsetTransform, TooFewPointsError
 from seqbench.data.iam.vocab import GRAVES57, Vocabulary
 from seqbench.errors import SeqbenchError
 from seqbench.paths import atomic_write, seqbench_home
@@ -31,11 +35,26 @@ from seqbench.paths import atomic_write, seqbench_home
 log = logging.getLogger(__name__)
 
 
+def has_text(text: str | None) -> bool:
+    """Whether a line has a transcription to condition on (not null, not blank)."""
+    return text is not None and bool(text.strip())
+
+
 class IamSequences(Dataset):
-    """Items: ``{"id", "strokes": (T, 3) float32, "text", "chars": (U,) long}``."""
+    """Items: ``{"id", "strokes": (T, 3) float32, "text", "chars": (U,) long}``.
+
+    ``require_text=True`` keeps only the lines with a transcription (see :func:`has_text`); then
+    ``dropped`` is the number of lines left out and ``dropped_ids`` their ids (both 0 / empty otherwise).
+    ``len``, indexing, ``ids``, ``texts`` and ``lengths()`` cover the kept lines only; ``data`` and
+    ``offsets`` stay the whole split's tensors (no copy), and ``rows[i]`` is item i's row in them.
+
+    >>> tds = seqbench.load_dataset("iam-ondb", "graves2013", "train").to_torch(require_text=True)  # doctest: +SKIP
+    >>> len(tds), tds.dropped  # doctest: +SKIP
+    (10732, 9)
+    """
 
     def __init__(self, split, transform: OffsetTransform | None = None, stats: OffsetStats | None = None,
-                 vocab: Vocabulary = GRAVES57, cache: bool = True):
+                 vocab: Vocabulary = GRAVES57, cache: bool = True, require_text: bool = False):
         self.transform = transform or OffsetTransform()
         if stats is None:
             try:
@@ -45,6 +64,12 @@ class IamSequences(Dataset):
                 raise SeqbenchError(
                     f"{split.folder}/info.json has no {self.transform.name} statistics for configuration "
                     f"{split.config!r}; rerun: {split.spec.prepare_command}") from None
+        try:
+            stats.check(f"the {self.transform.name} statistics of configuration {split.config!r}")
+        except DegenerateStatisticsError as e:
+            raise DegenerateStatisticsError(
+                f"{e} ({split.folder}/info.json): rerun {split.spec.prepare_command}, or pass stats= that "
+                "are usable") from None
         self.stats = stats
         self.vocab = vocab
         # only the exact transform is cached: a subclass may compute something else under the same name
@@ -55,26 +80,47 @@ class IamSequences(Dataset):
             table = split.read_columns(["id", "text"])  # the point columns are not needed
         else:
             table = split.to_arrow()
-            seq, seq_offsets = self.transform.apply(Flat.from_arrow(table), stats)
+            try:
+                seq, seq_offsets = self.transform.apply(Flat.from_arrow(table), stats)
+            except TooFewPointsError as e:
+                lid = table.column("id")[e.index].as_py()
+                raise SeqbenchError(
+                    f"line {lid} has {e.n_points} point{'s' if e.n_points != 1 else ''}, fewer than the 2 a "
+                    f"sequence needs ({split.path}): rerun {split.spec.prepare_command}, which skips such "
+                    "lines and records them in info.json") from None
             if path is not None:
                 _write_cache(path, seq, seq_offsets)
         self.data = torch.from_numpy(seq)  # (P, 3)
-        self.offsets = torch.from_numpy(seq_offsets)
-        self.ids = table.column("id").to_pylist()
-        self.texts = table.column("text").to_pylist()
+        self.offsets = torch.from_numpy(seq_offsets)  # (rows + 1,): every row of the split
+        ids = table.column("id").to_pylist()
+        texts = table.column("text").to_pylist()
+        keep = [k for k, t in enumerate(texts) if has_text(t)] if require_text else list(range(len(ids)))
+        kept = set(keep)
+        self.dropped_ids: list[str] = [lid for k, lid in enumerate(ids) if k not in kept]
+        self.dropped: int = len(self.dropped_ids)
+        self.rows = torch.tensor(keep, dtype=torch.long)  # item i -> row of data/offsets
+        self.ids = [ids[k] for k in keep]
+        self.texts = [texts[k] for k in keep]
+        if self.dropped:
+            log.info("%s/%s: left out %d of %d lines without text (require_text=True)", split.config, split.split,
+                     self.dropped, len(ids))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict:
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} of {len(self)}")
+        i = i % len(self)
+        r = int(self.rows[i])
+        a, b = int(self.offsets[r]), int(self.offsets[r + 1])
         text = self.texts[i]
         chars = torch.tensor(self.vocab.encode(text) if text else [], dtype=torch.long)
         return {"id": self.ids[i], "strokes": self.data[a:b], "text": text, "chars": chars}
 
     def lengths(self) -> torch.Tensor:
-        """Number of predicted offsets per line (useful for length-bucketed sampling)."""
-        return self.offsets[1:] - self.offsets[:-1]
+        """Number of predicted offsets per item (useful for length-bucketed sampling)."""
+        return (self.offsets[1:] - self.offsets[:-1])[self.rows]
 
 
 _CACHE_FORMAT = 1
