@@ -27,7 +27,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqbench.data.base import DATASETS, DatasetSpec, spec_header
+from seqbench.data.base import (DATASETS, DatasetSpec, EmptySplitError, check_source_file, not_regular_reason,
+                                read_source_bytes, spec_header)
 from seqbench.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ CONTENT_SHA256 = "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024
 SIZE = 100_000_000
 MEMBER = "enwik8"
 HEADER = b"<mediawiki"
+# Largest file read (a raw sample or a zip, and a zip's decompressed member): 10x enwik8. Checked before reading.
+MAX_SOURCE_BYTES = 1 << 30
 CHUNK = 1_000_000  # bytes per Parquet row: a storage unit only (1 MB, so rows line up with the 10^6 splits)
 
 # Fractions of the corpus, in percent, so a sample of another size gets the same proportions.
@@ -99,9 +102,12 @@ def _locate(source: str | os.PathLike) -> Path:
     src = Path(source).expanduser()
     if src.is_dir():
         for name in ("enwik8.zip", "enwik8"):
-            if (src / name).is_file():
+            if os.path.lexists(src / name):
+                check_source_file(src / name, None, "enwik8", _MANUAL)  # not a FIFO, device, folder
                 return src / name
         raise BadInputError(str(src), "holds neither enwik8.zip nor enwik8", _MANUAL)
+    if os.path.lexists(src) and not src.is_file():
+        raise BadInputError(str(src), not_regular_reason(src) or "not a regular file", _MANUAL)
     if not src.is_file():
         raise BadInputError(str(src), "no such file or folder", _MANUAL)
     return src
@@ -114,11 +120,12 @@ def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict, str, boo
     official content (``CONTENT_SHA256``: a re-packed archive of the same bytes is fine); an
     unzipped file must be the official content. ``sha256=None`` checks nothing (samples).
     """
+    check_source_file(path, None, "enwik8", _MANUAL)
     with open(path, "rb") as f:
         magic = f.read(4)
     is_zip = magic == b"PK\x03\x04" or path.suffix.lower() == ".zip"
     if not is_zip:
-        data = path.read_bytes()
+        data = read_source_bytes(path, MAX_SOURCE_BYTES, "an enwik8 file", _MANUAL)
         content = hashlib.sha256(data).hexdigest()
         if sha256 is not None and content != CONTENT_SHA256:
             raise BadInputError(
@@ -126,7 +133,7 @@ def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict, str, boo
                 f"has {SIZE:,}): not the corpus, or modified", _MANUAL)
         record = {path.name: {"sha256": content, "bytes": len(data), "kind": "raw"}}
         return data, record, content, sha256 is not None
-    raw = path.read_bytes()
+    raw = read_source_bytes(path, MAX_SOURCE_BYTES, "an enwik8 zip", _MANUAL)
     digest = hashlib.sha256(raw).hexdigest()
     record = {path.name: {"sha256": digest, "bytes": len(raw), "kind": "zip"}}
     mismatch = None
@@ -142,7 +149,12 @@ def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict, str, boo
                 raise mismatch or BadInputError(
                     str(path), f"has no member {MEMBER!r} (members: {', '.join(names[:5])}"
                     f"{', ...' if len(names) > 5 else ''}): not enwik8.zip", _MANUAL)
-            data = _read_member(raw, zf.getinfo(MEMBER))
+            zi = zf.getinfo(MEMBER)
+            if zi.file_size > MAX_SOURCE_BYTES:  # a zip bomb, or not enwik8: refused before decompressing
+                raise mismatch or BadInputError(
+                    str(path), f"member {MEMBER!r} unpacks to {zi.file_size:,} bytes, more than the "
+                    f"{MAX_SOURCE_BYTES:,}-byte limit; not read", _MANUAL)
+            data = _read_member(raw, zi)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
         raise mismatch or BadInputError(str(path), f"truncated or damaged zip ({e})",
                                         f"Download it again. {_MANUAL}") from None
@@ -268,6 +280,12 @@ def prepare_enwik8(
     _check_content(path, data, size)
     total = len(data)
     bounds = split_bounds(total)
+    small = [f"{c}/{sp} {e - st} byte{'s' if e - st != 1 else ''}" for c, sps in bounds.items()
+             for sp, (st, e) in sps.items() if e - st < 2]
+    if small:  # a split needs 2 bytes for one prediction
+        raise EmptySplitError(str(path), f"{total:,} bytes are too few to split: {', '.join(small)} (a split needs "
+                              "at least 2 bytes, one next-byte prediction)", "Use a larger sample (40 bytes or more), "
+                              "or the real enwik8. " + _MANUAL)
 
     arr = np.frombuffer(data, dtype=np.uint8)
     # Byte histograms of the pieces every split is a union of (one pass over the corpus).

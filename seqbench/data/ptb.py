@@ -28,7 +28,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqbench.data.base import DATASETS, DatasetSpec, spec_header
+from seqbench.data.base import (DATASETS, DatasetSpec, EmptySplitError, check_source_file, not_regular_reason,
+                                read_source_bytes, spec_header)
 from seqbench.errors import BadInputError, SeqbenchError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,11 @@ _HINT = (
 )
 
 
+# Largest PTB file read (ptb.char.train.txt is 10 MB) and archive (simple-examples.tgz is 34 MB): 25x and 30x.
+MAX_FILE_BYTES = 256 << 20
+MAX_ARCHIVE_BYTES = 1 << 30
+
+
 def _names() -> list[str]:
     return [f"ptb.{s}.txt" for s in SPLITS] + [f"ptb.char.{s}.txt" for s in SPLITS]
 
@@ -106,7 +112,10 @@ def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes
     wanted = _names()
     found: dict[str, tuple[str, bytes]] = {}
     sources: dict[str, dict] = {}
+    if os.path.lexists(src) and not src.is_dir() and not src.is_file():
+        raise BadInputError(str(src), not_regular_reason(src) or "not a regular file", _HINT)
     if src.is_file():
+        check_source_file(src, MAX_ARCHIVE_BYTES, "a PTB archive", _HINT)
         try:
             tf = tarfile.open(src, "r:*")
         except (tarfile.TarError, OSError):
@@ -121,16 +130,30 @@ def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes
                         members[base].append(m)
                 for base, ms in members.items():
                     # simple-examples.tgz keeps the corpus in data/; prefer it over any other copy.
-                    ms.sort(key=lambda m: (m.name.rsplit("/", 2)[-2:-1] != ["data"], m.name))
-                    f = tf.extractfile(ms[0])
-                    found[base] = (f"{src}:{ms[0].name}", f.read())
+                    in_data = lambda m: m.name.rsplit("/", 2)[-2:-1] == ["data"]  # noqa: E731
+                    ms.sort(key=lambda m: (not in_data(m), m.name))
+                    best = [m for m in ms if in_data(m) == in_data(ms[0])]
+                    for m in best:
+                        if m.size > MAX_FILE_BYTES:
+                            raise BadInputError(f"{src}:{m.name}", f"{m.size:,} bytes, more than the "
+                                                f"{MAX_FILE_BYTES:,}-byte limit for a PTB file; not read", _HINT)
+                    data = [tf.extractfile(m).read() for m in best]
+                    if any(d != data[0] for d in data[1:]):
+                        # two equally placed copies that differ: taking one by name order would be a guess
+                        raise BadInputError(
+                            str(src), f"holds {len(best)} different copies of {base}: "
+                            f"{', '.join(m.name for m in best)}; refusing to guess which is the corpus",
+                            "Repack the archive with one copy, or extract the right six files into a folder "
+                            "and pass that folder. " + _HINT)
+                    found[base] = (f"{src}:{ms[0].name}", data[0])
             except (tarfile.TarError, OSError, EOFError) as e:
                 raise BadInputError(str(src), f"damaged or truncated archive ({e})", _HINT) from None
     elif src.is_dir():
         for base in wanted:
             for d in (src, src / "data", src / "simple-examples" / "data"):
-                if (d / base).is_file():
-                    found[base] = (str(d / base), (d / base).read_bytes())
+                cand = d / base
+                if os.path.lexists(cand):
+                    found[base] = (str(cand), read_source_bytes(cand, MAX_FILE_BYTES, "a PTB file", _HINT))
                     break
     else:
         raise BadInputError(str(src), "no such file or folder", _HINT)
@@ -166,7 +189,10 @@ def _lines(label: str, data: bytes) -> list[list[str]]:
         rows.pop()  # the newline ending the last line (the char files end with "\n ")
     if not rows:
         raise BadInputError(label, "is empty", _HINT)
-    return [r.split() for r in rows]
+    out = [r.split() for r in rows]
+    if not any(out):  # a split of only blank sentences: nothing to predict, and 0-token statistics
+        raise EmptySplitError(label, f"holds no words: its {len(rows):,} line(s) are only whitespace", _HINT)
+    return out
 
 
 def _parse(found: dict[str, tuple[str, bytes]]) -> dict[str, dict[str, list]]:
