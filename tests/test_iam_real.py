@@ -113,3 +113,18 @@ def test_fast_path_equals_full_lxml_parse_on_real_files():
                 assert np.array_equal(getattr(fast, attr), getattr(full, attr)), (m.name, attr)
             checked += 1
     assert checked > 600
+
+
+def test_synthesis_recipes_leave_out_the_lines_without_text(prepared):
+    """The 9 a08-551z lines have no transcription: synthesis trains on the other 10,732 of graves2013/train."""
+    from seqbench.training import get_recipe
+    from seqbench.training.data import make_batches
+
+    root, _ = prepared
+    for name in ("iam-synthesis-3x400", "iam-synthesis-3x400-fast", "iam-synthesis-3x400-awn"):
+        rec = get_recipe(name).replace(**{"data.root": str(root)})
+        items = make_batches(rec.data, "train", train=True, seed=0).items
+        assert len(items) == 10_732 and items.dropped == 9
+        assert all(i.startswith("a08-551z") for i in items.dropped_ids)
+    pred = get_recipe("iam-prediction-3x400").replace(**{"data.root": str(root)})
+    assert len(make_batches(pred.data, "train", train=True, seed=0).items) == 10_741

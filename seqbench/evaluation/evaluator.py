@@ -225,7 +225,9 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
         if model.config.vocab_size != GRAVES57.size:
             raise EvaluationError(f"the synthesis network has {model.config.vocab_size} character classes but "
                                   f"the evaluation transcriptions use the {GRAVES57.size}-class vocabulary")
-    tds = ds.to_torch()
+    synthesis = _family(model) == "handwriting-synthesis"
+    # synthesis is text → strokes: a line without a transcription has nothing to condition on (left out, counted)
+    tds = ds.to_torch(require_text=True) if synthesis else ds.to_torch()
     st = tds.stats
     check_offset_stats((ckpt_cfg or {}).get("offset_stats"), st.to_dict(), tds.transform.name, where)
     totals = Totals(unit="point", log_sigma=math.log(st.std_dx) + math.log(st.std_dy))
@@ -245,7 +247,8 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
             out = step(lambda: score_handwriting(model, batch, chunk))
             _add(totals, out)
             progress.update(int(out["n"].sum()))
-    info = {"transform": tds.transform.name, "offset_stats": st.to_dict()}
+    info = {"transform": tds.transform.name, "offset_stats": st.to_dict(),
+            "lines_without_text_left_out": int(getattr(tds, "dropped", 0))}
     return totals, info
 
 

@@ -128,8 +128,8 @@ def _iam_items(spec: DataSpec, split: str):
     import seqbench
     from seqbench.data.iam.torch import collate
 
-    ds = seqbench.load_dataset(spec.source, config=spec.config, split=split, root=spec.root).to_torch()
-    return ds, collate
+    ds = seqbench.load_dataset(spec.source, config=spec.config, split=split, root=spec.root)
+    return (ds.to_torch(require_text=True) if spec.require_text else ds.to_torch()), collate
 
 
 def _text_tokens(spec: DataSpec, split: str) -> torch.Tensor:
