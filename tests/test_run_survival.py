@@ -186,3 +186,31 @@ def test_resume_needs_no_recipe_and_refuses_another_one(tmp_path):
         train("tiny-synthesis", d, quiet=True, resume=True)
     res = train(None, d, overrides={"max_steps": 6}, quiet=True, resume=True)
     assert res.steps == 6
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("optimizer_args.lr=abc", "lr='abc' is not a number"),
+    ("optimizer_args.lr=-1", "optimizer graves-rmsprop: invalid"),
+    ("optimizer_args.foo=1", "unknown setting(s) optimizer_args.foo"),
+    ("model.n_mixtures=0", "n_mixtures=0 builds no network"),
+    ("model.hidden_size=abc", "hidden_size='abc' builds no network"),
+    ("optimizer=adamw", "unknown optimizer 'adamw'"),
+    ("weight_noise=gaussian", "unknown weight noise 'gaussian'"),
+    ("data.batch_size=0", "data.batch_size must be at least 1"),
+    ("data.valid_limit=0", "data.valid_limit must be at least 1"),
+])
+def test_bad_settings_are_clear_errors_and_leave_no_run_folder(tmp_path, setting, message):
+    from seqbench.cli.main import cli
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(cli, ["train", "--recipe", "tiny-prediction", "--out", str(tmp_path / "r"), "-q",
+                                   "--set", setting])
+    assert res.exit_code == 1 and res.output.startswith("error:") and message in res.output, res.output
+    assert res.exc_info is None or res.exc_info[0] is SystemExit
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_with_a_bad_learning_rate_is_a_clear_error(tmp_path):
+    d = _run(tmp_path)
+    with pytest.raises(SeqbenchError, match="is not a number"):
+        train(None, d, overrides={"optimizer_args.lr": "abc"}, quiet=True, resume=True)

@@ -62,12 +62,27 @@ OPTIMIZERS = ("graves-rmsprop", "sgd", "adam")
 def make_optimizer(name: str, params: Iterable, **kw) -> Optimizer:
     """"graves-rmsprop" (handwriting), "sgd" (text: lr 1e-4, momentum 0.99 for PTB, 0.9 for enwik8), or "adam"
     (torch.optim.Adam: seqbench's fast schedules, not the paper's)."""
-    if name == "graves-rmsprop":
-        return GravesRMSProp(params, **kw)
-    if name == "sgd":
-        return torch.optim.SGD(params, **kw)
-    if name == "adam":
-        return torch.optim.Adam(params, **kw)
-    from seqbench.registry import unknown_name
+    classes = {"graves-rmsprop": GravesRMSProp, "sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+    if name not in classes:
+        from seqbench.registry import unknown_name
 
-    raise unknown_name("optimizer", name, list(OPTIMIZERS))
+        raise unknown_name("optimizer", name, list(OPTIMIZERS))
+    import inspect
+
+    from seqbench.errors import SeqbenchError
+
+    cls = classes[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")]
+    unknown = sorted(set(kw) - set(accepted))
+    wrong = [f"{k}={v!r}" for k, v in kw.items() if k in accepted and k not in ("betas", "foreach", "maximize",
+             "capturable", "differentiable", "fused", "nesterov", "amsgrad", "decoupled_weight_decay")
+             and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if unknown or wrong:
+        raise SeqbenchError(f"optimizer {name}: " + "; ".join(
+            ([f"unknown setting(s) {', '.join('optimizer_args.' + k for k in unknown)}"] if unknown else [])
+            + ([f"{', '.join(wrong)} is not a number"] if wrong else []))
+            + f"; it accepts optimizer_args.{{{', '.join(accepted)}}}")
+    try:
+        return cls(params, **kw)
+    except (ValueError, TypeError) as e:  # torch's own range checks: lr < 0, momentum out of range ...
+        raise SeqbenchError(f"optimizer {name}: {e}; check optimizer_args.*") from None
