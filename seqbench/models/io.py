@@ -176,8 +176,8 @@ def check_header(folder: str | os.PathLike, spec: Any) -> SeqModel:
         n_file = sum(int(torch.Size(shape).numel()) for _, shape in header.values())
         raise CheckpointError(
             f"{folder / WEIGHTS} does not match the network's config in {where} ({problem}): it describes a "
-            f"{meta.family} network of {n_own:,} parameters, the weights hold {n_file:,} values; they come from different "
-            "models (or one of them is corrupt): use the pair saved together")
+            f"{meta.family} network of {n_own:,} parameters, the weights hold {n_file:,} values; they come from "
+            "different models (or one of them is corrupt): use the pair saved together")
     bad = sorted(k for k, (dtype, _) in header.items() if dtype not in FLOAT_DTYPES)
     if bad:
         raise CheckpointError(f"{folder / WEIGHTS}: {', '.join(bad[:5])} have dtype "
@@ -189,7 +189,7 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     """Build the network from ``folder``/config.json and load ``folder``/model.safetensors.
 
     The config and the weights' header are checked against each other first (:func:`check_header`), so a
-    config that does not fit the weights costs nothing; weights that are not finite are refused."""
+    config that does not fit the weights costs nothing."""
     cfg = read_config(folder)
     where = Path(folder) / CONFIG
     if "model" not in cfg:
@@ -201,12 +201,9 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     except SeqbenchError as e:
         raise CheckpointError(f"{where}: its 'model' entry cannot build a network ({e}); the checkpoint is "
                               "corrupt or from another version of seqbench: retrain or re-export it") from None
-    state = load_state(folder)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"{Path(folder) / WEIGHTS}: {', '.join(bad[:5])} hold NaN or infinite values; the "
-                              "weights are corrupt or come from a run that diverged: use an earlier checkpoint")
-    load_into(model, state, where=str(Path(folder) / WEIGHTS))
+    # weights that are not finite load (evaluation reports their non-finite scores as an error, and the samplers
+    # refuse a network whose output is not finite), so that each command names what it could not compute
+    load_into(model, load_state(folder), where=str(Path(folder) / WEIGHTS))
     return model.to(map_location)
 
 

@@ -23,7 +23,9 @@ Numerics (the result in float32, or float64 for float64 inputs; autocast disable
 - the Gaussian part (z1, z2 and the quadratic form) is computed in float64 even for float32 inputs: for |ρ|
   near 1 the density is a thin ridge, and z1 − s z2 is a difference of nearly equal numbers whose float32
   rounding (about 1e-7 |z|) the factor e^{a}/2 amplifies (at ρ̂ = 15 by 1.6e6: errors of several nats a step).
-  It is a few elementwise operations on (..., M), negligible beside the network; the result is cast back;
+  It is a few elementwise operations on (..., M), negligible beside the network (measured: the loss's forward
+  and backward on 16 lines × 700 points, M = 20, one CPU thread, 17 → 36 ms, where a paper-size training
+  step takes about 5 s); the result is cast back;
 - the mixture sum is a log-sum-exp over log π + log N; log e = −softplus(ê), log(1 − e) = −softplus(−ê).
 
 Measured against an mpmath reference at 120 digits on the same float32 inputs (targets drawn from the
