@@ -97,9 +97,24 @@ def _segments(x: np.ndarray, y: np.ndarray, eos: np.ndarray, lo: int, hi: int) -
     return [np.column_stack([x[a:b], y[a:b]]) for a, b in zip(starts, stops) if b - a >= 1]
 
 
+def require_matplotlib():
+    """matplotlib, or a :class:`SamplingError` that says how to install it (it is a dependency of seqbench, so
+    this means a broken or partial install)."""
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401  (the backend draw() uses)
+    except ImportError as e:
+        raise SamplingError(f"drawing needs matplotlib, which cannot be imported here ({e}); install it with "
+                            "`pip install 'matplotlib>=3.7'` (it is one of seqbench's dependencies: "
+                            "`pip install seqbench` or `pip install -e .` brings it), or sample without a picture "
+                            "(--arrays FILE.npz only)") from None
+    return matplotlib
+
+
 def figure(items: Any, *, labels: Sequence[str] | None = None, attention: bool = False, stats: Any = None,
            columns: int = 1, width: float = 10.0, linewidth: float = 1.4, color: str = "black"):
     """A matplotlib ``Figure`` (not attached to pyplot) of ``items``; see :func:`draw`."""
+    require_matplotlib()
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
 
@@ -177,29 +192,38 @@ def draw(items: Any, out: str | os.PathLike | None = None, *, png: str | os.Path
     >>> draw(sample, "out.svg", png="out.png", attention=True)                  # doctest: +SKIP
     >>> draw([dataset_row, sample], "pair.png", labels=["real", "generated"])   # doctest: +SKIP
     """
-    import matplotlib
-
-    fig = figure(items, labels=labels, attention=attention, stats=stats, columns=columns, width=width, **style)
     targets = [Path(p) for p in (out, png, svg) if p is not None]
-    if not targets:
-        return fig
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    for path in targets:  # every name is checked before any file is written
+    for path in targets:  # every name is checked before anything is drawn or written
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise SamplingError(f"{path}: unknown picture format; use one of {', '.join(IMAGE_SUFFIXES)}")
-    written = []
-    for path in targets:
-        suffix = path.suffix.lower()
-        # text stays text in SVGs (small files, searchable); no creation date, so reruns give the same bytes;
-        # whole pictures or none (atomic_write: a temporary file, then a rename)
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqbench"}):
-            atomic_write(path, lambda f: fig.savefig(f, format=suffix[1:], dpi=dpi, facecolor="white",
-                                                     metadata={"Date": None} if suffix == ".svg" else None),
-                         mode=0o644)
-        written.append(path)
-    return written
+    fig = figure(items, labels=labels, attention=attention, stats=stats, columns=columns, width=width, **style)
+    if not targets:
+        return fig
+    # every picture is rendered before any is written; each is written whole or not at all (atomic_write: a
+    # temporary file, then a rename)
+    pictures = [(path, render(fig, path.suffix, dpi=dpi)) for path in targets]
+    for path, data in pictures:
+        atomic_write(path, lambda f, data=data: f.write(data), mode=0o644)
+    return [path for path, _ in pictures]
 
 
-__all__ = ["draw", "figure", "line_points", "IMAGE_SUFFIXES"]
+def render(fig, suffix: str, dpi: int = 100) -> bytes:
+    """The bytes of ``fig`` as a picture of type ``suffix`` (".svg", ".png", ".pdf"). SVGs keep their text as
+    text (small files, searchable) and carry no creation date, so reruns give the same bytes."""
+    import io
+
+    matplotlib = require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    suffix = suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise SamplingError(f"unknown picture format {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "seqbench"}):
+        fig.savefig(buf, format=suffix[1:], dpi=dpi, facecolor="white",
+                    metadata={"Date": None} if suffix == ".svg" else None)
+    return buf.getvalue()
+
+
+__all__ = ["draw", "figure", "render", "line_points", "require_matplotlib", "IMAGE_SUFFIXES"]
