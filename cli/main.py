@@ -15,23 +15,38 @@ from seqbench.errors import SeqbenchError
 
 
 class _Group(click.Group):
-    """Turns SeqbenchError into a clear one-paragraph message and exit code 1 (no traceback)."""
+    """The CLI's one error boundary: every expected failure becomes ``error: <what> (<file>): <what to do>`` on
+    stderr and exit code 1, without a traceback. Expected failures are SeqbenchError (bad input, checkpoints,
+    references, limits: the library raises them with the file and the fix in the message), the file system
+    refusing a named path (OSError with a filename), and running out of memory (MemoryError, torch's
+    OutOfMemoryError). Anything else is a bug and keeps its traceback. Outputs are never left half-written:
+    the commands check what they can before working and write whole files (seqbench.paths.atomic_write,
+    seqbench.sampling.files.write_all)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SeqbenchError as e:
-            click.secho(f"error: {e}", fg="red", err=True)
-            sys.exit(1)
+            self._fail(str(e))
         except OSError as e:
             # the file system refused (no space, no permission, a file where a folder should be): say which
             # path and why, not a traceback; an OSError without a path is a bug and keeps its traceback
             if e.filename is None:
                 raise
             where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
-            click.secho(f"error: {where}: {e.strerror or e}\n  check the path, its permissions and the free "
-                        "disk space, then rerun", fg="red", err=True)
-            sys.exit(1)
+            self._fail(f"{where}: {e.strerror or e}\n  check the path, its permissions and the free disk space, "
+                       "then rerun")
+        except (MemoryError, RuntimeError) as e:
+            if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"):
+                raise
+            detail = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            self._fail(f"out of memory ({detail or type(e).__name__}): ask for less (fewer or shorter lines, a "
+                       "smaller batch, --device cpu for a small GPU) or free memory, then rerun")
+
+    @staticmethod
+    def _fail(message: str) -> None:
+        click.secho(f"error: {message}", fg="red", err=True)
+        sys.exit(1)
 
 
 _TORCH_COMMANDS = ("train", "eval", "sample", "demo", "report", "zoo")  # the ones that compute with torch

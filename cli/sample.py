@@ -9,8 +9,10 @@ def register(cli: click.Group, prepare: click.Group) -> None:  # noqa: ARG001 (s
 
     @cli.command("sample")
     @click.option("--model", "model", required=True,
-                  help="Checkpoint folder (config.json + model.safetensors) or zoo reference (zoo:NAME).")
-    @click.option("--text", "texts", multiple=True, help="Text to write (synthesis); repeat for several lines.")
+                  help="zoo:NAME, hf-hub:org/repo@revision, a checkpoint folder (config.json + model.safetensors) "
+                  "or package.module:factory; resolved and sha256-checked as seqbench eval does.")
+    @click.option("--text", "texts", multiple=True,
+                  help="Text to write (synthesis); repeat for several lines (at most 100, 1,000 characters each).")
     @click.option("--bias", type=float, default=0.0, show_default=True,
                   help="Sampling bias b >= 0: sigma = exp(sigma_hat - b), pi ~ exp(pi_hat (1 + b)). Paper: 0.15; "
                   "1 with priming.")
@@ -27,14 +29,16 @@ def register(cli: click.Group, prepare: click.Group) -> None:  # noqa: ARG001 (s
     @click.option("--data-root", default=None, type=click.Path(file_okay=False, path_type=str),
                   help="Datasets root holding the prepared iam-ondb (default: $SEQBENCH_HOME/datasets).")
     @click.option("--max-steps", type=int, default=None,
-                  help="Cap on points per line after priming (default: 40 per character + 100).")
+                  help="Cap on points per line after priming (default: 40 per character + 100; at most 50,000).")
     @click.option("--allow-nonletter", is_flag=True,
                   help="Write characters the vocabulary lacks (digits, ?, ...) as its one non-letter class.")
-    @click.option("--steps", type=int, default=None, help="Points to write (prediction network; default 700).")
+    @click.option("--steps", type=int, default=None,
+                  help="Points to write (prediction network; default 700, at most 50,000).")
     @click.option("-n", "n", type=int, default=1, show_default=True,
-                  help="Lines to sample at once (prediction network, language model).")
+                  help="Lines to sample at once (prediction network, language model; at most 100).")
     @click.option("--prime-text", default="", help="Language model: the string to continue.")
-    @click.option("--length", type=int, default=200, show_default=True, help="Language model: symbols to write.")
+    @click.option("--length", type=int, default=200, show_default=True,
+                  help="Language model: symbols to write (at most 100,000).")
     @click.option("--temperature", type=float, default=1.0, show_default=True,
                   help="Language model: softmax temperature (1 = the model, 0 = greedy).")
     def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, data_root,

@@ -423,3 +423,36 @@ def test_cli_turns_file_system_errors_into_a_message(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "pred"), "--steps", "3"])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert r.output.startswith(f"error: {tmp_path / 'locked.svg'}: Permission denied")
+
+
+def test_text_priming_in_chunks_once_for_all_lines(monkeypatch):
+    """The priming string runs once (batch 1) in chunks of PRIME_CHUNK symbols; every line starts from that state.
+    Greedy sampling then gives exactly what one whole-string call on every line gave."""
+    import seqbench.sampling.text as text
+
+    torch.manual_seed(0)
+    syms = list("_abcdefgh")
+    lm = build_model("lstm-lm", vocab_size=len(syms), hidden_size=8).eval()
+    prime = "".join(syms[i % 9] for i in range(2500))
+    chunked = sample_text(lm, 20, prime=prime, temperature=0, n=3, symbols=syms)
+    monkeypatch.setattr(text, "PRIME_CHUNK", 10**9)
+    whole = sample_text(lm, 20, prime=prime, temperature=0, n=3, symbols=syms)
+    assert chunked.texts == whole.texts and len(set(chunked.texts)) == 1
+    with torch.no_grad():  # the state reached equals the batched whole-string forward of every line
+        logits, _ = lm(torch.tensor([syms.index(c) for c in prime]).expand(3, -1))
+    assert [syms[int(i)] for i in logits[:, -1].argmax(-1)] == [t[0] for t in whole.texts]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: synthesize(tiny_synthesis(vocab_size=57), "a" * 1001), "over the limit of 1,000 per line"),
+    (lambda: synthesize(tiny_synthesis(vocab_size=57), ["hi"] * 101), "over the limit of 100"),
+    (lambda: synthesize(tiny_synthesis(vocab_size=57), "hi", max_steps=50_001), "MAX_STEPS"),
+    (lambda: synthesize(tiny_synthesis(vocab_size=57), "hi", max_steps=2.5), "whole number"),
+    (lambda: generate(tiny_prediction(), 10, n=101), "over the limit of 100"),
+    (lambda: generate(tiny_prediction(), 0), "at least 1"),
+    (lambda: sample_text(build_model("lstm-lm", vocab_size=3, hidden_size=2), 100_001, symbols=list("abc")),
+     "MAX_LENGTH"),
+])
+def test_request_limits_are_checked_before_sampling(call, match):
+    with pytest.raises(SamplingError, match=match):
+        call()

@@ -10,9 +10,11 @@ import numpy as np
 from seqbench.sampling.errors import SamplingError
 
 
-def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
-    """Write a :class:`~seqbench.sampling.HandwritingSample` to ``.npz``: offsets_i, phi_i, kappa_i per line,
-    and texts, stopped, prime_len."""
+def arrays_bytes(sample: Any) -> bytes:
+    """The ``.npz`` of a :class:`~seqbench.sampling.HandwritingSample`: offsets_i, phi_i, kappa_i per line, and
+    texts, stopped, prime_len."""
+    import io
+
     arrays: dict[str, Any] = {}
     for i, off in enumerate(sample.offsets):
         arrays[f"offsets_{i}"] = off
@@ -22,12 +24,61 @@ def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
     arrays["texts"] = np.array(sample.texts or [], dtype=str)
     arrays["stopped"] = np.array(sample.stopped, dtype=bool)
     arrays["prime_len"] = np.array(sample.prime_len)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npz_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".npz":  # what numpy would write; the returned path is the file that exists
         path = path.with_name(path.name + ".npz")
+    return path
+
+
+def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
+    """Write a :class:`~seqbench.sampling.HandwritingSample` to ``.npz`` (see :func:`arrays_bytes`)."""
     from seqbench.paths import atomic_write
 
-    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays), mode=0o644)
+    data = arrays_bytes(sample)
+    return atomic_write(_npz_path(path), lambda f: f.write(data), mode=0o644)
+
+
+def write_all(outputs: Sequence[tuple[Path, bytes]]) -> list[Path]:
+    """Write every (path, bytes) whole, or none of them: each goes to a temporary sibling first, and only when
+    all are written are they renamed into place; on any failure the temporary files, and the folders made for
+    them, are removed. Mode 0644, like every other output."""
+    import tempfile
+
+    made: list[Path] = []
+    temps: list[str] = []
+    try:
+        for path, data in outputs:
+            missing = []
+            d = path.parent
+            while not d.exists():
+                missing.append(d)
+                d = d.parent
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made += reversed(missing)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o644)
+        for (path, _), tmp in zip(outputs, temps):
+            os.replace(tmp, path)
+        temps = []
+    finally:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+        if temps:
+            for d in reversed(made):  # deepest first; only the folders this call made, and only if empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+    return [path for path, _ in outputs]
 
 
 def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.PathLike | None = None,
@@ -45,12 +96,13 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
     from seqbench.sampling.load import load_model
 
     loaded = load_model(model)
-    # outputs are checked before sampling, so a bad path fails at once and nothing is half-written
+    # everything that can be checked is checked before sampling (the output paths, matplotlib, the options), and
+    # every output is rendered in memory first, then all are written together (write_all): whole, or not at all
     if loaded.family == "lstm-lm":
         if out is not None and str(out) != "-":
             check_output_path(out, what="text file")
     else:
-        from seqbench.sampling.draw import IMAGE_SUFFIXES
+        from seqbench.sampling.draw import IMAGE_SUFFIXES, require_matplotlib
 
         for p in (out, png):
             if p is not None and Path(p).suffix.lower() not in IMAGE_SUFFIXES:
@@ -58,7 +110,11 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
             if p is not None:
                 check_output_path(p, what="picture")
         if arrays is not None:
-            check_output_path(arrays, what="arrays file")
+            check_output_path(_npz_path(arrays), what="arrays file")
+        if out is not None or png is not None:
+            require_matplotlib()
+        if show_prime and (kwargs.get("prime") is None or not isinstance(kwargs["prime"], str)):
+            raise SamplingError("--show-prime needs --prime-id")
     summary: dict[str, Any] = {"model": loaded.source, "family": loaded.family, "written": []}
     if loaded.family == "lstm-lm":
         if texts:
@@ -82,23 +138,23 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
     items: list[Any] = [s]
     labels = None
     if show_prime:
-        if kwargs.get("prime") is None or not isinstance(kwargs["prime"], str):
-            raise SamplingError("--show-prime needs --prime-id")
         from seqbench.sampling.handwriting import find_line
 
         row, _ = find_line(kwargs["prime"], root=kwargs.get("data_root"), config=kwargs.get("data_config",
                                                                                             "graves2013"))
         items = [row, s]
         labels = [f"priming line {row['id']}"] + [f"generated: {t}" for t in (s.texts or [""] * len(s))]
+    outputs: list[tuple[Path, bytes]] = []
     if out is not None or png is not None:
-        from seqbench.sampling.draw import draw
+        from seqbench.sampling.draw import figure, render
 
-        summary["written"] += [str(p) for p in draw(items, out, png=png, labels=labels,
-                                                    attention=attention and s.phi is not None)]
+        fig = figure(items, labels=labels, attention=attention and s.phi is not None)
+        outputs += [(Path(p), render(fig, Path(p).suffix)) for p in (out, png) if p is not None]
     if arrays is not None:
-        summary["written"].append(str(save_arrays(s, arrays)))
+        outputs.append((_npz_path(arrays), arrays_bytes(s)))
+    summary["written"] += [str(p) for p in write_all(outputs)]
     summary["sample"] = s
     return summary
 
 
-__all__ = ["sample_to_files", "save_arrays"]
+__all__ = ["sample_to_files", "save_arrays", "arrays_bytes", "write_all"]

@@ -47,6 +47,13 @@ MAX_BIAS = 10.0  # σ shrinks by e^{−b}: at b = 10 by 4.5e-5, far past any use
 STEPS_PER_CHAR = 40  # default cap: IAM lines average about 20 points per character (~700 points per line)
 RANDOM_BLOCK = 256  # steps of random numbers drawn at once
 
+# What one request may cost, checked before any step is taken (a 20,000-character text used to run for days
+# with a default cap of 800,100 steps, and to keep 64 GB of window weights; a huge -n exhausted memory).
+MAX_TEXT_CHARS = 1_000  # characters per line of text (IAM-OnDB lines: about 40; the default cap is 40 per char)
+MAX_LINES = 100  # lines sampled at once (texts, or -n)
+MAX_STEPS = 50_000  # points per line after priming (IAM-OnDB lines: 629 on average, 1,940 at most)
+MAX_RECORD_BYTES = 2 * 2**30  # memory for what a sample keeps: offsets, window weights φ, positions κ (×3 copies)
+
 
 # --------------------------------------------------------------------------------------------------------------
 # results
@@ -111,6 +118,32 @@ def check_bias(bias: float) -> float:
     return b
 
 
+def check_request(lines: int, steps: int, *, chars: int = 0, prime: int = 0, window: int = 0) -> None:
+    """Refuse, before sampling, a request over the limits of this module (MAX_LINES, MAX_STEPS, MAX_TEXT_CHARS,
+    MAX_RECORD_BYTES), naming the limit and the option that sets it."""
+    if lines > MAX_LINES:
+        raise SamplingError(f"{lines:,} lines at once is over the limit of {MAX_LINES} "
+                            "(seqbench.sampling.handwriting.MAX_LINES); ask for fewer (-n, or fewer --text), and "
+                            "run the command again for more")
+    if steps > MAX_STEPS:
+        raise SamplingError(f"{steps:,} points per line is over the limit of {MAX_STEPS:,} "
+                            "(seqbench.sampling.handwriting.MAX_STEPS); IAM-OnDB lines have 629 on average and "
+                            "1,940 at most: lower --steps / --max-steps (steps= / max_steps=)")
+    if chars > MAX_TEXT_CHARS:
+        raise SamplingError(f"a text of {chars:,} characters is over the limit of {MAX_TEXT_CHARS:,} per line "
+                            "(seqbench.sampling.handwriting.MAX_TEXT_CHARS): the synthesis network writes one "
+                            "line at a time; split the text over several --text options (a list of strings "
+                            f"from Python), up to {MAX_LINES} lines")
+    per_step = (window + 1 if window else 0) + 3  # φ (U + 1) and κ (K) per step, the offsets (3)
+    need = 3 * 4 * lines * (prime + steps) * per_step  # float32, kept per step, stacked, then split per line
+    if need > MAX_RECORD_BYTES:
+        raise SamplingError(
+            f"this request would keep about {need / 2**30:.1f} GiB of samples in memory ({lines} line(s) × "
+            f"{prime + steps:,} steps × {per_step:,} values), over the limit of {MAX_RECORD_BYTES / 2**30:.0f} GiB "
+            "(seqbench.sampling.handwriting.MAX_RECORD_BYTES); write fewer or shorter lines (--text), or lower "
+            "--max-steps")
+
+
 def encode_text(text: str, vocab, *, allow_nonletter: bool = False, what: str = "text") -> list[int]:
     """Class ids of ``text``. Characters the vocabulary lacks raise :class:`UnwritableCharacters`, naming them;
     so do characters it only writes as its shared non-letter class, unless ``allow_nonletter``."""
@@ -136,6 +169,18 @@ def encode_text(text: str, vocab, *, allow_nonletter: bool = False, what: str = 
 
 def _show(chars: Sequence[str]) -> str:
     return ", ".join(repr(c) for c in chars)
+
+
+def _whole(v: Any, name: str, option: str) -> int:
+    """``v`` as a whole number ≥ 1, else a :class:`SamplingError` naming the argument and its CLI option."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise SamplingError(f"{name} must be a whole number of at least 1 (CLI {option}), got {v!r}")
+    return int(v)
+
+
+def cfg_k(loaded: LoadedModel) -> int:
+    """K, the window's Gaussians (what κ holds per step)."""
+    return int(getattr(loaded.model.config, "n_window", 0))
 
 
 def _vocab_for(loaded: LoadedModel):
@@ -340,6 +385,15 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
                     break
         u, n = rnd.next()
         x = draw_point(y, M, bias, u, n)
+        # ŷ itself (a NaN end-of-stroke logit draws a finite "pen down"), and the point (σ = exp(σ̂) can overflow)
+        finite = (torch.isfinite(y).all(1) & torch.isfinite(x).all(1)) | torch.from_numpy(stopped)  # (B,)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().flatten().tolist()
+            raise SamplingError(
+                f"the network's output is not finite (NaN or infinite) at step {P + t + 1} of line(s) "
+                f"{', '.join(str(i + 1) for i in bad[:5])}, so nothing it draws can be written: its weights "
+                "overflow (a run that diverged, or a corrupt checkpoint). Sample from another checkpoint (an "
+                "earlier one of the run), or retrain")
         xs.append(x)
         if phi is not None:
             phis.append(phi)
@@ -452,6 +506,7 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
     texts = [text] if isinstance(text, str) else list(text)
     if not texts:
         raise SamplingError("no text given: pass a string, or a list of strings to write several lines")
+    check_request(len(texts), 1, chars=max(len(t) if isinstance(t, str) else 0 for t in texts))
     vocab = _vocab_for(loaded)
     enc = [encode_text(t, vocab, allow_nonletter=allow_nonletter,
                        what="text" if len(texts) == 1 else f"text {i + 1}") for i, t in enumerate(texts)]
@@ -475,9 +530,9 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
         chars[i, :len(e)] = torch.tensor(e)
         cmask[i, :len(e)] = True
     if max_steps is None:
-        max_steps = STEPS_PER_CHAR * max(len(e) for e in enc) + 100
-    if int(max_steps) < 1:
-        raise SamplingError(f"max_steps must be at least 1, got {max_steps}")
+        max_steps = min(STEPS_PER_CHAR * max(len(e) for e in enc) + 100, MAX_STEPS)
+    max_steps = _whole(max_steps, "max_steps", "--max-steps")
+    check_request(B, max_steps, prime=0 if prime_off is None else len(prime_off), window=Umax + cfg_k(loaded))
     with torch.inference_mode(), _torch_threads(threads):
         out, phis, kappas, length, stopped = _run(loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps),
                                                   prime=prime_off, chars=chars, char_mask=cmask, stepper=stepper)
@@ -503,13 +558,13 @@ def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, see
                                 "--text); unconditional sampling takes a handwriting-prediction network")
         raise SamplingError(f"a {loaded.family} network does not write handwriting")
     b = check_bias(bias)
-    if int(steps) < 1:
-        raise SamplingError(f"steps must be at least 1, got {steps}")
-    if int(n) < 1:
-        raise SamplingError(f"n must be at least 1, got {n}")
+    steps = _whole(steps, "steps", "--steps")
+    n = _whole(n, "n", "-n")
+    check_request(n, steps)
     prime_off, prime_id, st = None, None, loaded.stats
     if prime is not None:
         prime_off, _, prime_id, st = _prime_offsets(prime, loaded.stats, data_root, data_config)
+    check_request(n, steps, prime=0 if prime_off is None else len(prime_off))
     with torch.inference_mode(), _torch_threads(threads):
         out, _, _, length, _ = _run(loaded.model, batch=int(n), bias=b, seed=seed, max_new=int(steps),
                                     prime=prime_off, chars=None, char_mask=None, stepper=stepper)
@@ -518,5 +573,6 @@ def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, see
                              prime_id, st, b, seed, int(steps), loaded.family)
 
 
-__all__ = ["HandwritingSample", "synthesize", "generate", "find_line", "check_bias", "encode_text",
-           "draw_point", "mixture_params", "FastStepper", "ReferenceStepper", "MAX_BIAS"]
+__all__ = ["HandwritingSample", "synthesize", "generate", "find_line", "check_bias", "check_request", "encode_text",
+           "draw_point", "mixture_params", "FastStepper", "ReferenceStepper", "MAX_BIAS", "MAX_TEXT_CHARS",
+           "MAX_LINES", "MAX_STEPS", "MAX_RECORD_BYTES"]

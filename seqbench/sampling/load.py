@@ -59,7 +59,7 @@ def vocabulary_from_dict(d: Any, where: str = "vocabulary"):
     if isinstance(d, (list, tuple)):
         d = {"name": f"custom-{len(d)}", "symbols": list(d), "fallback": None}
     if not isinstance(d, dict):
-        raise bad(f"got a {type(d).__name__} ({str(d)[:80]})")
+        raise bad(f"it is {str(d)[:80]}, not a vocabulary")
     syms = d.get("symbols")
     if not isinstance(syms, (list, tuple)) or not syms or not all(isinstance(x, str) and x for x in syms):
         raise bad(f"'symbols' is {str(syms)[:80]}, not a non-empty list of strings")

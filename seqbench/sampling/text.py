@@ -1,7 +1,9 @@
 """Sampling text from a language model (Graves 2013, sections 2-3): x_{t+1} ~ softmax(ŷ_t / τ).
 
-The priming string is run through the network in one call (its own whole-sequence forward), then the network's
-``forward`` steps one symbol at a time with its carried state.
+The priming string is run through the network once (batch 1, its own whole-sequence forward on chunks of
+PRIME_CHUNK symbols), every line starts from a copy of the state reached, then the network's ``forward`` steps one
+symbol at a time with its carried state. Lengths, lines and priming strings are bounded (MAX_LENGTH, MAX_LINES,
+MAX_PRIME) and refused up front beyond that.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from seqbench.sampling.errors import SamplingError, UnwritableCharacters
 from seqbench.sampling.load import LoadedModel, load_model
 
 MAX_TEMPERATURE = 100.0
+MAX_LENGTH = 100_000  # symbols per line (one network step each)
+MAX_PRIME = 100_000  # symbols of priming string
+PRIME_CHUNK = 1_000  # the priming string runs through the network this many symbols at a time (bounded logits)
 
 
 @dataclass
@@ -75,11 +80,25 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
     if not math.isfinite(tau) or tau < 0 or tau > MAX_TEMPERATURE:
         raise SamplingError(f"temperature {temperature!r} is out of range [0, {MAX_TEMPERATURE:g}] "
                             "(1 = the model's distribution, 0 = greedy)")
-    if int(length) < 1 or int(n) < 1:
-        raise SamplingError(f"length and n must be at least 1, got length={length}, n={n}")
+    from seqbench.sampling.handwriting import MAX_LINES
+
+    for v, name, option in ((length, "length", "--length"), (n, "n", "-n")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise SamplingError(f"{name} must be a whole number of at least 1 (CLI {option}), got {v!r}")
+    if length > MAX_LENGTH:
+        raise SamplingError(f"length {length:,} is over the limit of {MAX_LENGTH:,} symbols per line "
+                            "(seqbench.sampling.text.MAX_LENGTH); lower --length")
+    if n > MAX_LINES:
+        raise SamplingError(f"{n:,} lines at once is over the limit of {MAX_LINES} "
+                            "(seqbench.sampling.handwriting.MAX_LINES); lower -n")
+    if not isinstance(prime, str):
+        raise SamplingError(f"the priming string must be a string, got {type(prime).__name__}")
     syms = _symbols(loaded)
     unit = getattr(loaded.model.config, "unit", "char")
     ids = _encode(prime, syms, unit)
+    if len(ids) > MAX_PRIME:
+        raise SamplingError(f"a priming string of {len(ids):,} symbols is over the limit of {MAX_PRIME:,} "
+                            "(seqbench.sampling.text.MAX_PRIME); shorten --prime-text to its end")
     m = loaded.model
     g = torch.Generator()
     g.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
@@ -88,11 +107,21 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
     with torch.inference_mode():
         state = None
         if ids:
-            logits, state = m(torch.tensor(ids).expand(n, len(ids)))  # (n, P, V)
-            last = logits[:, -1]
+            # every line reads the same priming string: run it once (batch 1), a chunk at a time so that the
+            # logits kept are (1, PRIME_CHUNK, V), then give every line a copy of the state reached
+            prime_t = torch.tensor(ids)[None]  # (1, P)
+            for a in range(0, len(ids), PRIME_CHUNK):
+                logits, state = m(prime_t[:, a:a + PRIME_CHUNK], state)  # (1, ≤ PRIME_CHUNK, V)
+            last = logits[:, -1].expand(n, -1)
+            state = [tuple(x.expand(n, *x.shape[1:]).contiguous() for x in st) for st in state]
         else:  # no priming: start from a zero state with a uniform first symbol
             last = torch.zeros(n, m.config.vocab_size)
         for t in range(int(length)):
+            if not bool(torch.isfinite(last).all()):
+                raise SamplingError(
+                    f"the language model's output is not finite (NaN or infinite) at symbol {t + 1}, so nothing "
+                    "it writes can be trusted: its weights overflow (a run that diverged, or a corrupt "
+                    "checkpoint). Sample from another checkpoint (an earlier one of the run), or retrain")
             if tau == 0:
                 nxt = last.argmax(-1)
             else:
@@ -105,4 +134,4 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
     return TextSample(texts, [r.numpy() for r in out], prime, tau, seed)
 
 
-__all__ = ["TextSample", "sample_text"]
+__all__ = ["TextSample", "sample_text", "MAX_LENGTH", "MAX_PRIME"]
