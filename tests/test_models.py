@@ -613,3 +613,16 @@ def test_parameter_limit():
     with pytest.raises(SeqbenchError, match=r"2,885,040,121 parameters \(11.5 GB.*max_parameters"):
         build_model("handwriting-prediction", hidden_size=12_000)
     assert build_model("lstm-lm", vocab_size=3, hidden_size=2, max_parameters=200).num_parameters() <= 200
+
+
+def test_load_pretrained_checks_the_sha256_config_json_records(tmp_path):
+    """Loading a folder from Python (load_pretrained) skipped the pin that eval and sample check."""
+    import shutil
+
+    shutil.copytree(ZOO_TINY, tmp_path / "z")
+    data = bytearray((tmp_path / "z" / "model.safetensors").read_bytes())
+    data[-7] ^= 0x04
+    (tmp_path / "z" / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"does not match the pinned {TINY_SHA}"):
+        load_pretrained(tmp_path / "z")
+    assert load_pretrained(tmp_path / "z", verify=False).family == "handwriting-synthesis"

@@ -185,13 +185,33 @@ def check_header(folder: str | os.PathLike, spec: Any) -> SeqModel:
     return meta
 
 
-def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> SeqModel:
+def sha256_of(path: str | os.PathLike) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    verify: bool = True) -> SeqModel:
     """Build the network from ``folder``/config.json and load ``folder``/model.safetensors.
 
-    The config and the weights' header are checked against each other first (:func:`check_header`), so a
-    config that does not fit the weights costs nothing."""
+    With ``verify`` (the default), weights whose sha256 differs from the ``weights_sha256`` config.json records
+    (zoo folders and their copies record one) are refused; :func:`seqbench.zoo.hub.load_model`, which has
+    checked every pin already, passes ``verify=False``. The config and the weights' header are then checked
+    against each other (:func:`check_header`), so a config that does not fit the weights costs nothing."""
     cfg = read_config(folder)
     where = Path(folder) / CONFIG
+    pin = cfg.get("weights_sha256")
+    if verify and isinstance(pin, str) and (Path(folder) / WEIGHTS).is_file():
+        got = sha256_of(Path(folder) / WEIGHTS)
+        if got != pin:
+            raise CheckpointError(f"{Path(folder) / WEIGHTS}: sha256 {got} does not match the pinned {pin} that "
+                                  f"{where} records; the file is corrupt or not the one exported with it: restore "
+                                  "or re-download the folder")
     if "model" not in cfg:
         raise CheckpointError(f"{where}: no valid 'model' entry (missing 'model')")
     check_header(folder, cfg["model"])
@@ -207,5 +227,5 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     return model.to(map_location)
 
 
-__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "read_config", "read_header", "check_header",
+__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "sha256_of", "read_config", "read_header", "check_header",
            "load_state", "load_into", "safetensors_bytes"]

@@ -351,7 +351,7 @@ def load_model(ref: str, *, device: str = "cpu", registry: Registry[ZooEntry] = 
     else:
         from seqbench.models.io import load_pretrained
 
-        model = load_pretrained(resolved.folder, map_location=device)
+        model = load_pretrained(resolved.folder, map_location=device, verify=False)  # resolve() verified
         entry = resolved.entry
         if entry is not None and model.family != entry.family:
             raise ModelReferenceError(f"{resolved.folder}/{CONFIG} holds a {model.family} network, "
