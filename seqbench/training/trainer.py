@@ -730,7 +730,8 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
         if not resume or changed:
             atomic_write_text(out / "recipe.json", json.dumps(rec.to_dict(), indent=2))
     run.record({"event": "resume" if resume else "start", "threads": torch.get_num_threads(),
-                "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {})})
+                "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {}),
+                **({"init_from": str(Path(init_from).resolve())} if init_from and not resume else {})})
     return _loop(run, max_seconds)
 
 

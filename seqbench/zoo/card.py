@@ -69,6 +69,13 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                  f"{training.get('steps', '?'):,} steps, {training.get('epochs', 0):.2f} epochs, "
                  f"{training.get('cpu_hours', 0):.2f} CPU-hours ({training.get('hardware', '?')}). Training "
                  "continues; this card is replaced when it does.", ""]
+    parent = (training or {}).get("started_from")
+    if parent:
+        body += [f"Started from step {parent.get('from_step', '?')} of the run `{parent['run']}` "
+                 f"(recipe `{parent['recipe']}`, {parent['steps']:,} steps, {parent['epochs']:.2f} epochs, "
+                 f"{parent['cpu_hours']:.2f} CPU-hours, all counted above), then "
+                 f"{training['steps']:,} steps of `{training.get('recipe')}` "
+                 f"({training.get('own_cpu_hours', 0):.2f} CPU-hours).", ""]
     from seqbench.evaluation.paper import PAPER
 
     row = PAPER.get(entry.paper or "")
@@ -174,10 +181,12 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     return folder, sha
 
 
-def training_status(run: str | os.PathLike, status: str = "in training", hardware: str | None = None) -> dict:
+def training_status(run: str | os.PathLike, status: str = "in training", hardware: str | None = None,
+                    _depth: int = 0) -> dict:
     """What a run folder says about its training so far (for a card): steps, epochs, CPU-hours, the threads
     it used, and its validation curve. CPU-hours: process CPU time where the run recorded it (cpu_s), else
-    wall-clock time × threads."""
+    wall-clock time × threads. A run started with ``--init-from OTHER_RUN/best`` adds OTHER_RUN's CPU-hours
+    (all of them: what the model cost) and names it in ``started_from``."""
     from seqbench.training.trainer import read_metrics
 
     run = Path(run)
@@ -216,9 +225,30 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     cpu = float(state["cpu_s"]) if "cpu_s" in state else wall * threads
     import platform
 
-    return {"status": status, "steps": steps,
+    # a run started from another run's weights (--init-from RUN/best): that run's training counts too
+    parent = None
+    start = next((e for e in events if e["event"] == "start"), {})
+    src = Path(start["init_from"]) if isinstance(start.get("init_from"), str) else None
+    if src is not None and (src.parent / "metrics.jsonl").is_file() and _depth < 8:
+        p = training_status(src.parent, status="", _depth=_depth + 1)
+        parent = {"run": src.parent.name, "recipe": p["recipe"], "steps": p["steps"], "epochs": p["epochs"],
+                  "cpu_hours": p["cpu_hours"], "wall_hours": p["wall_hours"]}
+        try:
+            parent["from_step"] = int(json.loads((src / "config.json").read_text()).get("step"))
+        except (OSError, ValueError, TypeError):
+            pass
+        # one curve for the model: the earlier run's validations, then this run's after all of its CPU-hours
+        # (the validation sets may differ: each point is in its own run's unit and set)
+        for v in valid:
+            v["cpu_hours"] += p["cpu_hours"]
+        valid = [{**v, "run": p["recipe"]} for v in p["valid"]] + [{**v, "run": rec.name if rec else ""} for v in valid]
+    own_cpu, own_wall = cpu / 3600, wall / 3600
+    return {"status": status, "steps": steps, "started_from": parent,
+            "own_cpu_hours": own_cpu,
+            "cpu_hours": own_cpu + (parent["cpu_hours"] if parent else 0.0),
+            "wall_hours": own_wall + (parent["wall_hours"] if parent else 0.0),
             "epochs": steps / steps_per_epoch if steps_per_epoch else float(state.get("epoch", 0)),
-            "wall_hours": wall / 3600, "cpu_hours": cpu / 3600, "threads": threads,
+            "threads": threads,
             "hardware": hardware or f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} thread(s)",
             "valid": valid, "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
