@@ -93,10 +93,12 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
         body += ["## Training curve", "", f"![validation loss against CPU-hours]({training['curve']})", ""]
         valid = training.get("valid") or []
         if valid:
+            runs = any("run" in v for v in valid)
             body += [f"Validation during training ({training.get('valid_note', 'the recipe validation set')}):", "",
-                     "| step | epoch | CPU-hours | validation loss |", "|---|---|---|---|"]
-            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.2f} {training.get('unit', '')} |"
-                     for v in valid[-12:]]
+                     "| step | epoch | CPU-hours | validation loss |" + (" recipe |" if runs else ""),
+                     "|---|---|---|---|" + ("---|" if runs else "")]
+            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {training.get('unit', '')} |"
+                     + (f" {v.get('run', '')} |" if runs else "") for v in valid[-16:]]
             body.append("")
     if record:
         ds = record.get("dataset", {})
