@@ -27,7 +27,7 @@ def register(cli: click.Group, prepare: click.Group) -> None:
     @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped, with the recipe "
                                                  "saved there (--set may change only stopping rules and the lr).")
     @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
-                  help="Checkpoint folder whose weights start the run (e.g. runs/ptb-char-1x1000/best).")
+                  help="Checkpoint folder or zoo:NAME whose weights start the run (e.g. runs/ptb-char-1x1000/best), sha256-checked.")
     @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
     @click.option("--max-minutes", type=click.FloatRange(min=0), default=None,

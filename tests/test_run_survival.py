@@ -214,3 +214,22 @@ def test_resume_with_a_bad_learning_rate_is_a_clear_error(tmp_path):
     d = _run(tmp_path)
     with pytest.raises(SeqbenchError, match="is not a number"):
         train(None, d, overrides={"optimizer_args.lr": "abc"}, quiet=True, resume=True)
+
+
+def test_init_from_verifies_the_weights_it_starts_from(tmp_path):
+    import shutil
+
+    from seqbench.zoo import mirror_folder
+    from seqbench.zoo.hub import WeightsChecksumError
+
+    src = tmp_path / "zoo-copy"
+    shutil.copytree(mirror_folder("tiny-synth"), src)
+    over = {"max_steps": 2, "eval_every": 2, "model.vocab_size": 57, "model.n_window": 3, "model.n_mixtures": 3,
+            "model.num_layers": 2, "model.hidden_size": 32}
+    res = train("tiny-synthesis", tmp_path / "ok", overrides=over, quiet=True, init_from="zoo:tiny-synth")
+    assert res.steps == 2
+    blob = bytearray((src / "model.safetensors").read_bytes())
+    blob[-1] ^= 1
+    (src / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(WeightsChecksumError, match="does not match"):
+        train("tiny-synthesis", tmp_path / "bad", overrides=over, quiet=True, init_from=str(src))

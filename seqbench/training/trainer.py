@@ -383,8 +383,16 @@ class _Run:
         if self.main:
             atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
 
-    def init_from(self, folder: Path) -> None:
-        load_into(self.model, load_state(folder), where=str(folder))
+    def init_from(self, ref: str | Path) -> Path:
+        """Start from the weights of a checkpoint folder or a zoo model (``zoo:NAME``), verified like every other
+        load: the sha256 pinned by the zoo entry, or recorded in the folder's config.json, must match."""
+        from seqbench.zoo.hub import resolve
+
+        resolved = resolve(str(ref))
+        if resolved.folder is None:
+            raise CheckpointError(f"{ref}: not a checkpoint folder or zoo model; --init-from takes FOLDER or zoo:NAME")
+        load_into(self.model, load_state(resolved.folder), where=str(resolved.folder))
+        return resolved.folder
 
     # -- logging -----------------------------------------------------------------
     def record(self, event: dict) -> None:
@@ -717,7 +725,7 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
         run.resume()
     else:
         if init_from:
-            run.init_from(Path(init_from))
+            init_from = run.init_from(init_from)
         elif rec.init_from:
             log.info("recipe %s starts from %s's weights; pass init_from=<its best/ folder>", rec.name, rec.init_from)
     # the run folder appears only once the recipe, the device, the data and the starting weights are known good

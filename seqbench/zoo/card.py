@@ -177,9 +177,10 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     cfg = json.loads((folder / CONFIG).read_text())
     cfg.update({"weights_sha256": sha, "zoo": {"name": entry.name, "dataset": entry.dataset,
                                                "config": entry.dataset_config, "split": entry.split}})
-    (folder / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    (folder / CARD).write_text(model_card(entry, results or (record or {}).get("metrics"), record, training),
-                               encoding="utf-8")
+    from seqbench.paths import atomic_write_text
+
+    atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training))
     return folder, sha
 
 
