@@ -42,6 +42,17 @@ def check_output_path(path: str | os.PathLike, *, folder: bool = False, what: st
     return p
 
 
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks (hex)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], mode: int | None = None) -> Path:
     """Write ``path`` whole or not at all: ``write`` fills a temporary sibling (a unique name, so concurrent
     writers do not collide), which then replaces ``path`` by a rename. Creates the parents; ``mode``: the

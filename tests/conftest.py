@@ -20,6 +20,18 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     yield home
 
 
+@pytest.fixture(scope="session")
+def iam_root(tmp_path_factory) -> Path:
+    """A prepared IAM-shaped sample that seqbench generates (2 forms per split list): the datasets root."""
+    from seqbench.data.iam.prepare import prepare_iam
+    from seqbench.data.iam.synthetic import make_sample
+
+    d = tmp_path_factory.mktemp("iam")
+    make_sample(d / "src", forms_per_split=2)
+    prepare_iam(d / "src", d / "datasets", quiet=True, workers=1)
+    return d / "datasets"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "data" in item.keywords:

@@ -19,17 +19,6 @@ from seqbench.models import build_model
 
 
 @pytest.fixture(scope="session")
-def iam_root(tmp_path_factory) -> Path:
-    from seqbench.data.iam.prepare import prepare_iam
-    from seqbench.data.iam.synthetic import make_sample
-
-    d = tmp_path_factory.mktemp("iam")
-    make_sample(d / "src", forms_per_split=2)
-    prepare_iam(d / "src", d / "datasets", quiet=True, workers=1)
-    return d / "datasets"
-
-
-@pytest.fixture(scope="session")
 def ptb_root(tmp_path_factory) -> Path:
     """A small corpus in Mikolov's PTB file format (repetitive, so dynamic evaluation has something to learn)."""
     from seqbench.data.ptb import prepare_ptb

@@ -18,17 +18,6 @@ from seqbench.training import train
 from seqbench.training.noise import AdaptiveWeightNoise
 
 
-@pytest.fixture(scope="module")
-def iam_root(tmp_path_factory) -> Path:
-    from seqbench.data.iam.prepare import prepare_iam
-    from seqbench.data.iam.synthetic import make_sample
-
-    d = tmp_path_factory.mktemp("iam")
-    make_sample(d / "src", forms_per_split=2)
-    prepare_iam(d / "src", d / "datasets", quiet=True, workers=1)
-    return d / "datasets"
-
-
 # ------------------------------------------------------------------ 1. adaptive weight noise
 def test_awn_gradient_is_that_of_the_per_epoch_objective_over_the_steps():
     """One step of a batch of B of N sequences: the trainer's gradient (mean over the batch of L_E, plus L_C/N)

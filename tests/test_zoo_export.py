@@ -14,17 +14,6 @@ from seqbench.training import train
 from seqbench.zoo import ZOO, ZooEntry
 
 
-@pytest.fixture(scope="module")
-def iam_root(tmp_path_factory) -> Path:
-    from seqbench.data.iam.prepare import prepare_iam
-    from seqbench.data.iam.synthetic import make_sample
-
-    d = tmp_path_factory.mktemp("iam")
-    make_sample(d / "src", forms_per_split=2)
-    prepare_iam(d / "src", d / "datasets", quiet=True, workers=1)
-    return d / "datasets"
-
-
 @pytest.fixture
 def entry(monkeypatch):
     e = ZooEntry(name="export-test", family="handwriting-prediction",

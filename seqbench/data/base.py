@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from seqbench.errors import BadInputError, DataNotPrepared, OutputPathError, SeqbenchError
-from seqbench.paths import datasets_root
+from seqbench.paths import datasets_root, sha256_file  # noqa: F401 (sha256_file: used by the prepares)
 from seqbench.registry import Registry, unknown_name
 
 try:
@@ -85,14 +84,6 @@ def spec_header(spec: DatasetSpec) -> dict:
 
 def dataset_dir(spec: DatasetSpec, root: str | os.PathLike | None = None) -> Path:
     return datasets_root(root) / spec.name / spec.version
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dump_json(obj: Any, path: str | os.PathLike) -> None:

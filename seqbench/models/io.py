@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from seqbench.errors import SeqbenchError
+from seqbench.paths import sha256_file
 from seqbench.models import SeqModel, meta_from_config_dict, model_from_config_dict
 
 WEIGHTS = "model.safetensors"
@@ -185,16 +186,6 @@ def check_header(folder: str | os.PathLike, spec: Any) -> SeqModel:
     return meta
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu", *,
                     verify: bool = True) -> SeqModel:
     """Build the network from ``folder``/config.json and load ``folder``/model.safetensors.
@@ -207,7 +198,7 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     where = Path(folder) / CONFIG
     pin = cfg.get("weights_sha256")
     if verify and isinstance(pin, str) and (Path(folder) / WEIGHTS).is_file():
-        got = sha256_of(Path(folder) / WEIGHTS)
+        got = sha256_file(Path(folder) / WEIGHTS)
         if got != pin:
             raise CheckpointError(f"{Path(folder) / WEIGHTS}: sha256 {got} does not match the pinned {pin} that "
                                   f"{where} records; the file is corrupt or not the one exported with it: restore "
@@ -227,5 +218,5 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     return model.to(map_location)
 
 
-__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "sha256_of", "read_config", "read_header", "check_header",
+__all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "read_config", "read_header", "check_header",
            "load_state", "load_into", "safetensors_bytes"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.errors import SeqbenchError
+from seqbench.paths import sha256_file
 from seqbench.registry import Registry
 from seqbench.zoo import ZOO, ZooEntry, mirror_dirs, mirror_folder
 
@@ -102,16 +103,6 @@ def hub_cache_dir() -> Path:
 
 
 # -- checksums ----------------------------------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _config_sha(folder: Path) -> str | None:
     """The ``weights_sha256`` config.json records, or None (no pin, or a config.json that cannot be read: loading
     it then fails with the clear error of :func:`seqbench.models.io.read_config`)."""
