@@ -221,20 +221,13 @@ class _Run:
 
     # -- losses ------------------------------------------------------------------
     def _score(self, data: dict, state=None):
+        """Per-sequence summed NLL (nats), units and the carried text state, through DDP's forward when
+        distributed; bf16/fp16 autocast for the big products with ``amp`` (the networks' losses stay float32)."""
         amp = self.recipe.amp
         dtype = torch.bfloat16 if self.device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
         ctx = torch.autocast(self.device.type, dtype=dtype) if amp else contextlib.nullcontext()
         with ctx:
-            if self.text:
-                logits, new_state = self.net(data, state)  # through DDP's forward when distributed
-                with torch.autocast(self.device.type, enabled=False):
-                    nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
-                                                            reduction="none")
-                mask = data["mask"]
-                nll = (nll * mask).sum(1)
-                return nll, mask.sum(1), new_state
-            nll, n = self.net(data)
-            return nll, n, None
+            return self.net(data, state)
 
     def _loss_value(self, nll_sum: float, n_units: float, n_seqs: float) -> float:
         if self.text:
@@ -281,13 +274,7 @@ class _Run:
         if self.world > 1 and (self.rank != 0 if self.text else k % self.world != self.rank):
             return zero, state  # handwriting: ranks take turns; text streams are sequential: rank 0 scores them
         data = _to(b.data, self.device)
-        if self.text:
-            logits, state = self.model(data["inputs"], None if b.reset else state)
-            nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), data["targets"],
-                                                    reduction="none")
-            nll, n = (nll * data["mask"]).sum(1), data["mask"].sum(1)
-        else:
-            nll, n = self.model.score(data)
+        nll, n, state = _score_model(self.model, data, None if b.reset else state, self.text)
         return torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64), state
 
     # -- checkpoints -------------------------------------------------------------
@@ -610,18 +597,24 @@ def _clone(obj):
     return obj
 
 
+def _score_model(model: SeqModel, data: dict, state, text: bool):
+    """(summed NLL in nats per sequence, units per sequence, carried state): the network's own scoring."""
+    if text:
+        return model.score_with_state(data, state)
+    nll, n = model.score(data)
+    return nll, n, None
+
+
 class _Scorer(torch.nn.Module):
-    """What DistributedDataParallel wraps: its forward is the model's ``score`` (handwriting) or ``forward``
-    (text), so DDP's gradient hooks see the whole loss computation."""
+    """What DistributedDataParallel wraps: its forward is the network's own scoring (``score``, or
+    ``score_with_state`` for text), so DDP's gradient hooks see the whole loss computation."""
 
     def __init__(self, model: SeqModel, text: bool):
         super().__init__()
         self.model, self.text = model, text
 
     def forward(self, data: dict, state=None):
-        if self.text:
-            return self.model(data["inputs"], state)
-        return self.model.score(data)
+        return _score_model(self.model, data, state, self.text)
 
 
 # what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
