@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import IAM_SOURCE, PTB_SOURCE
 from seqbench.data.base import get_spec
 from seqbench.errors import UnknownNameError
 from seqbench.evaluation.paper import PAPER
@@ -41,21 +42,54 @@ def test_every_entry_is_consistent():
             assert not e.expected and e.weights_sha256 is None and e.description.startswith("not yet trained")
 
 
-def test_every_model_in_zoo_folder_reproduces_its_card():
-    """`seqbench eval --model zoo:NAME` offline, for every model that zoo/ holds."""
+def _check_reproduces_its_card(e, **kw):
     import seqbench
 
-    held = [e for e in entries() if mirror_folder(e.name) is not None]
-    assert held, "zoo/ holds no model"
+    r = seqbench.evaluate(f"zoo:{e.name}", **kw)  # HF_HUB_OFFLINE=1: from the mirror
+    assert r.model["source"] == "mirror" and r.model["weights_sha256"] == e.weights_sha256
+    if e.data_fingerprint:
+        assert r.dataset["fingerprint"] == e.data_fingerprint, (e.name, "scored on other data than its card")
+    for name, value in e.expected.items():
+        assert r.value(name) == pytest.approx(value, rel=e.tolerance), (e.name, name)
+    card = (mirror_folder(e.name) / "README.md").read_text()
+    assert "model-index:" in card and f"value: {e.expected[e.metrics[0]]!r}" in card
+    if e.training:  # a model in training says so, with the numbers of its weights
+        assert "Status: in training" in card and e.training.get("status", "").startswith("in training")
+    return r
+
+
+@pytest.mark.data(path=IAM_SOURCE)
+@pytest.mark.slow
+def test_every_trained_zoo_model_reproduces_its_card_on_the_real_data(tmp_path_factory):
+    """`seqbench eval --model zoo:NAME --device cpu` for every paper-size model zoo/ holds, on the real
+    datasets prepared from ../shared/data (minutes: the whole split, the entry's protocol)."""
+    held = [e for e in entries() if mirror_folder(e.name) is not None and not e.smoke]
+    if not held:
+        pytest.skip("zoo/ holds no trained paper-size model yet")
+    root = tmp_path_factory.mktemp("real")
+    from seqbench.data.iam.prepare import prepare_iam
+    from seqbench.data.ptb import prepare_ptb
+
+    if any(e.dataset == "iam-ondb" for e in held):
+        prepare_iam(IAM_SOURCE, root, quiet=True)
+    if any(e.dataset == "ptb" for e in held):
+        if not PTB_SOURCE.exists():
+            pytest.skip(f"real PTB not found at {PTB_SOURCE}")
+        prepare_ptb(PTB_SOURCE, root, quiet=True)
     for e in held:
-        r = seqbench.evaluate(f"zoo:{e.name}")  # HF_HUB_OFFLINE=1: from the mirror
-        assert r.model["source"] == "mirror" and r.model["weights_sha256"] == e.weights_sha256
-        for name, value in e.expected.items():
-            assert r.value(name) == pytest.approx(value, rel=e.tolerance), (e.name, name)
+        assert e.weights_sha256 and e.expected and e.data_fingerprint, e.name
+        _check_reproduces_its_card(e, root=root)
+
+
+def test_every_model_in_zoo_folder_reproduces_its_card():
+    """`seqbench eval --model zoo:NAME` offline, for every smoke model that zoo/ holds (the paper-size ones:
+    the test above, on the real data)."""
+    held = [e for e in entries() if mirror_folder(e.name) is not None and e.smoke]
+    assert held, "zoo/ holds no smoke model"
+    for e in held:
+        _check_reproduces_its_card(e)
         card = (mirror_folder(e.name) / "README.md").read_text()
-        assert "model-index:" in card and f"value: {e.expected[e.metrics[0]]!r}" in card
-        if e.smoke:
-            assert "smoke-test" in card and "not a benchmark" in card
+        assert "smoke-test" in card and "not a benchmark" in card
 
 
 def test_zoo_handwriting_models_carry_what_sampling_needs(tmp_path):
