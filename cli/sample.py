@@ -4,77 +4,79 @@ from __future__ import annotations
 import click
 
 
-def register(cli: click.Group, prepare: click.Group) -> None:  # noqa: ARG001 (same signature for every module)
-    """Add the ``sample`` command."""
+@click.command("sample")
+@click.option("--model", "model", required=True,
+              help="zoo:NAME, hf-hub:org/repo@revision, a checkpoint folder (config.json + model.safetensors) "
+              "or package.module:factory; resolved and sha256-checked as seqbench eval does.")
+@click.option("--text", "texts", multiple=True,
+              help="Text to write (synthesis); repeat for several lines (at most 100, 1,000 characters each).")
+@click.option("--bias", type=float, default=0.0, show_default=True,
+              help="Sampling bias b >= 0: sigma = exp(sigma_hat - b), pi ~ exp(pi_hat (1 + b)). Paper: 0.15; "
+              "1 with priming.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same sample).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Picture (.svg, .png, .pdf) for handwriting; text file (or - for stdout) for a language model.")
+@click.option("--png", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Also write a PNG here.")
+@click.option("--arrays", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Also write the offsets, window weights and positions to this .npz.")
+@click.option("--attention", is_flag=True, help="Draw the window weights phi(t, u) under each line.")
+@click.option("--prime-id", default=None, help="Imitate the writer of this IAM-OnDB line (e.g. a01-000u-01).")
+@click.option("--show-prime", is_flag=True, help="Draw the real priming line above the sample.")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Datasets root holding the prepared iam-ondb (default: $SEQBENCH_HOME/datasets).")
+@click.option("--max-steps", type=int, default=None,
+              help="Cap on points per line after priming (default: 40 per character + 100; at most 50,000).")
+@click.option("--allow-nonletter", is_flag=True,
+              help="Write characters the vocabulary lacks (digits, ?, ...) as its one non-letter class.")
+@click.option("--steps", type=int, default=None,
+              help="Points to write (prediction network; default 700, at most 50,000).")
+@click.option("-n", "n", type=int, default=1, show_default=True,
+              help="Lines to sample at once (prediction network, language model; at most 100).")
+@click.option("--prime-text", default="", help="Language model: the string to continue.")
+@click.option("--length", type=int, default=200, show_default=True,
+              help="Language model: symbols to write (at most 100,000).")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Language model: softmax temperature (1 = the model, 0 = greedy).")
+def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, data_root,
+               max_steps, allow_nonletter, steps, n, prime_text, length, temperature) -> None:
+    """Sample handwriting or text from a trained network and draw it.
 
-    @cli.command("sample")
-    @click.option("--model", "model", required=True,
-                  help="zoo:NAME, hf-hub:org/repo@revision, a checkpoint folder (config.json + model.safetensors) "
-                  "or package.module:factory; resolved and sha256-checked as seqbench eval does.")
-    @click.option("--text", "texts", multiple=True,
-                  help="Text to write (synthesis); repeat for several lines (at most 100, 1,000 characters each).")
-    @click.option("--bias", type=float, default=0.0, show_default=True,
-                  help="Sampling bias b >= 0: sigma = exp(sigma_hat - b), pi ~ exp(pi_hat (1 + b)). Paper: 0.15; "
-                  "1 with priming.")
-    @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same sample).")
-    @click.option("--out", default=None, type=click.Path(dir_okay=False, path_type=str),
-                  help="Picture (.svg, .png, .pdf) for handwriting; text file (or - for stdout) for a language model.")
-    @click.option("--png", default=None, type=click.Path(dir_okay=False, path_type=str),
-                  help="Also write a PNG here.")
-    @click.option("--arrays", default=None, type=click.Path(dir_okay=False, path_type=str),
-                  help="Also write the offsets, window weights and positions to this .npz.")
-    @click.option("--attention", is_flag=True, help="Draw the window weights phi(t, u) under each line.")
-    @click.option("--prime-id", default=None, help="Imitate the writer of this IAM-OnDB line (e.g. a01-000u-01).")
-    @click.option("--show-prime", is_flag=True, help="Draw the real priming line above the sample.")
-    @click.option("--data-root", default=None, type=click.Path(file_okay=False, path_type=str),
-                  help="Datasets root holding the prepared iam-ondb (default: $SEQBENCH_HOME/datasets).")
-    @click.option("--max-steps", type=int, default=None,
-                  help="Cap on points per line after priming (default: 40 per character + 100; at most 50,000).")
-    @click.option("--allow-nonletter", is_flag=True,
-                  help="Write characters the vocabulary lacks (digits, ?, ...) as its one non-letter class.")
-    @click.option("--steps", type=int, default=None,
-                  help="Points to write (prediction network; default 700, at most 50,000).")
-    @click.option("-n", "n", type=int, default=1, show_default=True,
-                  help="Lines to sample at once (prediction network, language model; at most 100).")
-    @click.option("--prime-text", default="", help="Language model: the string to continue.")
-    @click.option("--length", type=int, default=200, show_default=True,
-                  help="Language model: symbols to write (at most 100,000).")
-    @click.option("--temperature", type=float, default=1.0, show_default=True,
-                  help="Language model: softmax temperature (1 = the model, 0 = greedy).")
-    def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, data_root,
-                   max_steps, allow_nonletter, steps, n, prime_text, length, temperature) -> None:
-        """Sample handwriting or text from a trained network and draw it.
+    \b
+    Examples:
+      seqbench sample --model runs/synthesis/best --text "from his travels it might have been" \\
+          --bias 0.5 --seed 0 --out out.svg --png out.png --attention
+      seqbench sample --model runs/synthesis/best --text "hello world" --prime-id a01-000u-01 --bias 1 --out p.svg
+      seqbench sample --model runs/prediction/best --steps 700 --bias 0.5 --out free.png
+      seqbench sample --model runs/lm/best --prime-text "the_" --length 200 --temperature 0.8
+    """
+    from seqbench.sampling.files import sample_to_files
 
-        \b
-        Examples:
-          seqbench sample --model runs/synthesis/best --text "from his travels it might have been" \\
-              --bias 0.5 --seed 0 --out out.svg --png out.png --attention
-          seqbench sample --model runs/synthesis/best --text "hello world" --prime-id a01-000u-01 --bias 1 --out p.svg
-          seqbench sample --model runs/prediction/best --steps 700 --bias 0.5 --out free.png
-          seqbench sample --model runs/lm/best --prime-text "the_" --length 200 --temperature 0.8
-        """
-        from seqbench.sampling.files import sample_to_files
+    kw = dict(texts=texts, out=out, png=png, arrays=arrays, attention=attention, show_prime=show_prime,
+              steps=steps, length=length, prime_text=prime_text, temperature=temperature, n=n, seed=seed)
+    hw = dict(bias=bias, prime=prime_id, data_root=data_root)
+    if texts:
+        hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter)
+    from seqbench.sampling.load import load_model
 
-        kw = dict(texts=texts, out=out, png=png, arrays=arrays, attention=attention, show_prime=show_prime,
-                  steps=steps, length=length, prime_text=prime_text, temperature=temperature, n=n, seed=seed)
-        hw = dict(bias=bias, prime=prime_id, data_root=data_root)
-        if texts:
-            hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter)
-        from seqbench.sampling.load import load_model
+    loaded = load_model(model)
+    if loaded.family != "lstm-lm":
+        kw.update(hw)
+    summary = sample_to_files(loaded, **kw)
+    if summary["family"] == "lstm-lm":
+        if out is None or out == "-":
+            for t in summary["texts"]:
+                click.echo(prime_text + t)
+    else:
+        for i, (npts, ok) in enumerate(zip(summary["lines"], summary["stopped"])):
+            how = "stopping rule" if ok else (
+                f"max-steps cap ({summary['max_steps']})" if summary["family"] == "handwriting-synthesis"
+                else "requested length")
+            click.echo(f"line {i + 1}: {npts} points ({summary['units']}), ended by the {how}")
+    for p in summary["written"]:
+        click.echo(f"wrote {p}")
 
-        loaded = load_model(model)
-        if loaded.family != "lstm-lm":
-            kw.update(hw)
-        summary = sample_to_files(loaded, **kw)
-        if summary["family"] == "lstm-lm":
-            if out is None or out == "-":
-                for t in summary["texts"]:
-                    click.echo(prime_text + t)
-        else:
-            for i, (npts, ok) in enumerate(zip(summary["lines"], summary["stopped"])):
-                how = "stopping rule" if ok else (
-                    f"max-steps cap ({summary['max_steps']})" if summary["family"] == "handwriting-synthesis"
-                    else "requested length")
-                click.echo(f"line {i + 1}: {npts} points ({summary['units']}), ended by the {how}")
-        for p in summary["written"]:
-            click.echo(f"wrote {p}")
+
+def register(cli: click.Group, prepare: click.Group) -> None:  # noqa: ARG001 (one signature for every module)
+    """Add this module's commands (defined above, at module level) to the CLI."""
+    cli.add_command(sample_cmd)

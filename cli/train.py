@@ -19,49 +19,53 @@ def _parse_set(values: tuple[str, ...]) -> dict:
     return out
 
 
-def register(cli: click.Group, prepare: click.Group) -> None:
-    @cli.command("train")
-    @click.option("--recipe", "recipe", default=None, help="Recipe name (see --list).")
-    @click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
-                  help="Run folder (default: runs/RECIPE).")
-    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped, with the recipe "
-                                                 "saved there (--set may change only stopping rules and the lr).")
-    @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
-                  help="Checkpoint folder or zoo:NAME whose weights start the run (e.g. runs/ptb-char-1x1000/best), sha256-checked.")
-    @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
-    @click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
-                  help="Wall-clock budget: the run ends within it, with a checkpoint (and a validation where it "
-                       "fits); resume with --resume. Ctrl-C and SIGTERM also stop with a checkpoint.")
-    @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                  help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
-    @click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
-    @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-    def train_cmd(recipe, out, resume, init_from, device, max_steps, max_minutes, sets, list_, quiet):
-        """Train one of the paper's networks with a named recipe.
+@click.command("train")
+@click.option("--recipe", "recipe", default=None, help="Recipe name (see --list).")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder (default: runs/RECIPE).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped, with the recipe "
+                                             "saved there (--set may change only stopping rules and the lr).")
+@click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Checkpoint folder or zoo:NAME whose weights start the run (e.g. runs/ptb-char-1x1000/best), sha256-checked.")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
+@click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
+              help="Wall-clock budget: the run ends within it, with a checkpoint (and a validation where it "
+                   "fits); resume with --resume. Ctrl-C and SIGTERM also stop with a checkpoint.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
+@click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(recipe, out, resume, init_from, device, max_steps, max_minutes, sets, list_, quiet):
+    """Train one of the paper's networks with a named recipe.
 
-        Writes best/ and last/ checkpoints (safetensors + config.json), metrics.jsonl and loss.png
-        into the run folder. Under torchrun the same command trains with DistributedDataParallel.
+    Writes best/ and last/ checkpoints (safetensors + config.json), metrics.jsonl and loss.png
+    into the run folder. Under torchrun the same command trains with DistributedDataParallel.
 
-        \b
-        Examples:
-          seqbench train --recipe tiny-synthesis
-          seqbench train --recipe iam-synthesis-3x400 --device cuda --out runs/synth
-          torchrun --nproc_per_node 2 -m seqbench.cli.main train --recipe tiny-prediction
-        """
-        from seqbench.training import RECIPES, get_recipe, train
+    \b
+    Examples:
+      seqbench train --recipe tiny-synthesis
+      seqbench train --recipe iam-synthesis-3x400 --device cuda --out runs/synth
+      torchrun --nproc_per_node 2 -m seqbench.cli.main train --recipe tiny-prediction
+    """
+    from seqbench.training import RECIPES, get_recipe, train
 
-        if list_:
-            for name in RECIPES:
-                r = get_recipe(name)
-                click.echo(f"{name:28s} {r.description}" + (f"  [{r.paper}]" if r.paper else ""))
-            return
-        if not recipe and not (resume and out):
-            raise click.UsageError("give --recipe NAME (or --list; --resume --out FOLDER needs no recipe)")
-        if recipe:
-            get_recipe(recipe)  # unknown names fail here, with suggestions
-        res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,
-                    max_steps=max_steps, init_from=init_from, quiet=quiet,
-                    max_seconds=None if max_minutes is None else 60 * max_minutes)
-        best = "n/a" if res.best_valid is None else f"{res.best_valid:.4f} {res.unit}"
-        click.echo(f"{res.recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")
+    if list_:
+        for name in RECIPES:
+            r = get_recipe(name)
+            click.echo(f"{name:28s} {r.description}" + (f"  [{r.paper}]" if r.paper else ""))
+        return
+    if not recipe and not (resume and out):
+        raise click.UsageError("give --recipe NAME (or --list; --resume --out FOLDER needs no recipe)")
+    if recipe:
+        get_recipe(recipe)  # unknown names fail here, with suggestions
+    res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,
+                max_steps=max_steps, init_from=init_from, quiet=quiet,
+                max_seconds=None if max_minutes is None else 60 * max_minutes)
+    best = "n/a" if res.best_valid is None else f"{res.best_valid:.4f} {res.unit}"
+    click.echo(f"{res.recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")
+
+
+def register(cli: click.Group, prepare: click.Group) -> None:  # noqa: ARG001 (one signature for every module)
+    """Add this module's commands (defined above, at module level) to the CLI."""
+    cli.add_command(train_cmd)
