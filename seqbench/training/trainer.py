@@ -713,6 +713,7 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
         torch.set_flush_denormal(True)
     if not resume and (out / "metrics.jsonl").exists() and _dist()[0] == 0:
         raise SeqbenchError(f"{out} already holds a run; pass resume=True (--resume) or choose another folder")
+    _warn_if_threads_contend(device)
     run = _Run(rec, out, device, quiet)
     if resume:
         run.resume()
@@ -734,6 +735,19 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
                 "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {}),
                 **({"init_from": str(Path(init_from).resolve())} if init_from and not resume else {})})
     return _loop(run, max_seconds)
+
+
+def _warn_if_threads_contend(device: str) -> None:
+    """Several OpenMP threads on a CPU that other work already keeps busy collapse (measured on 2 cores: a
+    paper-size step 7× slower); say so when it looks like that is about to happen."""
+    n = torch.get_num_threads()
+    if not str(device).startswith("cpu") or n < 2 or not hasattr(os, "getloadavg"):
+        return
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load + n > cores + 0.5:
+        log.warning("training with %d CPU threads while the machine's load is already %.1f on %d cores: "
+                    "OpenMP threads that wait for a busy core make every step slower (seen: 7x); use "
+                    "--threads 1 (seqbench's default) unless the machine is otherwise idle", n, load, cores)
 
 
 def _check_device(device: str) -> None:
