@@ -366,7 +366,7 @@ class _Run:
         else:  # a state written before seqbench counted time: the run's last elapsed time up to this step
             self.wall_before = max((float(h["elapsed_s"]) for h in self.history
                                     if isinstance(h.get("elapsed_s"), (int, float))), default=0.0)
-            self.cpu_before = self.wall_before * torch.get_num_threads()  # an estimate: see docs/training.md
+            self.cpu_before = self.wall_before * torch.get_num_threads()  # an estimate: wall time × threads
         if self.main:
             atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
 
