@@ -206,7 +206,9 @@ def zoo_export(run, name, out, record, status, root, quiet) -> None:
     import seqbench.zoo
 
     folder = Path(out) if out else Path(seqbench.zoo.__file__).resolve().parents[2] / "zoo" / name
-    training = training_status(run, status=status)
+    from seqbench.models.io import read_config
+
+    training = training_status(run, status=status, at_step=read_config(best).get("step"))
     # the card describes these weights: the run's recipe, and no "not yet trained" any more
     import dataclasses
 
@@ -221,7 +223,8 @@ def zoo_export(run, name, out, record, status, root, quiet) -> None:
     plot_curve(training, folder / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
                paper=row.metrics.get(main_metric) if same_unit else None)
     training["curve"] = "training_curve.png"
-    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training)
+    side = {k: v for k, v in read_config(best).items() if k in ("symbols",)}  # what sampling a text model needs
+    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, extra=side)
     click.echo(f"wrote {folder} (weights sha256 {sha})")
     for k, mv in rec.metrics.items():
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")

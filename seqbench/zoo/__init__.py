@@ -180,7 +180,25 @@ def _pin(name: str, **fields: Any) -> None:
 
 # Trained (or in training) on the project's 2-core CPU; the weights are in zoo/NAME (the offline mirror), not yet
 # on the Hub (revision None). Numbers: `seqbench eval --model zoo:NAME` on the whole split, this checkout.
-_TRAINED: dict[str, dict[str, Any]] = {}
+_TRAINED: dict[str, dict[str, Any]] = {
+    "synth-3layer": dict(
+        recipe="iam-synthesis-3x400-fast",
+        weights_sha256="16fed82aa9c64683d95a364e13cff53c3b384bedcc908b7470bbb589d1780c76",
+        expected={"nll_nats_per_line": -883.479247812104, "nll_nats_per_line_raw": 3646.0956014341778,
+                  "nll_nats_per_point": -1.431830501499861, "nll_nats_per_point_raw": 5.90912679210801,
+                  "sse_per_point": 0.7976012908951527},
+        data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
+        training={"status": "in training", "steps": 2400, "epochs": 3.5767511177347244,
+                  "cpu_hours": 2.1321076785158906, "recipe": "iam-synthesis-3x400-fast"}),
+    "ptb-char": dict(
+        recipe="ptb-char-1x1000-fast",
+        weights_sha256="f1058b4b8e980f19295f7fc5fea2fbd8dba30f1937886aa2cc4b9229fa06e611",
+        expected={"bits_per_char": 1.4783284478574032, "perplexity": 303.0113718213394,
+                  "error_rate": 0.30829045663963744},
+        data_fingerprint="818429806d673ab6c8dc717b68a464af63647c4905f144ee84f3e2592657b43a",
+        training={"status": "in training", "steps": 4800, "epochs": 3.088803088803089,
+                  "cpu_hours": 1.5045569902669085, "recipe": "ptb-char-1x1000-fast"}),
+}
 for _name, _fields in _TRAINED.items():
     _pin(_name, **_fields)
 

@@ -90,12 +90,12 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                         + (f" {pv:g} |" if pv is not None else (" |" if paper_col else "")))
         body.append("")
     if training and training.get("curve"):
-        body += ["## Training curve", "", f"![validation loss against CPU-hours]({training['curve']})", ""]
+        body += ["## Training curve", "", f"![validation loss against core-hours]({training['curve']})", ""]
         valid = training.get("valid") or []
         if valid:
             runs = any("run" in v for v in valid)
             body += [f"Validation during training ({training.get('valid_note', 'the recipe validation set')}):", "",
-                     "| step | epoch | CPU-hours | validation loss |" + (" recipe |" if runs else ""),
+                     "| step | epoch | core-hours (wall × threads) | validation loss |" + (" recipe |" if runs else ""),
                      "|---|---|---|---|" + ("---|" if runs else "")]
             body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {training.get('unit', '')} |"
                      + (f" {v.get('run', '')} |" if runs else "") for v in valid[-16:]]
@@ -185,7 +185,7 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
 
 
 def training_status(run: str | os.PathLike, status: str = "in training", hardware: str | None = None,
-                    _depth: int = 0) -> dict:
+                    _depth: int = 0, at_step: int | None = None) -> dict:
     """What a run folder says about its training so far (for a card): steps, epochs, CPU-hours, the threads
     it used, and its validation curve. CPU-hours: process CPU time where the run recorded it (cpu_s), else
     wall-clock time × threads. A run started with ``--init-from OTHER_RUN/best`` adds OTHER_RUN's CPU-hours
@@ -226,6 +226,12 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     at = [t for e, t in zip(events, clock) if e.get("step", 0) <= steps]
     wall = float(state["wall_s"]) if "wall_s" in state else (at[-1] if at else 0.0)
     cpu = float(state["cpu_s"]) if "cpu_s" in state else wall * threads
+    if at_step is not None and at_step < steps:  # the exported weights are of an earlier step (best/, say)
+        ev = [(e, t) for e, t in zip(events, clock) if e.get("step", 0) <= at_step]
+        t_at = ev[-1][1] if ev else 0.0
+        cpu = cpu * (t_at / wall) if wall > 0 else 0.0  # the run's CPU share up to that step
+        wall, steps = t_at, at_step
+        valid = [v for v in valid if v["step"] <= at_step]
     import platform
 
     # a run started from another run's weights (--init-from RUN/best): that run's training counts too
@@ -283,7 +289,7 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
     ax.plot([p["cpu_hours"] for p in v], [p["loss"] for p in v], "o-", ms=3, lw=1.2, label="validation")
     if paper is not None:
         ax.axhline(paper, color="k", ls="--", lw=1, label=f"paper {paper:g}")
-    ax.set_xlabel("CPU-hours")
+    ax.set_xlabel("core-hours (wall-clock × threads)")
     ax.set_ylabel(training.get("unit") or "loss")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
