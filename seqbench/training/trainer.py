@@ -22,6 +22,7 @@ batch size. Only rank 0 writes files and shows progress.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -734,7 +735,11 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
     run.record({"event": "resume" if resume else "start", "threads": torch.get_num_threads(),
                 "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {}),
                 **({"init_from": str(Path(init_from).resolve())} if init_from and not resume else {})})
-    return _loop(run, max_seconds)
+    result = _loop(run, max_seconds)
+    world = run.world
+    del run  # DDP's reducer holds the process group: it must go first, or gloo's threads outlive the group
+    _leave_group(world)
+    return result
 
 
 def _warn_if_threads_contend(device: str) -> None:
@@ -828,6 +833,19 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
     return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best, unit=unit,
                        history=run.history, stopped=stopped, recipe=rec.name)
+
+
+def _leave_group(world: int) -> None:
+    """End a torchrun run together: every rank waits until rank 0 has written its last checkpoint and plot, then
+    the process group is torn down while the interpreter is whole. A rank that left early, with gloo's threads
+    still talking to a busy peer, aborted at exit ("terminate called without an active exception", seen in CI)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            gc.collect()
+            dist.destroy_process_group()
 
 
 def _stop_reason(run: _Run, deadline: float | None, next_step_s: float) -> str:
