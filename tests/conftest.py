@@ -11,6 +11,15 @@ IAM_SOURCE = SHARED_DATA / "iam-ondb"
 PTB_SOURCE = SHARED_DATA / "ptb"
 
 
+def pytest_configure(config):
+    # The tests run with the CPU threads seqbench's commands use (1 unless $SEQBENCH_THREADS says otherwise), so
+    # a run trained in this process and one trained by a `seqbench` subprocess are bit-identical: with 2 threads
+    # on a busy machine the math libraries adapt to the load and the last bits of the weights differ.
+    from seqbench.devices import set_threads
+
+    set_threads()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("seqbench-home")
