@@ -24,11 +24,11 @@ import logging
 import os
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from seqbench.data.base import (DATASETS, DatasetSpec, EmptySplitError, check_source_file, not_regular_reason,
-                                read_source_bytes, spec_header)
+                                read_source_bytes)
+from seqbench.data.writer import Report, source_record, write_prepared
 from seqbench.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,6 @@ _MANUAL = (
 )
 
 
-@dataclass
-class Report:
-    """What prepare did: where it wrote and the info.json it wrote there."""
-
-    path: Path
-    info: dict
-
-
 def split_bounds(total: int) -> dict[str, dict[str, tuple[int, int]]]:
     """``config -> split -> (start, end)`` byte offsets; exact 96M/4M and 90M/5M/5M for 10^8 bytes."""
     out: dict[str, dict[str, tuple[int, int]]] = {}
@@ -126,16 +118,16 @@ def _read_content(path: Path, sha256: str | None) -> tuple[bytes, dict, str, boo
     is_zip = magic == b"PK\x03\x04" or path.suffix.lower() == ".zip"
     if not is_zip:
         data = read_source_bytes(path, MAX_SOURCE_BYTES, "an enwik8 file", _MANUAL)
-        content = hashlib.sha256(data).hexdigest()
+        record = {path.name: source_record(data, kind="raw")}
+        content = record[path.name]["sha256"]
         if sha256 is not None and content != CONTENT_SHA256:
             raise BadInputError(
                 str(path), f"sha256 is {content}, not enwik8's {CONTENT_SHA256} ({len(data):,} bytes; enwik8 "
                 f"has {SIZE:,}): not the corpus, or modified", _MANUAL)
-        record = {path.name: {"sha256": content, "bytes": len(data), "kind": "raw"}}
         return data, record, content, sha256 is not None
     raw = read_source_bytes(path, MAX_SOURCE_BYTES, "an enwik8 zip", _MANUAL)
-    digest = hashlib.sha256(raw).hexdigest()
-    record = {path.name: {"sha256": digest, "bytes": len(raw), "kind": "zip"}}
+    record = {path.name: source_record(raw, kind="zip")}
+    digest = record[path.name]["sha256"]
     mismatch = None
     if sha256 is not None and digest != sha256:
         mismatch = BadInputError(
@@ -229,7 +221,7 @@ def _write_split(data: memoryview, start: int, end: int, meta: dict[str, str], p
             pa.field("offset", pa.int64(), nullable=False),  # byte offset of the chunk in enwik8
             pa.field("bytes", pa.binary(), nullable=False),  # CHUNK bytes (the last chunk may be shorter)
         ],
-        metadata={k.encode(): v.encode() for k, v in meta.items()},
+        metadata=meta,
     )
     table = pa.Table.from_arrays([pa.array(starts), col], schema=schema)
     # Fixed options (deterministic bytes). One row group per split, so a split reads back as one
@@ -264,9 +256,6 @@ def prepare_enwik8(
     """
     import numpy as np
 
-    from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
-
-    spec = SPEC
     if source is None:
         from seqbench.data.download import fetch
 
@@ -296,8 +285,7 @@ def prepare_enwik8(
         h = sum((v for (a, b), v in hist.items() if start <= a and b <= end), np.zeros(256, dtype=np.int64))
         return int(np.count_nonzero(h))
 
-    info: dict = {
-        **spec_header(spec),
+    fields = {
         "schema": {"offset": "int64", "bytes": "binary"},
         "chunk_bytes": CHUNK,
         "sources": sources,
@@ -305,52 +293,32 @@ def prepare_enwik8(
         "verified": verified,
         "content": {"bytes": total, "sha256": content_sha256, "distinct_bytes": distinct(0, total)},
         "units": "symbols are bytes; report bits per byte (the field's 'BPC' on enwik8)",
-        "configs": {},
     }
     view = memoryview(data)
-    dest = dataset_dir(spec, out)
-    with atomic_output_dir(dest) as tmp:
-        jobs = []
+    with write_prepared(SPEC, out, fields, measured=_measured) as w:
+        w.config("graves2013", description=(
+            "Graves (2013): train = first 96% (96,000,000 bytes), valid = last 4% (4,000,000); no test set"))
+        w.config("standard", description="train / valid / test = 90% / 5% / 5% (90M / 5M / 5M bytes)")
         # pyarrow releases the GIL while compressing: write the five files two at a time.
         with cf.ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = []
             for config, splits in bounds.items():
-                (tmp / config).mkdir()
                 for split, (start, end) in splits.items():
-                    meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
-                            "seqbench.config": config, "seqbench.split": split}
-                    p = tmp / config / f"{split}.parquet"
-                    jobs.append((config, split, start, end, p, pool.submit(_write_split, view, start, end, meta, p)))
-            for *_, fut in jobs:
-                fut.result()
-            digests = {p: pool.submit(sha256_file, p) for *_, p, _ in jobs}
-            for config, split, start, end, p, _ in jobs:
-                cfg = info["configs"].setdefault(config, {"splits": {}})
-                cfg["splits"][split] = {
-                    "file": f"{config}/{split}.parquet",
-                    "rows": -(-(end - start) // CHUNK),
-                    "bytes": end - start,
-                    "start": start,
-                    "end": end,
-                    "distinct_bytes": distinct(start, end),
-                    "sha256": digests[p].result(),
-                }
-        info["configs"]["graves2013"]["description"] = (
-            "Graves (2013): train = first 96% (96,000,000 bytes), valid = last 4% (4,000,000); no test set")
-        info["configs"]["standard"]["description"] = "train / valid / test = 90% / 5% / 5% (90M / 5M / 5M bytes)"
-        info["expected_counts"] = {
-            "expected": spec.expected,
-            "match": content_sha256 == CONTENT_SHA256 and info["content"]["distinct_bytes"] == 205,
-        }
-        h = hashlib.sha256()
-        for config in sorted(info["configs"]):
-            for split in sorted(info["configs"][config]["splits"]):
-                h.update(f"{config}/{split}:{info['configs'][config]['splits'][split]['sha256']}\n".encode())
-        info["fingerprint"] = h.hexdigest()
-        dump_json(info, tmp / "info.json")
+                    target, meta = w.split_file(config, split)
+                    jobs.append(pool.submit(_write_split, view, start, end, meta, target))
+                    w.record_split(config, split, rows=-(-(end - start) // CHUNK), bytes=end - start,
+                                   start=start, end=end, distinct_bytes=distinct(start, end))
+            for job in jobs:
+                job.result()
     del view
     if not verified:
         log.warning("%s: not checked against the official enwik8 checksums (a sample)", path)
-    return Report(dest, info)
+    return w.report
+
+
+def _measured(info: dict) -> dict:
+    """The counts of this run, in the terms of the spec's ``expected`` (the content's sha256 implies its size)."""
+    return {"content_sha256": info["content"]["sha256"], "distinct_bytes": info["content"]["distinct_bytes"]}
 
 
 def synthetic_enwik8(size: int, seed: int = 0) -> bytes:

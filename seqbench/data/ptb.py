@@ -21,15 +21,14 @@ docs/datasets/ptb.md.
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from seqbench.data.base import (DATASETS, DatasetSpec, EmptySplitError, check_source_file, not_regular_reason,
-                                read_source_bytes, spec_header)
+                                read_source_bytes)
+from seqbench.data.writer import Report, source_record, write_prepared
 from seqbench.errors import BadInputError, SeqbenchError
 
 log = logging.getLogger(__name__)
@@ -98,14 +97,6 @@ def _names() -> list[str]:
     return [f"ptb.{s}.txt" for s in SPLITS] + [f"ptb.char.{s}.txt" for s in SPLITS]
 
 
-@dataclass
-class Report:
-    """What prepare did: where it wrote and the info.json it wrote there."""
-
-    path: Path
-    info: dict
-
-
 def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes]], dict]:
     """name -> (label for messages, bytes), and the sources' checksums."""
     src = Path(source).expanduser()
@@ -120,7 +111,7 @@ def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes
             tf = tarfile.open(src, "r:*")
         except (tarfile.TarError, OSError):
             raise BadInputError(str(src), "not a .tgz (or .tar) archive, or damaged", _HINT) from None
-        sources[src.name] = {"sha256": _sha256_path(src), "bytes": src.stat().st_size}
+        sources[src.name] = source_record(src)
         with tf:
             members: dict[str, list[tarfile.TarInfo]] = collections.defaultdict(list)
             try:
@@ -161,16 +152,10 @@ def _read_sources(source: str | os.PathLike) -> tuple[dict[str, tuple[str, bytes
     if missing:
         raise BadInputError(str(src), f"missing {', '.join(missing)}", _HINT)
     for base, (label, data) in found.items():
-        digest = hashlib.sha256(data).hexdigest()
-        entry = {"sha256": digest, "bytes": len(data), "known": digest == KNOWN_SHA256[base]}
+        entry = source_record(data)
+        entry["known"] = entry["sha256"] == KNOWN_SHA256[base]
         sources[base if src.is_dir() else f"{src.name}:{base}"] = entry
     return found, sources
-
-
-def _sha256_path(path: Path) -> str:
-    from seqbench.data.base import sha256_file
-
-    return sha256_file(path)
 
 
 def _lines(label: str, data: bytes) -> list[list[str]]:
@@ -273,7 +258,7 @@ def _table(texts: list[str], offsets, ids, meta: dict[str, str]):
             pa.field("text", pa.string(), nullable=False),  # the sentence ('_' between words for char)
             pa.field("ids", pa.list_(pa.int32()), nullable=False),  # vocabulary ids (word: <eos> last)
         ],
-        metadata={k.encode(): v.encode() for k, v in meta.items()},
+        metadata=meta,
     )
     cols = [
         pa.array(np.arange(len(texts), dtype=np.int32)),
@@ -330,9 +315,6 @@ def prepare_ptb(
     """
     import pyarrow.parquet as pq
 
-    from seqbench.data.base import atomic_output_dir, dataset_dir, dump_json, sha256_file
-
-    spec = SPEC
     found, sources = _download(url, retries, quiet) if source is None else _read_sources(source)
     parsed = _parse(found)
 
@@ -349,8 +331,7 @@ def prepare_ptb(
             "chars_with_eol": n_chars + len(chars),
         }
 
-    info: dict = {
-        **spec_header(spec),
+    fields = {
         "schema": {"line": "int32", "text": "string", "ids": "list<int32>"},
         "sources": sources,
         "verified": all(v.get("known", True) for v in sources.values()),
@@ -365,71 +346,41 @@ def prepare_ptb(
             "convert": "word perplexity = 2 ** (BPC * chars / words) for a char model scored on `chars` "
             "symbols; see docs/datasets/ptb.md",
         },
-        "configs": {},
     }
-    dest = dataset_dir(spec, out)
-    with atomic_output_dir(dest) as tmp:
+    with write_prepared(SPEC, out, fields, measured=_measured) as w:
         for config, eos in (("word", True), ("char", False)):
-            (tmp / config).mkdir()
             vocab = _vocab(parsed[config]["train"], eos)
-            (tmp / config / "vocab.txt").write_text("".join(t + "\n" for t in vocab), encoding="utf-8")
-            cfg: dict = {
-                "vocab_file": f"{config}/vocab.txt",
-                "vocab_size": len(vocab),
-                "vocab_sha256": sha256_file(tmp / config / "vocab.txt"),
-                "splits": {},
-            }
+            w.add_file(config, "vocab", "vocab.txt", "".join(t + "\n" for t in vocab).encode("utf-8"))
             if eos:
-                cfg["eos_id"] = vocab.index(EOS)
-                cfg["description"] = "one row per sentence; ids end with <eos> (counted in the loss, as in the paper)"
+                w.config(config, vocab_size=len(vocab), eos_id=vocab.index(EOS), description=(
+                    "one row per sentence; ids end with <eos> (counted in the loss, as in the paper)"))
             else:
-                cfg["eol_id"] = len(vocab)
-                cfg["description"] = ("one row per sentence; the char file's symbols, no end-of-line "
-                                      f"({len(vocab)} symbols); streams with eol=True add {EOL} as id {len(vocab)}")
+                w.config(config, vocab_size=len(vocab), eol_id=len(vocab), description=(
+                    "one row per sentence; the char file's symbols, no end-of-line "
+                    f"({len(vocab)} symbols); streams with eol=True add {EOL} as id {len(vocab)}"))
             for split in SPLITS:
                 lines = parsed[config][split]
                 label = found[f"ptb.{'char.' if not eos else ''}{split}.txt"][0]
                 offsets, ids = _encode(label, lines, vocab, eos)
-                texts = [" ".join(w) for w in lines] if eos else lines
-                meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
-                        "seqbench.config": config, "seqbench.split": split}
-                path = tmp / config / f"{split}.parquet"
+                texts = [" ".join(words) for words in lines] if eos else lines
+                path, meta = w.split_file(config, split)
                 # Fixed writer options so two runs on the same input give byte-identical files.
                 pq.write_table(_table(texts, offsets, ids, meta), path, compression="zstd",
                                compression_level=3, row_group_size=8192)
-                c = counts[split]
-                cfg["splits"][split] = {
-                    "file": f"{config}/{split}.parquet",
-                    "rows": len(lines),
-                    "tokens": int(len(ids)),
-                    **c,
-                    "sha256": sha256_file(path),
-                }
-            info["configs"][config] = cfg
-        info["expected_counts"] = {"expected": EXPECTED, "match": _matches(info)}
-        info["fingerprint"] = _fingerprint(info)
-        dump_json(info, tmp / "info.json")
-    if not info["expected_counts"]["match"]:
+                w.record_split(config, split, rows=len(lines), tokens=int(len(ids)), **counts[split])
+    if not w.report.info["expected_counts"]["match"]:
         log.warning("PTB counts differ from Mikolov's files (fine for a sample): %s", counts)
-    return Report(dest, info)
+    return w.report
 
 
-def _matches(info: dict) -> bool:
+def _measured(info: dict) -> dict:
+    """The counts of this run, in the terms of ``EXPECTED``."""
     c = info["counts"]
-    ok = all(c[s][k] == EXPECTED[k][s] for s in SPLITS for k in ("lines", "words_with_eos", "words", "chars",
-                                                                  "chars_with_eol"))
-    return (ok and info["configs"]["word"]["vocab_size"] == EXPECTED["word_vocab"]
-            and info["configs"]["char"]["vocab_size"] == EXPECTED["char_vocab"])
-
-
-def _fingerprint(info: dict) -> str:
-    h = hashlib.sha256()
-    for config in sorted(info["configs"]):
-        c = info["configs"][config]
-        h.update(f"{config}/vocab:{c['vocab_sha256']}\n".encode())
-        for split in sorted(c["splits"]):
-            h.update(f"{config}/{split}:{c['splits'][split]['sha256']}\n".encode())
-    return h.hexdigest()
+    got: dict = {k: {s: c[s][k] for s in SPLITS}
+                 for k in ("lines", "words_with_eos", "words", "chars", "chars_with_eol")}
+    got["word_vocab"] = info["configs"]["word"]["vocab_size"]
+    got["char_vocab"] = info["configs"]["char"]["vocab_size"]
+    return got
 
 
 def read_vocab(config: str = "word", root: str | os.PathLike | None = None) -> list[str]:

@@ -1,0 +1,156 @@
+"""The one writer of prepared datasets: folder layout, per-split records, expected counts, fingerprint.
+
+Every ``prepare_*`` reads and checks its own sources, then hands its files to :func:`write_prepared`,
+which owns what all prepared datasets share:
+
+- the folder ``<root>/<name>/<version>/``, built in a temporary sibling and swapped in whole
+  (:func:`seqbench.data.base.atomic_output_dir`): a failed run leaves nothing, or the previous copy;
+- ``<config>/<split>.parquet`` paths and the key-value metadata each split file carries;
+- one record per split in info.json (``file``, ``rows``, the dataset's counts, ``sha256``);
+- ``expected_counts``: what the run measured, compared with the spec's ``expected``;
+- ``fingerprint``: sha256 over the files' sha256s, which the zoo pins and evaluations record.
+
+>>> from seqbench.data.writer import write_prepared
+>>> with write_prepared(SPEC, out, {"schema": ..., "sources": ...}, measured=lambda info: {...}) as w:  # doctest: +SKIP
+...     path, meta = w.split_file("char", "train")
+...     pq.write_table(table.replace_schema_metadata(meta), path)
+...     w.record_split("char", "train", rows=table.num_rows, chars=n)
+>>> w.report.info["fingerprint"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple
+
+from seqbench.data.base import DatasetSpec, atomic_output_dir, dataset_dir, dump_json, spec_header
+from seqbench.paths import sha256_file
+
+
+@dataclass
+class Report:
+    """What prepare did: where it wrote and the info.json it wrote there."""
+
+    path: Path
+    info: dict
+
+
+class SplitFile(NamedTuple):
+    """Where a split's Parquet file goes (in the temporary folder) and the metadata its schema carries."""
+
+    path: Path
+    metadata: dict[str, str]
+
+
+def source_record(source: bytes | str | os.PathLike, **extra: Any) -> dict:
+    """``{"sha256", "bytes", **extra}`` of a source file (by path) or of bytes read from one: the entry of
+    info.json's ``sources``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return {"sha256": hashlib.sha256(source).hexdigest(), "bytes": len(source), **extra}
+    return {"sha256": sha256_file(source), "bytes": os.stat(source).st_size, **extra}
+
+
+def fingerprint(configs: dict, extra: dict[str, list[str]] | None = None) -> str:
+    """sha256 over every file of a prepared dataset (info.json's ``configs``): by config, sorted, the keys of
+    its extra files (``extra[config]``, each recorded as ``<key>_sha256``) in their order, then its splits,
+    sorted; one line ``<config>/<name>:<sha256>`` each."""
+    h = hashlib.sha256()
+    for config in sorted(configs):
+        cfg = configs[config]
+        for key in (extra or {}).get(config, ()):
+            h.update(f"{config}/{key}:{cfg[f'{key}_sha256']}\n".encode())
+        for split in sorted(cfg["splits"]):
+            h.update(f"{config}/{split}:{cfg['splits'][split]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+class PreparedWriter:
+    """A prepared dataset being written: its temporary folder (``tmp``) and its info.json (``info``).
+
+    Made by :func:`write_prepared`; the files go under ``tmp``, which becomes ``path`` when the block ends.
+    """
+
+    def __init__(self, spec: DatasetSpec, path: Path, tmp: Path, info: dict) -> None:
+        self.spec, self.path, self.tmp, self.info = spec, path, tmp, info
+        self._extra: dict[str, list[str]] = {}  # config -> keys of add_file, in order (for the fingerprint)
+        self._hash: list[tuple[dict, Path]] = []  # split records whose sha256 is filled in at the end
+        self.report: Report | None = None  # set once the folder is in place
+
+    def config(self, name: str, **fields: Any) -> dict:
+        """The info.json record of configuration ``name`` (created with its folder), updated with ``fields``."""
+        cfg = self.info["configs"].get(name)
+        if cfg is None:
+            (self.tmp / name).mkdir(exist_ok=True)
+            cfg = self.info["configs"][name] = {"splits": {}}
+        cfg.update(fields)
+        return cfg
+
+    def split_file(self, config: str, split: str) -> SplitFile:
+        """The path to write split ``config/split`` to, and the key-value metadata its Parquet schema carries."""
+        self.config(config)
+        meta = {"seqbench.dataset": self.spec.name, "seqbench.version": self.spec.version,
+                "seqbench.config": config, "seqbench.split": split}
+        return SplitFile(self.tmp / config / f"{split}.parquet", meta)
+
+    def record_split(self, config: str, split: str, *, rows: int, **counts: Any) -> dict:
+        """Record a written split in info.json: ``file``, ``rows``, ``counts`` (the dataset's own: lines,
+        tokens, bytes, ...), and its ``sha256``, computed when the block ends."""
+        entry = {"file": f"{config}/{split}.parquet", "rows": rows, **counts}
+        self.config(config)["splits"][split] = entry
+        self._hash.append((entry, self.tmp / config / f"{split}.parquet"))
+        return entry
+
+    def add_file(self, config: str, key: str, name: str, data: bytes) -> Path:
+        """Write another file of a configuration (a vocabulary, ...) to ``<config>/<name>``; recorded as
+        ``<key>_file`` and ``<key>_sha256`` in the configuration, and counted in the fingerprint."""
+        cfg = self.config(config)
+        path = self.tmp / config / name
+        path.write_bytes(data)
+        cfg[f"{key}_file"] = f"{config}/{name}"
+        cfg[f"{key}_sha256"] = hashlib.sha256(data).hexdigest()
+        self._extra.setdefault(config, []).append(key)
+        return path
+
+    def _finish(self, measured: dict) -> None:
+        with cf.ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL: two files at a time
+            digests = [pool.submit(sha256_file, path) for _, path in self._hash]
+            for (entry, _), digest in zip(self._hash, digests):
+                entry["sha256"] = digest.result()
+        expected = self.spec.expected
+        # Every measured count must equal its expected value (a count the spec does not expect never matches).
+        match = all(k in expected and expected[k] == v for k, v in measured.items())
+        self.info["expected_counts"] = {"expected": expected, "match": match}
+        self.info["fingerprint"] = fingerprint(self.info["configs"], self._extra)
+        dump_json(self.info, self.tmp / "info.json")
+
+
+@contextlib.contextmanager
+def write_prepared(
+    spec: DatasetSpec,
+    out: str | os.PathLike | None,
+    fields: dict,
+    *,
+    measured: Callable[[dict], dict],
+) -> Iterator[PreparedWriter]:
+    """Write a prepared dataset to ``<out>/<name>/<version>/``, whole or not at all.
+
+    info.json is the spec's header (:func:`~seqbench.data.base.spec_header`), then ``fields`` (schema,
+    sources, ...), then ``configs`` as the block records them. When the block ends, the split files are
+    hashed, ``measured(info)`` (the counts, in the terms of ``spec.expected``) is checked against the spec,
+    the fingerprint is taken, info.json written and the folder swapped in; ``writer.report`` is then set.
+    An exception in the block (or a failed write) leaves nothing behind, or the previous copy unchanged.
+    """
+    dest = dataset_dir(spec, out)
+    info = {**spec_header(spec), **fields, "configs": {}}
+    with atomic_output_dir(dest) as tmp:
+        writer = PreparedWriter(spec, dest, tmp, info)
+        yield writer
+        writer._finish(measured(info))
+    writer.report = Report(dest, info)
+
+
+__all__ = ["PreparedWriter", "Report", "SplitFile", "fingerprint", "source_record", "write_prepared"]
