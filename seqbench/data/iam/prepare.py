@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from seqbench.data.base import EmptySplitError, atomic_output_dir, dataset_dir, dump_json, sha256_file, spec_header
+from seqbench.data.base import EmptySplitError
 from seqbench.data.iam import spec as iam_spec
 from seqbench.data.iam.sources import Sources, find_sources, iter_files, read_split_list
 from seqbench.data.iam.strokes import LineError, ParsedLine, parse_line_xml
@@ -27,6 +27,8 @@ from seqbench.data.iam.transcripts import (
     parse_writer,
 )
 from seqbench.data.workers import process_pool
+from seqbench.data.writer import Report as PreparedReport
+from seqbench.data.writer import source_record, write_prepared
 from seqbench.errors import BadInputError, SeqbenchError
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,9 @@ _SPLIT_LISTS = (
 
 
 @dataclass
-class Report:
+class Report(PreparedReport):
     """What prepare did: where, how many, and everything it skipped or flagged."""
 
-    path: Path
-    info: dict
     skipped: list[dict] = field(default_factory=list)
     flagged: list[dict] = field(default_factory=list)
 
@@ -297,7 +297,7 @@ def _table(ids: list[str], lines: dict, meta: dict[str, str]) -> pa.Table:
         lst("t", pa.float64()),
         lst("eos", pa.bool_()),
     ]
-    schema = SCHEMA.with_metadata({k.encode(): v.encode() for k, v in meta.items()})
+    schema = SCHEMA.with_metadata(meta)
     return pa.Table.from_arrays(cols, schema=schema)
 
 
@@ -329,7 +329,7 @@ def prepare_iam(
     with cf.ThreadPoolExecutor(max_workers=1) as hasher:  # sha256 of the sources, beside the parse
         archives = [p.path for p in (src.strokes, src.ascii, src.original) if p is not None and p.is_archive]
         archives += list(src.splits.values())
-        digests = {p: hasher.submit(sha256_file, p) for p in archives}
+        digests = {p: hasher.submit(source_record, p) for p in archives}
 
         # Transcriptions and writer ids are read by the worker pool while the main process
         # streams the stroke archive to it; their results are collected afterwards. The workers end
@@ -350,10 +350,7 @@ def prepare_iam(
             issues.flag(note["file"], note["reason"], strict_fails=False)
         for c in writer_conflicts:
             issues.flag(c["file"], c["reason"])
-        sources_info = {
-            (p.relative_to(src.root).as_posix()): {"sha256": f.result(), "bytes": p.stat().st_size}
-            for p, f in digests.items()
-        }
+        sources_info = {p.relative_to(src.root).as_posix(): f.result() for p, f in digests.items()}
 
     # Match transcription lines to line files by position within each form.
     by_form: dict[str, list[str]] = collections.defaultdict(list)
@@ -424,35 +421,41 @@ def prepare_iam(
                 "Use the official IAM-OnDB task split lists with the lineStrokes archive they belong to "
                 "(line files that were skipped, if any, are logged above), then rerun.")
 
-    info: dict = {
-        **spec_header(spec),
+    fields = {
         "schema": {f.name: str(f.type) for f in SCHEMA},
         "sources": sources_info,
         "parser": {"canonical_fast_path": sum(1 for v in lines.values() if v["parsed"].fast),
                    "lxml_path": sum(1 for v in lines.values() if not v["parsed"].fast)},
         "writer_id_notes": writer_notes,
-        "configs": {},
+        "totals": {"line_files": len(parsed), "lines": len(lines),
+                   "strokes": int(sum(v["parsed"].n_strokes for v in lines.values())),
+                   "points": int(sum(len(v["parsed"].x) for v in lines.values()))},
+        "skipped": issues.skipped,
+        "flagged": issues.flagged,
     }
     transform = OffsetTransform()
-    dest = dataset_dir(spec, out)
-    with atomic_output_dir(dest) as tmp:
+    with write_prepared(spec, out, fields, measured=_measured) as w:
+        w.config("official", description=(
+            "IAM-OnDB task split lists: train=trainset, valid1=testset_v, valid2=testset_t, test=testset_f"))
+        w.config("graves2013", description=(
+            "Graves (2013): train=trainset+testset_t+testset_f, valid=testset_v (the paper's 'validation set')"))
         jobs = []
         with cf.ThreadPoolExecutor(max_workers=max(1, min(workers, 4))) as writer_pool:
             for config, splits in split_ids.items():
-                (tmp / config).mkdir()
                 for split, ids in splits.items():
-                    meta = {"seqbench.dataset": spec.name, "seqbench.version": spec.version,
-                            "seqbench.config": config, "seqbench.split": split}
-                    path = tmp / config / f"{split}.parquet"
-                    jobs.append((config, split, ids, path, writer_pool.submit(_write, ids, lines, meta, path)))
+                    path, meta = w.split_file(config, split)
+                    jobs.append(writer_pool.submit(_write, ids, lines, meta, path))
+                    w.record_split(config, split, rows=len(ids), lines=len(ids),
+                                   forms=len({lines[i]["form"] for i in ids}),
+                                   strokes=int(sum(lines[i]["parsed"].n_strokes for i in ids)),
+                                   points=int(sum(len(lines[i]["parsed"].x) for i in ids)))
             fits = {config: writer_pool.submit(transform.fit, [lines[i]["parsed"] for i in splits["train"]])
                     for config, splits in split_ids.items()}
-            for config, split, ids, path, fut in jobs:
+            for fut in jobs:
                 fut.result()
-            stats = {}
             for config, fut in fits.items():
                 try:
-                    stats[config] = fut.result()
+                    w.config(config, offset_stats={transform.name: fut.result().to_dict()})
                 except DegenerateStatisticsError as e:
                     names = next(nm for c, sp, nm in _SPLIT_LISTS if (c, sp) == (config, "train"))
                     raise BadInputError(
@@ -461,35 +464,9 @@ def prepare_iam(
                         f"normalisation statistics ({e})",
                         "Check the lineStrokes files: training lines must be pen trajectories that move (lines "
                         "whose points never move are flagged); nothing was written.") from None
-        for config, split, ids, path, _ in jobs:
-            cfg = info["configs"].setdefault(config, {"splits": {}})
-            cfg["splits"][split] = {
-                "file": f"{config}/{split}.parquet",
-                "rows": len(ids),
-                "lines": len(ids),
-                "forms": len({lines[i]["form"] for i in ids}),
-                "strokes": int(sum(lines[i]["parsed"].n_strokes for i in ids)),
-                "points": int(sum(len(lines[i]["parsed"].x) for i in ids)),
-                "sha256": sha256_file(path),
-            }
-        for config in split_ids:
-            info["configs"][config]["offset_stats"] = {transform.name: stats[config].to_dict()}
-        info["configs"]["official"]["description"] = (
-            "IAM-OnDB task split lists: train=trainset, valid1=testset_v, valid2=testset_t, test=testset_f")
-        info["configs"]["graves2013"]["description"] = (
-            "Graves (2013): train=trainset+testset_t+testset_f, valid=testset_v (the paper's 'validation set')")
-        totals = {"line_files": len(parsed), "lines": len(lines),
-                  "strokes": int(sum(v["parsed"].n_strokes for v in lines.values())),
-                  "points": int(sum(len(v["parsed"].x) for v in lines.values()))}
-        info["totals"] = totals
-        info["expected_counts"] = {"expected": spec.expected, "match": _matches(info, spec.expected)}
-        info["skipped"] = issues.skipped
-        info["flagged"] = issues.flagged
-        info["fingerprint"] = _fingerprint(info)
-        dump_json(info, tmp / "info.json")
-    if not info["expected_counts"]["match"]:
-        log.info("counts differ from the official IAM-OnDB release: %s", totals)
-    return Report(dest, info, issues.skipped, issues.flagged)
+    if not w.report.info["expected_counts"]["match"]:
+        log.info("counts differ from the official IAM-OnDB release: %s", fields["totals"])
+    return Report(w.report.path, w.report.info, issues.skipped, issues.flagged)
 
 
 def _write(ids: list[str], lines: dict, meta: dict, path: Path) -> None:
@@ -499,20 +476,10 @@ def _write(ids: list[str], lines: dict, meta: dict, path: Path) -> None:
                    write_statistics=True)
 
 
-def _matches(info: dict, expected: dict) -> bool:
+def _measured(info: dict) -> dict:
+    """The counts of this run, in the terms of ``spec.EXPECTED``."""
     off = info["configs"]["official"]["splits"]
-    got = {"trainset": off["train"]["lines"], "testset_v": off["valid1"]["lines"],
-           "testset_t": off["valid2"]["lines"], "testset_f": off["test"]["lines"],
-           "unassigned": off["unassigned"]["lines"], "strokes": info["totals"]["strokes"],
-           "points": info["totals"]["points"], "line_files": info["totals"]["line_files"]}
-    return all(got.get(k) == v for k, v in expected.items())
-
-
-def _fingerprint(info: dict) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for config in sorted(info["configs"]):
-        for split in sorted(info["configs"][config]["splits"]):
-            h.update(f"{config}/{split}:{info['configs'][config]['splits'][split]['sha256']}\n".encode())
-    return h.hexdigest()
+    return {"trainset": off["train"]["lines"], "testset_v": off["valid1"]["lines"],
+            "testset_t": off["valid2"]["lines"], "testset_f": off["test"]["lines"],
+            "unassigned": off["unassigned"]["lines"], "strokes": info["totals"]["strokes"],
+            "points": info["totals"]["points"], "line_files": info["totals"]["line_files"]}
