@@ -21,7 +21,8 @@ def register(cli: click.Group, prepare: click.Group) -> None:
 @click.option("--split", default=None, help="Split (default: the zoo entry's, else valid).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dynamic", is_flag=True, help="Dynamic evaluation (the network trains on the data as it scores it).")
-@click.option("--dynamic-lr", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="SGD learning rate of --dynamic.")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0), default=None,
+              help="SGD learning rate of --dynamic (default: the zoo entry's, chosen on its validation split; else 1e-4).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Lines or text chunks per batch (default 16).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Text: steps per forward call (default 100).")
 @click.option("--chunk", type=click.IntRange(min=1), default=None, help="Text: predictions per independent stream (default: whole split).")
@@ -172,18 +173,26 @@ def zoo_push(name, repo_id, folder, private) -> None:
               help="A `seqbench eval --out` record of RUN/best on the entry's split (default: evaluate it now).")
 @click.option("--status", default="in training", show_default=True,
               help="What the card says of the training ('' once it is finished).")
+@click.option("--dynamic-lrs", default=None,
+              help="Text models: also evaluate dynamically, with the SGD rate among these (comma-separated) that "
+                   "scores best on the validation split.")
+@click.option("--select-limit", type=click.IntRange(min=1), default=None,
+              help="Choose the dynamic rate on the first N units of the validation split (default: all of it).")
 @click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def zoo_export(run, name, out, record, status, root, quiet) -> None:
+def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, quiet) -> None:
     """Export a run's best weights as zoo/NAME, with a card of their true numbers and the training so far.
 
     Scores RUN/best on the entry's dataset and split (or takes --record), refuses a network or record that
     does not belong to the entry, writes config.json, model.safetensors, README.md and training_curve.png,
     and prints what to pin in the entry (weights sha256, expected values, data fingerprint, training status).
+    With --dynamic-lrs it also chooses dynamic evaluation's rate on the validation split, scores the entry's
+    split dynamically with it, and puts both (and how the rate was chosen) in the card and the pin.
 
     \b
-    Example:
+    Examples:
       seqbench zoo export $SEQBENCH_HOME/runs/synth --name synth-3layer
+      seqbench zoo export $SEQBENCH_HOME/runs/ptb-char --name ptb-char --dynamic-lrs 3e-5,1e-4,3e-4 --select-limit 100000
     """
     from pathlib import Path
 
@@ -194,6 +203,18 @@ def zoo_export(run, name, out, record, status, root, quiet) -> None:
     from seqbench.zoo.card import check_exportable, export, plot_curve, training_status
 
     entry = get_entry(name)
+    lrs = None
+    if dynamic_lrs is not None:
+        try:
+            lrs = [float(x) for x in dynamic_lrs.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{dynamic_lrs!r}: give comma-separated numbers, e.g. 3e-5,1e-4,3e-4",
+                                     param_hint="--dynamic-lrs") from None
+        if not lrs or any(not x >= 0 for x in lrs):
+            raise click.BadParameter(f"{dynamic_lrs!r}: give one or more rates >= 0", param_hint="--dynamic-lrs")
+        if entry.family != "lstm-lm":
+            raise click.BadParameter(f"zoo:{name} is a {entry.family} network: dynamic evaluation is exported for "
+                                     "text models", param_hint="--dynamic-lrs")
     best = Path(run) / "best"
     model = load_pretrained(best)
     check_exportable(model, entry)  # before minutes of scoring
@@ -224,11 +245,29 @@ def zoo_export(run, name, out, record, status, root, quiet) -> None:
                paper=row.metrics.get(main_metric) if same_unit else None)
     training["curve"] = "training_curve.png"
     side = {k: v for k, v in read_config(best).items() if k in ("symbols",)}  # what sampling a text model needs
-    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, extra=side)
+    dynamic = None
+    if lrs:
+        from seqbench.evaluation.evaluator import choose_dynamic_lr
+
+        kw = dict(root=root, progress=not quiet, **({"chunk": entry.eval_options["chunk"]}
+                                                     if "chunk" in entry.eval_options else {}))
+        sel = choose_dynamic_lr(str(best), entry.dataset, entry.dataset_config, lrs, limit=select_limit,
+                                metric=entry.metrics[0], **kw)
+        click.echo(f"dynamic learning rate {sel['chosen']:g}, chosen on {sel['split']}: "
+                   + ", ".join(f"{t['lr']:g} → {t['value']:.6g}" for t in sel["trials"]) + f" {sel['unit']}")
+        drec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
+                        dynamic=True, dynamic_lr=sel["chosen"], **kw)
+        dynamic = {"lr": sel["chosen"], "metrics": drec.metrics, "selection": sel}
+    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, extra=side, dynamic=dynamic)
     click.echo(f"wrote {folder} (weights sha256 {sha})")
     for k, mv in rec.metrics.items():
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")
+    for k, mv in ((dynamic or {}).get("metrics") or {}).items():
+        click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']} (dynamic, lr {dynamic['lr']:g})")
     pin = {"weights_sha256": sha, "expected": {k: mv["value"] for k, mv in rec.metrics.items()},
            "data_fingerprint": rec.dataset.get("fingerprint"),
            "training": {k: training[k] for k in ("status", "steps", "epochs", "cpu_hours", "recipe")}}
+    if dynamic:
+        pin["expected_dynamic"] = {k: mv["value"] for k, mv in dynamic["metrics"].items()}
+        pin["eval_options"] = {**entry.eval_options, "dynamic_lr": dynamic["lr"]}
     click.echo("pin in the zoo entry: " + json.dumps(pin, sort_keys=True))

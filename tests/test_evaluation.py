@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import sys
 import textwrap
 from pathlib import Path
@@ -16,27 +15,6 @@ import seqbench
 from seqbench.evaluation import EvalResult, RecordError, report
 from seqbench.evaluation.evaluator import EvaluationError
 from seqbench.models import build_model
-
-
-@pytest.fixture(scope="session")
-def ptb_root(tmp_path_factory) -> Path:
-    """A small corpus in Mikolov's PTB file format (repetitive, so dynamic evaluation has something to learn)."""
-    from seqbench.data.ptb import prepare_ptb
-
-    d = tmp_path_factory.mktemp("ptb")
-    src = d / "src"
-    src.mkdir()
-    rng = random.Random(0)
-    words = "the a cat dog sat on mat <unk> N ran".split()
-    for split, n in (("train", 60), ("valid", 20), ("test", 30)):
-        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(n)]
-        if split == "test":
-            lines = ["the cat sat on the mat"] * n
-        (src / f"ptb.{split}.txt").write_text("".join(f" {ln} \n" for ln in lines))
-        (src / f"ptb.char.{split}.txt").write_text("".join(" _ ".join(" ".join(w) for w in ln.split()) + "\n"
-                                                           for ln in lines))
-    prepare_ptb(src, d / "datasets", quiet=True)
-    return d / "datasets"
 
 
 def _tiny(family: str, seed: int = 0, **kw):

@@ -55,6 +55,12 @@ def _check_reproduces_its_card(e, **kw):
     assert "model-index:" in card and f"value: {e.expected[e.metrics[0]]!r}" in card
     if e.training:  # a model in training says so, with the numbers of its weights
         assert "Status: in training" in card and e.training.get("status", "").startswith("in training")
+    if e.expected_dynamic:  # `--dynamic` with the entry's rate (chosen on valid) gives the card's dynamic numbers
+        d = seqbench.evaluate(f"zoo:{e.name}", dynamic=True, **kw)
+        assert d.protocol["dynamic_lr"] == e.eval_options["dynamic_lr"]
+        for name, value in e.expected_dynamic.items():
+            assert d.value(name) == pytest.approx(value, rel=e.tolerance), (e.name, name, "dynamic")
+        assert "## Dynamic evaluation" in card and f"{e.expected_dynamic[e.metrics[0]]:.6g}" in card
     return r
 
 

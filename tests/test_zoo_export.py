@@ -63,3 +63,63 @@ def test_zoo_list_shows_a_model_in_training(monkeypatch, entry):
     res = CliRunner().invoke(cli, ["zoo", "list"])
     line = next(ln for ln in res.output.splitlines() if "export-test" in ln)
     assert "in training: 1.50 epochs, 2.2 CPU-hours" in line or "in training: 1.50 epochs, 2.3 CPU-hours" in line
+
+
+@pytest.fixture
+def text_entry(monkeypatch, ptb_root):
+    V = seqbench.load_dataset("ptb", "char", "test", root=ptb_root).info["configs"]["char"]["vocab_size"]
+    e = ZooEntry(name="export-text-test", family="lstm-lm",
+                 config={"vocab_size": V, "hidden_size": 32, "num_layers": 2, "unit": "char"}, recipe="tiny-text",
+                 dataset="ptb", dataset_config="char", split="test",
+                 metrics=("bits_per_char", "perplexity", "error_rate"), description="test", license="test only",
+                 paper="table1-char-none-static")
+    monkeypatch.setitem(ZOO._items, e.name, e)
+    return e
+
+
+def test_zoo_export_chooses_the_dynamic_rate_on_valid_and_the_entry_reproduces_it(ptb_root, tmp_path, text_entry,
+                                                                                  monkeypatch):
+    import dataclasses
+
+    run = train("tiny-text", tmp_path / "run", quiet=True,
+                overrides={"max_steps": 6, "eval_every": 3, "data.source": "ptb", "data.config": "char",
+                           "data.root": str(ptb_root), "model.vocab_size": text_entry.config["vocab_size"],
+                           "data.n_train": 0, "data.n_valid": 0})
+    out = tmp_path / "zoo" / "export-text-test"
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-text-test", "--out", str(out),
+                                   "--root", str(ptb_root), "-q", "--dynamic-lrs", "0,0.05,0.5",
+                                   "--select-limit", "300"])
+    assert res.exit_code == 0, res.output
+    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    lr = pin["eval_options"]["dynamic_lr"]
+    # the chosen rate is the one that scores best on the first 300 symbols of valid, whatever test says
+    trials = {x: seqbench.evaluate(str(out), "ptb", "char", "valid", root=ptb_root, dynamic=True, dynamic_lr=x,
+                                   limit=300).value("bits_per_char") for x in (0.0, 0.05, 0.5)}
+    assert lr == min(trials, key=trials.get)
+    card = (out / "README.md").read_text()
+    assert "## Dynamic evaluation" in card and f"{lr:g} (chosen)" in card and "never on test" in card
+    assert "paper (Table 1, dynamic)" in card and "| 1.29 |" in card
+    # the pinned entry: --dynamic uses its rate, and reproduces the card's dynamic number
+    monkeypatch.setitem(ZOO._items, text_entry.name, dataclasses.replace(
+        text_entry, eval_options=pin["eval_options"], expected_dynamic=pin["expected_dynamic"]))
+    monkeypatch.setenv("SEQBENCH_ZOO", str(tmp_path / "zoo"))
+    r = seqbench.evaluate("zoo:export-text-test", root=ptb_root, dynamic=True)
+    assert r.protocol["dynamic_lr"] == lr
+    assert r.value("bits_per_char") == pytest.approx(pin["expected_dynamic"]["bits_per_char"], rel=1e-6)
+    assert f"{pin['expected_dynamic']['bits_per_char']:.6g}" in card
+
+
+def test_zoo_export_dynamic_rates_are_checked_before_any_scoring(iam_root, tmp_path, entry):
+    (tmp_path / "run").mkdir()  # no checkpoint in it: nothing is loaded before the rates are checked
+    for bad, msg in (("abc", "comma-separated numbers"), ("-1", ">= 0"), ("1e-4", "text models")):
+        res = CliRunner().invoke(cli, ["zoo", "export", str(tmp_path / "run"), "--name", "export-test",
+                                       "--out", str(tmp_path / "z"), "--dynamic-lrs", bad])
+        assert res.exit_code == 2 and msg in res.output, (bad, res.output)
+    assert not (tmp_path / "z").exists()
+
+
+def test_the_dynamic_rate_is_never_chosen_on_the_test_split(ptb_root):
+    from seqbench.evaluation.evaluator import EvaluationError, choose_dynamic_lr
+
+    with pytest.raises(EvaluationError, match="never the test split"):
+        choose_dynamic_lr("unused", "ptb", "char", [1e-4], split="test", root=ptb_root)

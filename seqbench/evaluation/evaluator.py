@@ -5,8 +5,9 @@ Protocols (never mixed in one table):
 - **static**: the weights are fixed; every prediction is scored once.
 - **dynamic** (Graves 2013, Sec. 3.1): the network keeps training on the evaluation data while it is scored,
   predicting each unit *before* the update that uses it. seqbench's instance of this protocol (the paper leaves
-  the hyperparameters open): plain SGD on a copy of the network, learning rate ``dynamic_lr`` (1e-4, the
-  paper's training rate), momentum ``dynamic_momentum`` (0), one step per window (text) or per batch of lines
+  the hyperparameters open): plain SGD on a copy of the network, learning rate ``dynamic_lr`` (a zoo entry's
+  rate, chosen on its validation split by ``seqbench zoo export --dynamic-lrs``; else 1e-4, the paper's
+  training rate), momentum ``dynamic_momentum`` (0), one step per window (text) or per batch of lines
   (handwriting) on the summed NLL of that window. Its result depends on the batching and is recorded with it.
 
 Text (PTB, enwik8) is scored as independent *chunks* of ``chunk`` consecutive predictions (default: the whole
@@ -42,6 +43,7 @@ from seqbench.zoo.hub import ResolvedModel, load_model
 
 log = logging.getLogger(__name__)
 
+DEFAULT_DYNAMIC_LR = 1e-4  # the paper's SGD training rate: dynamic evaluation's rate where no entry gives one
 _TIME_CHUNK = 100  # handwriting, static: time steps per forward call, state carried (same numbers)
 _TEXT_UNIT = {"enwik8": "byte"}  # ptb: the configuration's name ("char" or "word")
 
@@ -339,7 +341,7 @@ def _data_of_run(cfg: dict, resolved: ResolvedModel, config, split):
 def evaluate(model: Any, dataset: str | None = None, config: str | None = None, split: str | None = None, *,
              metrics: Iterable[str] | None = None, dynamic: bool = False, batch_size: int | None = None,
              window: int | None = None, chunk: int | None = None, eol: bool | None = None, device: str = "cpu",
-             dtype: str = "float32", dynamic_lr: float = 1e-4, dynamic_momentum: float = 0.0,
+             dtype: str = "float32", dynamic_lr: float | None = None, dynamic_momentum: float = 0.0,
              limit: int | None = None, root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              registry: Registry[ZooEntry] = ZOO, progress: bool = False) -> EvalResult:
     """Evaluate ``model`` on a prepared split and return (and optionally save to ``out``) its result record.
@@ -369,7 +371,7 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
             raise EvaluationError(f"{name} must be at least 1 (got {v}); leave it out for the default")
     if limit is not None and limit < 1:
         raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
-    if dynamic and not dynamic_lr >= 0:
+    if dynamic and dynamic_lr is not None and not dynamic_lr >= 0:
         raise EvaluationError(f"dynamic_lr must be >= 0 (got {dynamic_lr})")
     if metrics is not None:
         metrics = list(metrics)
@@ -411,6 +413,9 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         ci = ds.info["configs"][ds.config]
         if not handwriting and V is not None and "eol_id" in ci and V == ci["vocab_size"] + 1:
             eol = True  # a char model with one output more than the file's symbols was trained with end-of-line
+    if dynamic and dynamic_lr is None:
+        # a zoo entry's rate was chosen on its validation split (never the test split); else the paper's training rate
+        dynamic_lr = float(opts.get("dynamic_lr", DEFAULT_DYNAMIC_LR))
     protocol = Protocol(
         name="dynamic" if dynamic else "static",
         batch_size=batch_size or int(opts.get("batch_size", 16)),
@@ -504,4 +509,27 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
     return result
 
 
-__all__ = ["evaluate", "Protocol", "EvaluationError", "score_handwriting", "score_text"]
+def choose_dynamic_lr(model: Any, dataset: str, config: str | None, lrs: Iterable[float], *, split: str = "valid",
+                      limit: int | None = None, metric: str | None = None, **kwargs: Any) -> dict:
+    """Choose dynamic evaluation's SGD rate on ``split`` (the validation split: never the split it is reported
+    on), from ``lrs``: each is evaluated dynamically on the split (its first ``limit`` units where given) and the
+    lowest ``metric`` (default: the first of the results) wins. Returns {"split", "limit", "metric", "unit",
+    "trials": [{"lr", "value"}...], "chosen"}: what a card says of how its dynamic rate was found."""
+    lrs = [float(x) for x in lrs]
+    if not lrs or any(not x >= 0 for x in lrs):
+        raise EvaluationError(f"give one or more dynamic learning rates >= 0 (got {lrs})")
+    if split == "test":
+        raise EvaluationError("the dynamic learning rate is chosen on the validation split, never the test split")
+    trials, unit = [], ""
+    for lr in lrs:
+        r = evaluate(model, dataset, config, split, dynamic=True, dynamic_lr=lr, limit=limit, **kwargs)
+        metric = metric or next(iter(r.metrics))
+        unit = r.metrics[metric]["unit"]
+        trials.append({"lr": lr, "value": r.metrics[metric]["value"]})
+        log.info("dynamic lr %g on %s: %s %.6g %s", lr, split, metric, trials[-1]["value"], unit)
+    best = min(trials, key=lambda t: t["value"])
+    return {"split": split, "limit": limit, "metric": metric, "unit": unit, "trials": trials, "chosen": best["lr"]}
+
+
+__all__ = ["evaluate", "choose_dynamic_lr", "Protocol", "EvaluationError", "score_handwriting", "score_text",
+           "DEFAULT_DYNAMIC_LR"]

@@ -61,6 +61,9 @@ class ZooEntry:
     # a model still in training: {"status": "in training", "steps", "epochs", "cpu_hours", "recipe"} of the run
     # its weights come from (the card in zoo/NAME says the same, with the curve); empty once it is finished
     training: dict[str, Any] = field(default_factory=dict)
+    # text models: the values of `seqbench eval --model zoo:NAME --dynamic` (SGD at eval_options["dynamic_lr"],
+    # chosen on the validation split); empty where the model has no measured dynamic result
+    expected_dynamic: dict[str, float] = field(default_factory=dict)
 
     @property
     def repo_id(self) -> str:

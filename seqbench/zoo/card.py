@@ -28,10 +28,13 @@ def _yaml_scalar(v: Any) -> str:
 
 
 def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None = None,
-               record: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None) -> str:
+               record: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
+               dynamic: Mapping[str, Any] | None = None) -> str:
     """The README.md of a zoo repo. ``results``: metric name → {"value", "unit"} (e.g. an eval record's
     ``metrics``); ``record``: the eval record that produced them (provenance shown in the card); ``training``:
-    :func:`training_status` of the run the weights come from (a model still in training says so first)."""
+    :func:`training_status` of the run the weights come from (a model still in training says so first);
+    ``dynamic``: {"lr", "metrics", "selection"} of a dynamic evaluation on the entry's split, its rate chosen by
+    :func:`seqbench.evaluation.evaluator.choose_dynamic_lr` on the validation split."""
     results = dict(results or {})
     task_type, task_name = _TASKS.get(entry.dataset, ("other", "Sequence modelling"))
     if entry.family == "handwriting-synthesis":
@@ -52,6 +55,9 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     for name, mv in results.items():
         lines += [f"          - type: {name}", f"            value: {_yaml_scalar(float(mv['value']))}",
                   f"            name: {_yaml_scalar(name + ' (' + str(mv.get('unit', '')) + ', ' + entry.protocol + ')')}"]
+    for name, mv in ((dynamic or {}).get("metrics") or {}).items():
+        lines += [f"          - type: {name}", f"            value: {_yaml_scalar(float(mv['value']))}",
+                  f"            name: {_yaml_scalar(name + ' (' + str(mv.get('unit', '')) + ', dynamic)')}"]
     if not results:
         lines.append("          []")
     lines.append("---")
@@ -89,6 +95,8 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
             body.append(f"| {k} | {float(v['value']):.6g} | {v.get('unit', '')} |"
                         + (f" {pv:g} |" if pv is not None else (" |" if paper_col else "")))
         body.append("")
+    if dynamic:
+        body += _dynamic_section(entry, dynamic)
     if training and training.get("curve"):
         body += ["## Training curve", "", f"![validation loss against core-hours]({training['curve']})", ""]
         valid = training.get("valid") or []
@@ -107,6 +115,30 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     body += ["Reproduce:", "", "```", f"seqbench eval --model zoo:{entry.name}", "```", "", "## License", "",
              entry.license, ""]
     return "\n".join(lines + [""] + body)
+
+
+def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
+    from seqbench.evaluation.paper import PAPER
+
+    row = PAPER.get((entry.paper or "").replace("-static", "-dynamic"))
+    sel = dynamic.get("selection") or {}
+    out = ["## Dynamic evaluation", "",
+           f"The network keeps training on {entry.split} as it scores it (plain SGD, learning rate "
+           f"{dynamic['lr']:g}, one step per window, each symbol predicted before the update that uses it).", "",
+           "| metric | value | unit |" + (f" paper ({row.table}, dynamic) |" if row else ""),
+           "|---|---|---|" + ("---|" if row else "")]
+    for k, v in (dynamic.get("metrics") or {}).items():
+        pv = row.metrics.get(k) if row else None
+        out.append(f"| {k} | {float(v['value']):.6g} | {v.get('unit', '')} |"
+                   + (f" {pv:g} |" if pv is not None else (" |" if row else "")))
+    if sel.get("trials"):
+        where = f"the first {sel['limit']:,} units of" if sel.get("limit") else "the whole"
+        out += ["", f"The rate was chosen on {where} the {sel['split']} split (never on {entry.split}), the lowest "
+                    f"{sel['metric']} among:", "", f"| learning rate | {sel['metric']} ({sel['unit']}) |", "|---|---|"]
+        out += [f"| {t['lr']:g}{' (chosen)' if t['lr'] == sel.get('chosen') else ''} | {t['value']:.6g} |"
+                for t in sel["trials"]]
+    out += ["", "Reproduce: `seqbench eval --model zoo:" + entry.name + " --dynamic` (the rate is the entry's).", ""]
+    return out
 
 
 def sampling_extras(model, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -164,7 +196,7 @@ def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = 
 
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
            record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-           training: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+           training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
     :func:`sampling_extras` (offset statistics, vocabulary) and ``extra``."""
@@ -180,7 +212,8 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     from seqbench.paths import atomic_write_text
 
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training))
+    atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training,
+                                                   dynamic))
     return folder, sha
 
 
