@@ -268,6 +268,14 @@ def _table(texts: list[str], offsets, ids, meta: dict[str, str]):
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+def _write(texts: list[str], offsets, ids, meta: dict[str, str], path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    # Fixed writer options so two runs on the same input give byte-identical files.
+    pq.write_table(_table(texts, offsets, ids, meta), path, compression="zstd", compression_level=3,
+                   row_group_size=8192)
+
+
 def _download(url: str, retries: int, quiet: bool) -> tuple[dict[str, tuple[str, bytes]], dict]:
     """Fetch simple-examples.tgz and accept it only if its six PTB files have Mikolov's sha256s.
 
@@ -313,8 +321,6 @@ def prepare_ptb(
     >>> info["configs"]["char"]["vocab_size"]  # doctest: +SKIP
     49
     """
-    import pyarrow.parquet as pq
-
     found, sources = _download(url, retries, quiet) if source is None else _read_sources(source)
     parsed = _parse(found)
 
@@ -363,11 +369,8 @@ def prepare_ptb(
                 label = found[f"ptb.{'char.' if not eos else ''}{split}.txt"][0]
                 offsets, ids = _encode(label, lines, vocab, eos)
                 texts = [" ".join(words) for words in lines] if eos else lines
-                path, meta = w.split_file(config, split)
-                # Fixed writer options so two runs on the same input give byte-identical files.
-                pq.write_table(_table(texts, offsets, ids, meta), path, compression="zstd",
-                               compression_level=3, row_group_size=8192)
-                w.record_split(config, split, rows=len(lines), tokens=int(len(ids)), **counts[split])
+                w.write_split(config, split, _write, texts, offsets, ids, rows=len(lines), tokens=int(len(ids)),
+                              **counts[split])
     if not w.report.info["expected_counts"]["match"]:
         log.warning("PTB counts differ from Mikolov's files (fine for a sample): %s", counts)
     return w.report

@@ -5,17 +5,17 @@ which owns what all prepared datasets share:
 
 - the folder ``<root>/<name>/<version>/``, built in a temporary sibling and swapped in whole
   (:func:`seqbench.data.base.atomic_output_dir`): a failed run leaves nothing, or the previous copy;
-- ``<config>/<split>.parquet`` paths and the key-value metadata each split file carries;
-- one record per split in info.json (``file``, ``rows``, the dataset's counts, ``sha256``);
+- ``<config>/<split>.parquet``, written in a small thread pool, with the key-value metadata each split
+  file carries, and one record per split in info.json (``file``, ``rows``, the dataset's counts, ``sha256``);
 - ``expected_counts``: what the run measured, compared with the spec's ``expected``;
 - ``fingerprint``: sha256 over the files' sha256s, which the zoo pins and evaluations record.
 
->>> from seqbench.data.writer import write_prepared
->>> with write_prepared(SPEC, out, {"schema": ..., "sources": ...}, measured=lambda info: {...}) as w:  # doctest: +SKIP
-...     path, meta = w.split_file("char", "train")
-...     pq.write_table(table.replace_schema_metadata(meta), path)
-...     w.record_split("char", "train", rows=table.num_rows, chars=n)
->>> w.report.info["fingerprint"]  # doctest: +SKIP
+>>> import pyarrow as pa, pyarrow.parquet as pq
+>>> def write(texts, meta, path):  # fixed options: reruns give the same bytes
+...     pq.write_table(pa.table({"text": texts}).replace_schema_metadata(meta), path, compression="zstd")
+>>> with write_prepared(SPEC, out, {"sources": sources}, measured=lambda info: {"lines": 2}) as w:  # doctest: +SKIP
+...     w.write_split("default", "train", write, ["a b", "c"], rows=2, lines=2)
+>>> w.report.info["configs"]["default"]["splits"]["train"]["sha256"]  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 from seqbench.data.base import DatasetSpec, atomic_output_dir, dataset_dir, dump_json, spec_header
 from seqbench.paths import sha256_file
@@ -39,17 +39,10 @@ class Report:
     info: dict
 
 
-class SplitFile(NamedTuple):
-    """Where a split's Parquet file goes (in the temporary folder) and the metadata its schema carries."""
-
-    path: Path
-    metadata: dict[str, str]
-
-
 def source_record(source: bytes | str | os.PathLike, **extra: Any) -> dict:
     """``{"sha256", "bytes", **extra}`` of a source file (by path) or of bytes read from one: the entry of
     info.json's ``sources``."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, (bytes, bytearray)):
         return {"sha256": hashlib.sha256(source).hexdigest(), "bytes": len(source), **extra}
     return {"sha256": sha256_file(source), "bytes": os.stat(source).st_size, **extra}
 
@@ -74,11 +67,12 @@ class PreparedWriter:
     Made by :func:`write_prepared`; the files go under ``tmp``, which becomes ``path`` when the block ends.
     """
 
-    def __init__(self, spec: DatasetSpec, path: Path, tmp: Path, info: dict) -> None:
+    def __init__(self, spec: DatasetSpec, path: Path, tmp: Path, info: dict, pool: cf.Executor) -> None:
         self.spec, self.path, self.tmp, self.info = spec, path, tmp, info
-        self._extra: dict[str, list[str]] = {}  # config -> keys of add_file, in order (for the fingerprint)
-        self._hash: list[tuple[dict, Path]] = []  # split records whose sha256 is filled in at the end
         self.report: Report | None = None  # set once the folder is in place
+        self._pool = pool
+        self._jobs: list[cf.Future] = []
+        self._extra: dict[str, list[str]] = {}  # config -> keys of add_file, in order (for the fingerprint)
 
     def config(self, name: str, **fields: Any) -> dict:
         """The info.json record of configuration ``name`` (created with its folder), updated with ``fields``."""
@@ -89,19 +83,27 @@ class PreparedWriter:
         cfg.update(fields)
         return cfg
 
-    def split_file(self, config: str, split: str) -> SplitFile:
-        """The path to write split ``config/split`` to, and the key-value metadata its Parquet schema carries."""
+    def write_split(self, config: str, split: str, write: Callable[..., None], /, *args: Any, rows: int,
+                    **counts: Any) -> dict:
+        """Write split ``config/split`` with ``write(*args, metadata, path)``, and record it in info.json.
+
+        ``write`` runs in the writer's pool (``workers`` of :func:`write_prepared`) and must write one Parquet
+        file to ``path`` whose schema carries ``metadata`` (the dataset, version, config and split), with
+        fixed options so that reruns give the same bytes. The record holds ``file``, ``rows``, ``counts``
+        (the dataset's own: lines, tokens, bytes, ...) and, once written, the file's ``sha256``.
+        """
         self.config(config)
         meta = {"seqbench.dataset": self.spec.name, "seqbench.version": self.spec.version,
                 "seqbench.config": config, "seqbench.split": split}
-        return SplitFile(self.tmp / config / f"{split}.parquet", meta)
-
-    def record_split(self, config: str, split: str, *, rows: int, **counts: Any) -> dict:
-        """Record a written split in info.json: ``file``, ``rows``, ``counts`` (the dataset's own: lines,
-        tokens, bytes, ...), and its ``sha256``, computed when the block ends."""
         entry = {"file": f"{config}/{split}.parquet", "rows": rows, **counts}
-        self.config(config)["splits"][split] = entry
-        self._hash.append((entry, self.tmp / config / f"{split}.parquet"))
+        self.info["configs"][config]["splits"][split] = entry
+        path = self.tmp / config / f"{split}.parquet"
+
+        def job() -> None:
+            write(*args, meta, path)
+            entry["sha256"] = sha256_file(path)
+
+        self._jobs.append(self._pool.submit(job))
         return entry
 
     def add_file(self, config: str, key: str, name: str, data: bytes) -> Path:
@@ -115,14 +117,13 @@ class PreparedWriter:
         self._extra.setdefault(config, []).append(key)
         return path
 
-    def _finish(self, measured: dict) -> None:
-        with cf.ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL: two files at a time
-            digests = [pool.submit(sha256_file, path) for _, path in self._hash]
-            for (entry, _), digest in zip(self._hash, digests):
-                entry["sha256"] = digest.result()
+    def _finish(self, measured: Callable[[dict], dict]) -> None:
+        for job in self._jobs:  # in submission order: the first failed write is the one reported
+            job.result()
         expected = self.spec.expected
+        got = measured(self.info)
         # Every measured count must equal its expected value (a count the spec does not expect never matches).
-        match = all(k in expected and expected[k] == v for k, v in measured.items())
+        match = all(k in expected and expected[k] == v for k, v in got.items())
         self.info["expected_counts"] = {"expected": expected, "match": match}
         self.info["fingerprint"] = fingerprint(self.info["configs"], self._extra)
         dump_json(self.info, self.tmp / "info.json")
@@ -135,22 +136,30 @@ def write_prepared(
     fields: dict,
     *,
     measured: Callable[[dict], dict],
+    workers: int = 1,
 ) -> Iterator[PreparedWriter]:
     """Write a prepared dataset to ``<out>/<name>/<version>/``, whole or not at all.
 
     info.json is the spec's header (:func:`~seqbench.data.base.spec_header`), then ``fields`` (schema,
-    sources, ...), then ``configs`` as the block records them. When the block ends, the split files are
-    hashed, ``measured(info)`` (the counts, in the terms of ``spec.expected``) is checked against the spec,
-    the fingerprint is taken, info.json written and the folder swapped in; ``writer.report`` is then set.
-    An exception in the block (or a failed write) leaves nothing behind, or the previous copy unchanged.
+    sources, ...), then ``configs`` as the block records them. Split files are written by ``workers``
+    threads (pyarrow and hashlib release the GIL) while the block goes on. When the block ends, every write
+    is waited for, ``measured(info)`` (this run's counts, in the terms of ``spec.expected``) is checked
+    against the spec, the fingerprint is taken, info.json written and the folder swapped in;
+    ``writer.report`` is then set. An exception in the block or in a write leaves nothing behind (or the
+    previous copy, unchanged); writes not yet started are cancelled.
     """
     dest = dataset_dir(spec, out)
     info = {**spec_header(spec), **fields, "configs": {}}
     with atomic_output_dir(dest) as tmp:
-        writer = PreparedWriter(spec, dest, tmp, info)
-        yield writer
-        writer._finish(measured(info))
+        pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=f"write-{spec.name}")
+        try:
+            writer = PreparedWriter(spec, dest, tmp, info, pool)
+            yield writer
+            writer._finish(measured)
+        finally:
+            # Before the temporary folder is removed (on failure) or renamed: no write may still be running.
+            pool.shutdown(wait=True, cancel_futures=True)
     writer.report = Report(dest, info)
 
 
-__all__ = ["PreparedWriter", "Report", "SplitFile", "fingerprint", "source_record", "write_prepared"]
+__all__ = ["PreparedWriter", "Report", "fingerprint", "source_record", "write_prepared"]

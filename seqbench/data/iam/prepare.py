@@ -8,7 +8,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -434,36 +433,30 @@ def prepare_iam(
         "flagged": issues.flagged,
     }
     transform = OffsetTransform()
-    with write_prepared(spec, out, fields, measured=_measured) as w:
+    with write_prepared(spec, out, fields, measured=_measured, workers=max(1, min(workers, 4))) as w:
         w.config("official", description=(
             "IAM-OnDB task split lists: train=trainset, valid1=testset_v, valid2=testset_t, test=testset_f"))
         w.config("graves2013", description=(
             "Graves (2013): train=trainset+testset_t+testset_f, valid=testset_v (the paper's 'validation set')"))
-        jobs = []
-        with cf.ThreadPoolExecutor(max_workers=max(1, min(workers, 4))) as writer_pool:
-            for config, splits in split_ids.items():
-                for split, ids in splits.items():
-                    path, meta = w.split_file(config, split)
-                    jobs.append(writer_pool.submit(_write, ids, lines, meta, path))
-                    w.record_split(config, split, rows=len(ids), lines=len(ids),
-                                   forms=len({lines[i]["form"] for i in ids}),
-                                   strokes=int(sum(lines[i]["parsed"].n_strokes for i in ids)),
-                                   points=int(sum(len(lines[i]["parsed"].x) for i in ids)))
-            fits = {config: writer_pool.submit(transform.fit, [lines[i]["parsed"] for i in splits["train"]])
-                    for config, splits in split_ids.items()}
-            for fut in jobs:
-                fut.result()
-            for config, fut in fits.items():
-                try:
-                    w.config(config, offset_stats={transform.name: fut.result().to_dict()})
-                except DegenerateStatisticsError as e:
-                    names = next(nm for c, sp, nm in _SPLIT_LISTS if (c, sp) == (config, "train"))
-                    raise BadInputError(
-                        ", ".join(str(src.splits[nm]) for nm in names),
-                        f"the {len(split_ids[config]['train'])} lines of split {config}/train give unusable "
-                        f"normalisation statistics ({e})",
-                        "Check the lineStrokes files: training lines must be pen trajectories that move (lines "
-                        "whose points never move are flagged); nothing was written.") from None
+        for config, splits in split_ids.items():
+            for split, ids in splits.items():
+                w.write_split(config, split, _write, ids, lines, rows=len(ids), lines=len(ids),
+                              forms=len({lines[i]["form"] for i in ids}),
+                              strokes=int(sum(lines[i]["parsed"].n_strokes for i in ids)),
+                              points=int(sum(len(lines[i]["parsed"].x) for i in ids)))
+        # The normalisation statistics are fitted here while the writer's threads write the splits.
+        for config, splits in split_ids.items():
+            try:
+                stats = transform.fit([lines[i]["parsed"] for i in splits["train"]])
+            except DegenerateStatisticsError as e:
+                names = next(nm for c, sp, nm in _SPLIT_LISTS if (c, sp) == (config, "train"))
+                raise BadInputError(
+                    ", ".join(str(src.splits[nm]) for nm in names),
+                    f"the {len(splits['train'])} lines of split {config}/train give unusable "
+                    f"normalisation statistics ({e})",
+                    "Check the lineStrokes files: training lines must be pen trajectories that move (lines "
+                    "whose points never move are flagged); nothing was written.") from None
+            w.config(config, offset_stats={transform.name: stats.to_dict()})
     if not w.report.info["expected_counts"]["match"]:
         log.info("counts differ from the official IAM-OnDB release: %s", fields["totals"])
     return Report(w.report.path, w.report.info, issues.skipped, issues.flagged)
