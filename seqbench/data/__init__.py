@@ -26,4 +26,8 @@ def load_dataset(
     return SplitDataset(spec=spec, config=config, split=split, folder=folder, info=info)
 
 
+# The built-in datasets: each module registers its spec in DATASETS when imported (their heavy imports,
+# numpy and pyarrow, wait until prepare runs). A new corpus is one module and one line here.
+from seqbench.data import enwik8, iam, ptb  # noqa: E402, F401
+
 __all__ = ["DATASETS", "DatasetSpec", "SplitDataset", "load_dataset", "get_spec"]

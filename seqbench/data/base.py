@@ -6,7 +6,8 @@ A prepared dataset lives in ``<root>/<name>/<version>/``:
 - ``<config>/<split>.parquet``: one file per split of each configuration.
 
 The folder appears whole or not at all: it is built in a hidden temporary sibling
-and renamed into place (:func:`atomic_output_dir`). Source files are read through
+and renamed into place (:func:`atomic_output_dir`); the prepares write it through
+:func:`seqbench.data.writer.write_prepared`. Source files are read through
 :func:`read_bounded`, which refuses devices, FIFOs and files beyond a size limit.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from seqbench.errors import BadInputError, DataNotPrepared, OutputPathError, SeqbenchError
-from seqbench.paths import datasets_root, sha256_file  # noqa: F401 (sha256_file: used by the prepares)
+from seqbench.paths import datasets_root, sha256_file  # noqa: F401 (sha256_file: re-exported)
 from seqbench.registry import Registry, unknown_name
 
 try:
@@ -61,15 +62,11 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The registered spec of a dataset (imports the built-in dataset modules)."""
-    import seqbench.data.iam  # noqa: F401  (registers iam-ondb)
+    """The registered spec of a dataset.
 
-    for mod in ("seqbench.data.ptb", "seqbench.data.enwik8"):
-        try:
-            __import__(mod)
-        except ModuleNotFoundError as e:  # corpus module not there (yet); real import bugs propagate
-            if e.name != mod:
-                raise
+    Dataset modules register themselves (``DATASETS.add``) when imported; ``seqbench.data`` imports the
+    built-in ones, and importing this module imports that package first, so this file names none of them.
+    """
     return DATASETS.get(name)
 
 
