@@ -73,8 +73,9 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     if training and training.get("status"):
         body += [f"**Status: {training['status']}.** These are the true numbers of the weights in this folder: "
                  f"{training.get('steps', '?'):,} steps, {training.get('epochs', 0):.2f} epochs, "
-                 f"{training.get('cpu_hours', 0):.2f} CPU-hours ({training.get('hardware', '?')}). Training "
-                 "continues; this card is replaced when it does.", ""]
+                 f"{training.get('cpu_hours', 0):.2f} CPU-hours ({training.get('hardware', '?')})."
+                 + (" Training continues; this card is replaced when it does." if
+                    str(training["status"]).startswith("in training") else ""), ""]
     parent = (training or {}).get("started_from")
     if parent:
         body += [f"Started from step {parent.get('from_step', '?')} of the run `{parent['run']}` "
