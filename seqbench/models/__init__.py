@@ -22,11 +22,47 @@ for _cls in (DeepLSTMLM, HandwritingPrediction, HandwritingSynthesis):
     MODELS.add(_cls.family, _cls)
 
 
+# -- what a network is, asked of the network (its class declares it), never of its family name ----------------------
+def _declared(model_or_family: Any) -> Any:
+    """What declares the traits: a family name's registered class (an unknown name raises, listing the known
+    ones), else the network or class itself."""
+    return MODELS.get(model_or_family) if isinstance(model_or_family, str) else model_or_family
+
+
+def modality_of(model_or_family: Any) -> str:
+    """``"handwriting"``, ``"text"``, or ``""`` for a model that declares neither (a torch module with only
+    ``score``) of a network, a network class or a family name (see :attr:`SeqModel.modality`).
+
+    >>> modality_of("lstm-lm"), modality_of(build_model("handwriting-prediction", hidden_size=4, num_layers=1))
+    ('text', 'handwriting')
+    """
+    return getattr(_declared(model_or_family), "modality", "") or ""
+
+
+def is_handwriting(model_or_family: Any) -> bool:
+    """Whether the network (or family) writes pen offsets through a mixture density output."""
+    return modality_of(model_or_family) == "handwriting"
+
+
+def is_text(model_or_family: Any) -> bool:
+    """Whether the network (or family) is a language model: symbol ids in, logits out."""
+    return modality_of(model_or_family) == "text"
+
+
+def is_conditional(model_or_family: Any) -> bool:
+    """Whether the network (or family) reads a transcript (the synthesis network; see :attr:`SeqModel.conditional`).
+
+    >>> is_conditional("handwriting-synthesis"), is_conditional("handwriting-prediction")
+    (True, False)
+    """
+    return bool(getattr(_declared(model_or_family), "conditional", False))
+
+
 #: The most parameters build_model() builds unless told otherwise (``max_parameters=``): 1e9 float32 weights are
 #: 4 GB. The paper's largest network (PTB words, 1 × 1000 with a 10,000-word one-hot input) has about 54M.
 MAX_PARAMETERS = 1_000_000_000
 
-_UNITS = ("char", "byte", "word")  # what one lstm-lm symbol is (names the metrics)
+_UNITS = ("char", "byte", "word")  # what one text network's symbol is (names the metrics)
 _HANDWRITING_INPUT = 3  # (Δx, Δy, end-of-stroke): what every IAM-OnDB sequence and sampler feeds (eq. 15)
 
 
@@ -60,9 +96,9 @@ def check_config(family: str, config: Any) -> None:
                 why = "must be at least 1"
         elif isinstance(default, str) and not isinstance(v, str):
             why = "must be a string"
-        if why is None and f.name == "input_size" and family.startswith("handwriting") and v != _HANDWRITING_INPUT:
+        if why is None and f.name == "input_size" and is_handwriting(family) and v != _HANDWRITING_INPUT:
             why = f"a handwriting network reads (dx, dy, end-of-stroke): {_HANDWRITING_INPUT}"
-        if why is None and f.name == "unit" and family == "lstm-lm" and v not in _UNITS:
+        if why is None and f.name == "unit" and is_text(family) and v not in _UNITS:
             why = f"must be one of {', '.join(_UNITS)}"
         if why is not None:
             raise SeqbenchError(f"cannot build the {family} network: {f.name}={v!r} builds no network ({why}; "
@@ -122,6 +158,7 @@ def meta_from_config_dict(d: dict) -> SeqModel:
     return meta_model(family, **fields)
 
 
-__all__ = ["MODELS", "SeqModel", "build_model", "make_config", "check_config", "meta_model", "MAX_PARAMETERS",
+__all__ = ["MODELS", "SeqModel", "modality_of", "is_handwriting", "is_text", "is_conditional", "build_model",
+           "make_config", "check_config", "meta_model", "MAX_PARAMETERS",
            "model_from_config_dict", "meta_from_config_dict", "DeepLSTMLM", "LMConfig",
            "HandwritingPrediction", "PredictionConfig", "HandwritingSynthesis", "SynthesisConfig"]

@@ -12,11 +12,24 @@ from seqbench.models.lstm import LSTMLayer, _clamp_grad
 
 class SeqModel(nn.Module):
     """Base class. Subclasses set ``family`` (registry name), ``config_class`` and ``unit`` (what one predicted
-    unit is: "char", "byte", "word", "point"), and implement :meth:`score`."""
+    unit is: "char", "byte", "word", "point"), declare what they are with ``modality`` and ``conditional``, and
+    implement :meth:`score`.
+
+    Code outside :mod:`seqbench.models` asks these traits (:func:`seqbench.models.is_handwriting`,
+    :func:`~seqbench.models.is_text`, :func:`~seqbench.models.is_conditional`, by network or by family name),
+    never the family name itself."""
 
     family: ClassVar[str] = ""
     config_class: ClassVar[type] = object
     unit: ClassVar[str] = ""
+    #: "handwriting": pen offsets (Δx, Δy, end-of-stroke) in, the mixture density parameters of eqs. 17-23 of
+    #: ``config.n_mixtures`` components out, ``forward(x, state) -> (ŷ, state)`` (scored, sampled and exported
+    #: with offset statistics); "text": symbol ids in, logits over ``config.vocab_size`` symbols out,
+    #: ``forward(tokens, state) -> (logits, state)``; "" declares neither.
+    modality: ClassVar[str] = ""
+    #: True for a network that reads a transcript besides its own past: ``forward(x, chars, char_mask, state)``,
+    #: ``config.vocab_size`` character classes (the synthesis network of section 5).
+    conditional: ClassVar[bool] = False
 
     def __init__(self, config: Any):
         super().__init__()

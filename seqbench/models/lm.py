@@ -40,6 +40,7 @@ class DeepLSTMLM(SeqModel):
     """
 
     family = "lstm-lm"
+    modality = "text"
     config_class = LMConfig
 
     def __init__(self, config: LMConfig):

@@ -34,6 +34,7 @@ class HandwritingPrediction(SeqModel):
     """
 
     family = "handwriting-prediction"
+    modality = "handwriting"
     config_class = PredictionConfig
     unit = "point"
 

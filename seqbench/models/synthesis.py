@@ -63,6 +63,8 @@ class HandwritingSynthesis(SeqModel):
     """
 
     family = "handwriting-synthesis"
+    modality = "handwriting"
+    conditional = True
     config_class = SynthesisConfig
     unit = "point"
 
