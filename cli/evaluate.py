@@ -198,6 +198,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
 
     from seqbench.evaluation import EvalResult, evaluate
     from seqbench.evaluation.paper import PAPER
+    from seqbench.models import is_text
     from seqbench.models.io import load_pretrained
     from seqbench.zoo import get_entry
     from seqbench.zoo.card import check_exportable, export, plot_curve, training_status
@@ -212,7 +213,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
                                      param_hint="--dynamic-lrs") from None
         if not lrs or any(not x >= 0 for x in lrs):
             raise click.BadParameter(f"{dynamic_lrs!r}: give one or more rates >= 0", param_hint="--dynamic-lrs")
-        if entry.family != "lstm-lm":
+        if not is_text(entry.family):
             raise click.BadParameter(f"zoo:{name} is a {entry.family} network: dynamic evaluation is exported for "
                                      "text models", param_hint="--dynamic-lrs")
     best = Path(run) / "best"

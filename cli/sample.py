@@ -57,20 +57,22 @@ def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, 
     hw = dict(bias=bias, prime=prime_id, data_root=data_root)
     if texts:
         hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter)
+    from seqbench.models import is_conditional, is_text
     from seqbench.sampling.load import load_model
 
     loaded = load_model(model)
-    if loaded.family != "lstm-lm":
+    text_model = is_text(loaded.model)
+    if not text_model:
         kw.update(hw)
     summary = sample_to_files(loaded, **kw)
-    if summary["family"] == "lstm-lm":
+    if text_model:
         if out is None or out == "-":
             for t in summary["texts"]:
                 click.echo(prime_text + t)
     else:
         for i, (npts, ok) in enumerate(zip(summary["lines"], summary["stopped"])):
             how = "stopping rule" if ok else (
-                f"max-steps cap ({summary['max_steps']})" if summary["family"] == "handwriting-synthesis"
+                f"max-steps cap ({summary['max_steps']})" if is_conditional(loaded.model)
                 else "requested length")
             click.echo(f"line {i + 1}: {npts} points ({summary['units']}), ended by the {how}")
     for p in summary["written"]:

@@ -37,6 +37,7 @@ from seqbench.errors import SeqbenchError
 from seqbench.evaluation.paper import PAPER, paper_rows_for
 from seqbench.evaluation.records import EvalResult
 from seqbench.metrics import DEFAULT_METRICS, Totals, compute
+from seqbench.models import is_conditional, is_handwriting, is_text
 from seqbench.registry import Registry
 from seqbench.zoo import ZOO, ZooEntry
 from seqbench.zoo.hub import ResolvedModel, load_model
@@ -105,19 +106,19 @@ def score_handwriting(model, batch: dict, time_chunk: int | None = None) -> dict
     since each chunk's input projections and layer outputs stay in cache instead of streaming T·B·4H floats
     through memory per layer (see benchmarks/bench_eval.py).
     """
-    fam = _family(model)
-    if fam in ("handwriting-prediction", "handwriting-synthesis"):
+    if is_handwriting(model):
         from seqbench.metrics.handwriting import squared_error
         from seqbench.models import mdn
 
         M, mask, targets, inputs = model.config.n_mixtures, batch["mask"], batch["targets"], batch["inputs"]
+        conditional = is_conditional(model)
         T = inputs.shape[1]
         step = T if not time_chunk or time_chunk >= T else time_chunk
         nll = sse = None
         state = None
         for a in range(0, T, step):
             sl = slice(a, a + step)
-            if fam == "handwriting-synthesis":
+            if conditional:
                 y_hat, state = model(inputs[:, sl], batch["chars"], batch["char_mask"], state)
             else:
                 y_hat, state = model(inputs[:, sl], state)
@@ -131,7 +132,7 @@ def score_handwriting(model, batch: dict, time_chunk: int | None = None) -> dict
 
 def score_text(model, batch: dict, state: Any) -> tuple[dict[str, torch.Tensor], Any]:
     """Per-row nll, predictions and argmax errors of one window, carrying ``state``."""
-    if _family(model) == "lstm-lm":
+    if is_text(model):
         logits, new_state = model(batch["inputs"], state)  # (B, T, V)
         mask, targets = batch["mask"], batch["targets"]
         with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -221,13 +222,13 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
                  ckpt_cfg: dict | None = None, where: str = "model") -> tuple[Totals, dict]:
     from seqbench.data.iam.torch import collate
 
-    if _family(model) == "handwriting-synthesis":
+    synthesis = is_conditional(model)
+    if synthesis:
         from seqbench.data.iam.vocab import GRAVES57
 
         if model.config.vocab_size != GRAVES57.size:
             raise EvaluationError(f"the synthesis network has {model.config.vocab_size} character classes but "
                                   f"the evaluation transcriptions use the {GRAVES57.size}-class vocabulary")
-    synthesis = _family(model) == "handwriting-synthesis"
     # synthesis is text → strokes: a line without a transcription has nothing to condition on (left out, counted)
     tds = ds.to_torch(require_text=True) if synthesis else ds.to_torch()
     st = tds.stats

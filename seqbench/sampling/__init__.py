@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from seqbench.models import is_conditional, is_handwriting, is_text
+
 # The function, bound after its submodule is imported, so that ``seqbench.sampling.draw`` stays the function (a
 # lazy import inside a wrapper let the submodule replace it on first use). draw.py needs only numpy to import;
 # matplotlib is imported when a picture is made.
@@ -29,7 +31,7 @@ from seqbench.sampling.text import TextSample, sample_text
 def sample(model: Any, text: str | list[str] | None = None, *, steps: int | None = None,
            bias: float = 0.0, seed: int | None = None, prime: Any = None, length: int = 200,
            temperature: float = 1.0, n: int = 1, **kwargs: Any):
-    """Sample from ``model`` (a network, checkpoint folder or zoo reference), by its family:
+    """Sample from ``model`` (a network, checkpoint folder or zoo reference), by what the network is:
 
     - handwriting-synthesis: write ``text`` (a string or a list of strings) → :class:`HandwritingSample`;
       ``prime`` a line id (or row) to imitate; ``max_steps``, ``allow_nonletter``, ``data_root`` as in
@@ -42,21 +44,21 @@ def sample(model: Any, text: str | list[str] | None = None, *, steps: int | None
     """
     loaded = load_model(model, vocab=kwargs.pop("vocab", None), stats=kwargs.pop("stats", None),
                         symbols=kwargs.pop("symbols", None))
-    fam = loaded.family
-    if fam == "handwriting-synthesis":
+    net = loaded.model
+    if is_handwriting(net) and is_conditional(net):
         if text is None:
             raise SamplingError("a handwriting synthesis network needs a text to write (text=, CLI --text)")
         return synthesize(loaded, text, bias=bias, seed=seed, prime=prime, **kwargs)
-    if fam == "handwriting-prediction":
+    if is_handwriting(net):
         if text is not None:
             return synthesize(loaded, text)  # raises the prediction-network message
         return generate(loaded, 700 if steps is None else steps, n=n, bias=bias, seed=seed, prime=prime, **kwargs)
-    if fam == "lstm-lm":
+    if is_text(net):
         if text is not None:
             raise SamplingError("a language model writes its own text; give the start of it as prime= "
                                 "(CLI --prime-text), not text=")
         return sample_text(loaded, length, prime=prime or "", temperature=temperature, n=n, seed=seed, **kwargs)
-    raise SamplingError(f"no sampler for a {fam} network")
+    raise SamplingError(f"no sampler for a {loaded.family} network")
 
 
 __all__ = ["sample", "synthesize", "generate", "sample_text", "draw", "find_line", "load_model", "LoadedModel",

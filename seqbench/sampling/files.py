@@ -92,13 +92,15 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
     stopping rule (``stopped``) or by ``max_steps``.
     """
     from seqbench.paths import atomic_write_text, check_output_path
+    from seqbench.models import is_conditional, is_text
     from seqbench.sampling import sample
     from seqbench.sampling.load import load_model
 
     loaded = load_model(model)
+    text_model = is_text(loaded.model)
     # everything that can be checked is checked before sampling (the output paths, matplotlib, the options), and
     # every output is rendered in memory first, then all are written together (write_all): whole, or not at all
-    if loaded.family == "lstm-lm":
+    if text_model:
         if out is not None and str(out) != "-":
             check_output_path(out, what="text file")
     else:
@@ -116,7 +118,7 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
         if show_prime and (kwargs.get("prime") is None or not isinstance(kwargs["prime"], str)):
             raise SamplingError("--show-prime needs --prime-id")
     summary: dict[str, Any] = {"model": loaded.source, "family": loaded.family, "written": []}
-    if loaded.family == "lstm-lm":
+    if text_model:
         if texts:
             raise SamplingError("a language model writes its own text; give the start of it with --prime-text, "
                                 "not --text")
@@ -127,7 +129,7 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
             atomic_write_text(out, body)
             summary["written"].append(str(out))
         return summary
-    if loaded.family == "handwriting-synthesis" and not texts:
+    if is_conditional(loaded.model) and not texts:
         raise SamplingError("a handwriting synthesis network needs --text (repeat it to write several lines)")
     text: Any = None
     if texts:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqbench.models import is_conditional, is_handwriting
 from seqbench.models.lstm import peephole_cell
 from seqbench.models.mdn import sqrt_one_minus_rho2
 from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
@@ -267,7 +268,7 @@ class FastStepper:
 
     def __init__(self, model, batch: int, chars: Tensor | None = None, char_mask: Tensor | None = None):
         self.model = model
-        self.synthesis = model.family == "handwriting-synthesis"
+        self.synthesis = is_conditional(model)
         cfg = model.config
         H, L = cfg.hidden_size, cfg.num_layers
         dtype = next(model.parameters()).dtype
@@ -310,7 +311,7 @@ class ReferenceStepper:
 
     def __init__(self, model, batch: int, chars: Tensor | None = None, char_mask: Tensor | None = None):
         self.model, self.chars, self.char_mask, self.state = model, chars, char_mask, None
-        self.synthesis = model.family == "handwriting-synthesis"
+        self.synthesis = is_conditional(model)
 
     def step(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         if self.synthesis:
@@ -495,11 +496,11 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
     """
     loaded = load_model(model, vocab=vocab, stats=stats)
     fam = loaded.family
-    if fam == "handwriting-prediction":
+    if is_handwriting(loaded.model) and not is_conditional(loaded.model):
         raise SamplingError("this is a handwriting prediction network: it writes unconditionally and cannot "
                             "follow a text. Drop the text (sample a length with steps=, CLI --steps) or use a "
                             "handwriting-synthesis network")
-    if fam != "handwriting-synthesis":
+    if not is_handwriting(loaded.model):
         raise SamplingError(f"a {fam} network does not write handwriting; text goes to a handwriting-synthesis "
                             "network (for text sampling from a language model use sample_text / --prime-text)")
     b = check_bias(bias)
@@ -552,8 +553,8 @@ def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, see
     >>> s = generate("runs/tiny-prediction/best", steps=700, bias=0.5, seed=0)   # doctest: +SKIP
     """
     loaded = load_model(model, stats=stats)
-    if loaded.family != "handwriting-prediction":
-        if loaded.family == "handwriting-synthesis":
+    if not is_handwriting(loaded.model) or is_conditional(loaded.model):
+        if is_handwriting(loaded.model):
             raise SamplingError("this is a handwriting synthesis network: it needs a text to write (text=, CLI "
                                 "--text); unconditional sampling takes a handwriting-prediction network")
         raise SamplingError(f"a {loaded.family} network does not write handwriting")

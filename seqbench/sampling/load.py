@@ -183,7 +183,7 @@ def load_model(ref: Any, *, vocab: Any = None, stats: Any = None, symbols: list[
     >>> lm.family, lm.vocab.name                       # doctest: +SKIP
     ('handwriting-synthesis', 'graves57-v1')
     """
-    from seqbench.models import SeqModel
+    from seqbench.models import SeqModel, is_conditional, is_handwriting, is_text
 
     if isinstance(ref, LoadedModel):
         out = ref
@@ -196,19 +196,19 @@ def load_model(ref: Any, *, vocab: Any = None, stats: Any = None, symbols: list[
                             "folder or a zoo reference")
     cfg = out.config if isinstance(out.config, dict) else {}
     where = out.config_file or f"{out.source} (config)"
-    fam = out.family
-    # each family's side information only: a language model's "vocab" is no handwriting vocabulary
+    net = out.model
+    # each kind of network's side information only: a language model's "vocab" is no handwriting vocabulary
     if vocab is not None:
         out.vocab = vocab
-    elif out.vocab is None and fam == "handwriting-synthesis":
+    elif out.vocab is None and is_conditional(net):
         out.vocab = _vocab_from(cfg, where)
     if stats is not None:
         out.stats = stats
-    elif out.stats is None and fam.startswith("handwriting"):
+    elif out.stats is None and is_handwriting(net):
         out.stats = _stats_from(cfg, where)
     if symbols is not None:
         out.symbols = symbols
-    elif out.symbols is None and fam == "lstm-lm":
+    elif out.symbols is None and is_text(net):
         out.symbols = _symbols_from(cfg, where)
     out.model.eval()
     return out

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from seqbench.models import is_text
 from seqbench.sampling.errors import SamplingError, UnwritableCharacters
 from seqbench.sampling.load import LoadedModel, load_model
 
@@ -70,7 +71,7 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
     >>> print(s.texts[0])                                                                   # doctest: +SKIP
     """
     loaded = load_model(model, symbols=list(symbols) if symbols is not None else None)
-    if loaded.family != "lstm-lm":
+    if not is_text(loaded.model):
         raise SamplingError(f"a {loaded.family} network does not write text; text sampling takes a language "
                             "model (lstm-lm). For handwriting use synthesize / seqbench sample --text")
     try:

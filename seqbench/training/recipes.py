@@ -119,7 +119,9 @@ class Recipe:
     @property
     def unit(self) -> str:
         """The unit of the reported loss, e.g. "nats/line" or "bits/char"."""
-        if self.family.startswith("handwriting"):
+        from seqbench.models import is_handwriting
+
+        if is_handwriting(self.family):
             return "nats/line"
         return f"bits/{self.model.get('unit', 'char')}"
 

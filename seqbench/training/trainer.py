@@ -40,7 +40,7 @@ import torch
 
 from seqbench.errors import SeqbenchError
 from seqbench.paths import atomic_write_text, check_output_path
-from seqbench.models import SeqModel, build_model
+from seqbench.models import SeqModel, build_model, is_conditional, is_text
 from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained
 from seqbench.training.data import Batch, make_batches, n_training_sequences
 from seqbench.training.noise import make_noise
@@ -199,7 +199,7 @@ class _Run:
         self.valid_batches = make_batches(recipe.data, recipe.data.valid_split, train=False, seed=recipe.seed)
         self.n_train_seqs = max(n_training_sequences(self.train_batches), 1)
         self.sampling_extra = self._sampling_extra()
-        self.text = recipe.family == "lstm-lm"
+        self.text = is_text(self.model)
         self.net = _Scorer(self.model, self.text)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -290,7 +290,7 @@ class _Run:
         extra: dict = {}
         if src == "iam-ondb" and items is not None and hasattr(items, "stats"):
             extra["offset_stats"] = {items.transform.name: items.stats.to_dict()}
-            if self.model.family == "handwriting-synthesis" and items.vocab.size == self.model.config.vocab_size:
+            if is_conditional(self.model) and items.vocab.size == self.model.config.vocab_size:
                 extra["vocab"] = items.vocab.to_dict()
         elif src == "ptb":
             from seqbench.data.ptb import read_vocab

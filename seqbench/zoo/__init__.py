@@ -122,10 +122,13 @@ _NOT_TRAINED = "not yet trained: "
 
 
 def _hw(name, family, layers, hidden, paper, reg, recipe):
+    from seqbench.models import is_conditional  # imports torch (the CLI has it loaded already)
+
     cfg = {"hidden_size": hidden, "num_layers": layers, "n_mixtures": 20}
-    if family == "handwriting-synthesis":
+    synthesis = is_conditional(family)  # reads a transcript: the K = 10 window over the 57 classes
+    if synthesis:
         cfg.update(n_window=10, vocab_size=57)
-    kind = "synthesis" if family == "handwriting-synthesis" else "prediction"
+    kind = "synthesis" if synthesis else "prediction"
     return ZooEntry(
         name=name, family=family, config=cfg, recipe=recipe, dataset="iam-ondb", dataset_config="graves2013",
         split="valid", metrics=_HW_METRICS, license=IAM_LICENSE, paper=paper,

@@ -35,9 +35,11 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     :func:`training_status` of the run the weights come from (a model still in training says so first);
     ``dynamic``: {"lr", "metrics", "selection"} of a dynamic evaluation on the entry's split, its rate chosen by
     :func:`seqbench.evaluation.evaluator.choose_dynamic_lr` on the validation split."""
+    from seqbench.models import is_conditional
+
     results = dict(results or {})
     task_type, task_name = _TASKS.get(entry.dataset, ("other", "Sequence modelling"))
-    if entry.family == "handwriting-synthesis":
+    if is_conditional(entry.family):
         task_name = "Handwriting synthesis"
     sample = entry.eval_options.get("sample")
     data_name = (f"seqbench's generated IAM-shaped sample (forms_per_split={sample.get('forms_per_split')}, "
@@ -146,14 +148,15 @@ def sampling_extras(model, record: Mapping[str, Any] | None = None) -> dict[str,
     """What a sampler needs besides the weights, for config.json: a handwriting network's offset statistics
     (from the eval record: the configuration's training-split statistics the inputs were normalised with), so
     samples come out in board units, and a 57-class synthesis network's vocabulary (GRAVES57)."""
+    from seqbench.models import is_conditional, is_handwriting
+
     extra: dict[str, Any] = {}
-    family = getattr(model, "family", "")
     stats = ((record or {}).get("dataset") or {}).get("offset_stats")
-    if family.startswith("handwriting") and isinstance(stats, Mapping):
+    if is_handwriting(model) and isinstance(stats, Mapping):
         from seqbench.data.iam.transform import OffsetTransform
 
         extra["offset_stats"] = {OffsetTransform.name: dict(stats)}
-    if family == "handwriting-synthesis":
+    if is_conditional(model):
         from seqbench.data.iam.vocab import GRAVES57
 
         if getattr(model.config, "vocab_size", None) == GRAVES57.size:
