@@ -21,11 +21,22 @@ from seqbench.zoo.hub import (ModelNotAvailable, ModelReferenceError, WeightsChe
                               parse_reference, push, resolve)
 
 
+def test_importing_the_zoo_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, seqbench.zoo; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 def test_every_entry_is_consistent():
     assert {"synth-3layer", "synth-3layer-awn", "pred-3layer", "pred-3layer-awn", "pred-1layer", "ptb-char",
             "ptb-word", "enwik8-7layer"} <= set(ZOO.names())
     for e in entries():
         make_config(e.family, **e.config)  # the config fits the family
+        from seqbench.models import is_conditional
+
+        assert ("n_window" in e.config) == is_conditional(e.family), e.name  # the table says synthesis rightly
         assert all(m in METRICS for m in e.metrics), e.name
         spec = get_spec(e.dataset)
         assert e.split in spec.configs[e.dataset_config], e.name
