@@ -64,18 +64,42 @@ def output_size(n_mixtures: int) -> int:
     return 1 + 6 * n_mixtures
 
 
+def biased(y_hat: Tensor, n_mixtures: int, bias: float = 0.0) -> Tensor:
+    """ŷ (..., 1 + 6M) with the sampling bias b of Graves (2013), section 5.4, eqs. (61)-(62), applied, in the
+    same layout: π̂ (1 + b), so that π ∝ exp(π̂ (1 + b)), and σ̂ − b, so that σ = exp(σ̂ − b). The one place the
+    bias is applied (:func:`split_params`, :func:`draw`, :func:`sample`); b = 0 returns ``y_hat`` itself."""
+    if not bias:
+        return y_hat
+    M = n_mixtures
+    y = y_hat.clone()
+    y[..., 1:1 + M] *= 1 + bias  # π̂ (1 + b)  (61)
+    y[..., 1 + 3 * M:1 + 5 * M] -= bias  # σ̂ − b  (62)
+    return y
+
+
 def split_params(y_hat: Tensor, n_mixtures: int, bias: float = 0.0) -> MixtureParams:
     """Split ŷ (..., 1 + 6M) into the mixture's parameters (eqs. 17-21), in float32 or wider.
 
-    ``bias`` is the sampling bias b of section 5.4: σ = exp(σ̂ − b), π ∝ exp(π̂ (1 + b)); 0 for training.
+    ``bias`` is the sampling bias b of section 5.4 (see :func:`biased`); 0 for training.
     """
     if y_hat.dtype not in (torch.float32, torch.float64):
         y_hat = y_hat.float()
     M = n_mixtures
+    y_hat = biased(y_hat, M, bias)
     e_hat = y_hat[..., 0]  # (...,)
     pi_hat, mu_x, mu_y, s_x, s_y, rho_hat = y_hat[..., 1:].split(M, dim=-1)  # 6 × (..., M)
-    log_pi = torch.log_softmax(pi_hat * (1 + bias), dim=-1)  # (18)
-    return MixtureParams(e_hat, log_pi, mu_x, mu_y, s_x - bias, s_y - bias, rho_hat)
+    log_pi = torch.log_softmax(pi_hat, dim=-1)  # (18)
+    return MixtureParams(e_hat, log_pi, mu_x, mu_y, s_x, s_y, rho_hat)
+
+
+def mixture_params(y_hat: Tensor, n_mixtures: int, bias: float = 0.0) -> tuple[Tensor, ...]:
+    """(π (B, M), μx, μy, σx, σy, ρ (B, M), e (B,)) of one step's ŷ (B, 1 + 6M) with the bias b (:func:`biased`):
+    σ = exp(σ̂ − b), π = softmax(π̂ (1 + b)); e = 1 / (1 + exp(ê)) (17)."""
+    M = n_mixtures
+    y = biased(y_hat, M, bias)
+    e_hat, pi_hat, mu_x, mu_y, s_x, s_y, rho_hat = y[:, 0], *y[:, 1:].split(M, dim=-1)
+    return torch.softmax(pi_hat, dim=-1), mu_x, mu_y, torch.exp(s_x), torch.exp(s_y), torch.tanh(rho_hat), \
+        torch.sigmoid(-e_hat)
 
 
 def _abs_sign(rho_hat: Tensor) -> tuple[Tensor, Tensor]:
@@ -141,22 +165,46 @@ def mixture_nll(y_hat: Tensor, target: Tensor, mask: Tensor, n_mixtures: int) ->
     return -(lp * mask.to(lp.dtype)).sum(dim=1)
 
 
+def draw(y_hat: Tensor, n_mixtures: int, bias: float, u: Tensor, n: Tensor,
+         component: Tensor | None = None) -> Tensor:
+    """One biased draw of x_{t+1} (B, 3) = (Δx, Δy, eos) from ŷ_t (B, 1 + 6M), given the random numbers: uniforms
+    ``u`` (B, 2) and standard normals ``n`` (B, 2), in ŷ's precision.
+
+    With the bias b applied (:func:`biased`), the component j is drawn from π by inverse CDF at u[:, 0] (or is
+    ``component`` (B, 1), when the caller drew it), the offset from the bivariate Gaussian j as
+    Δx = μx + σx n1, Δy = μy + σy (ρ n1 + sqrt(1 − ρ²) n2), and the pen is lifted where u[:, 1] < e (17).
+    The samplers of :mod:`seqbench.sampling.handwriting` and :func:`sample` call it."""
+    B, M = y_hat.shape[0], n_mixtures
+    y = biased(y_hat, M, bias)
+    if component is None:
+        pi = torch.softmax(y[:, 1:1 + M], dim=-1)  # (B, M)  (18), π ∝ exp(π̂ (1 + b))
+        component = (pi.cumsum(1) < u[:, :1]).sum(1, keepdim=True).clamp_max_(M - 1)  # (B, 1): inverse CDF
+    p = y[:, 1 + M:].reshape(B, 5, M).gather(2, component.unsqueeze(1).expand(B, 5, 1)).squeeze(2)  # (B, 5)
+    sx, sy = torch.exp(p[:, 2]), torch.exp(p[:, 3])  # σ = exp(σ̂ − b)  (20)
+    rho = torch.tanh(p[:, 4])  # (21)
+    n1, n2 = n[:, 0], n[:, 1]
+    dx = p[:, 0] + sx * n1
+    # sqrt(1 − ρ²) = sech ρ̂ from ρ̂ itself: 1 − tanh² cancels (at ρ̂ = 9 it is 0 in float32, not 2.5e-4)
+    dy = p[:, 1] + sy * (rho * n1 + sqrt_one_minus_rho2(p[:, 4]) * n2)
+    eos = (u[:, 1] < torch.sigmoid(-y[:, 0])).to(y.dtype)  # e = 1 / (1 + exp(ê))  (17)
+    return torch.stack([dx, dy, eos], dim=1)
+
+
 def sample(y_hat: Tensor, n_mixtures: int, bias: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
-    """Draw x_{t+1} ~ Pr(· | y_t) for one step: ``y_hat`` (B, 1+6M) → (B, 3) (Δx, Δy, eos), with bias b."""
+    """Draw x_{t+1} ~ Pr(· | y_t) for one step: ``y_hat`` (B, 1+6M) → (B, 3) (Δx, Δy, eos), with bias b, in
+    float32, the random numbers from ``generator``: the component (``torch.multinomial``), two normals, a
+    uniform for the pen; the draw itself is :func:`draw`'s."""
     with torch.autocast(device_type=y_hat.device.type, enabled=False):
-        p = split_params(y_hat.float(), n_mixtures, bias)
-        j = torch.multinomial(p.log_pi.exp(), 1, generator=generator)  # (B, 1)
-        pick = lambda v: v.gather(-1, j).squeeze(-1)  # noqa: E731
-        mx, my, sx, sy = pick(p.mu_x), pick(p.mu_y), pick(p.log_sigma_x).exp(), pick(p.log_sigma_y).exp()
-        rho_hat = pick(p.rho_hat)
-        n1 = torch.randn(mx.shape, generator=generator, device=mx.device)
-        n2 = torch.randn(mx.shape, generator=generator, device=mx.device)
-        dx = mx + sx * n1
-        dy = my + sy * (torch.tanh(rho_hat) * n1 + sqrt_one_minus_rho2(rho_hat) * n2)  # sqrt(1 − ρ²) = sech ρ̂
-        e = torch.sigmoid(-p.e_hat)  # (17)
-        eos = (torch.rand(e.shape, generator=generator, device=e.device) < e).float()
-        return torch.stack([dx, dy, eos], dim=-1)
+        y = biased(y_hat.float(), n_mixtures, bias)
+        pi = torch.log_softmax(y[:, 1:1 + n_mixtures], dim=-1).exp()  # (B, M)
+        j = torch.multinomial(pi, 1, generator=generator)  # (B, 1)
+        shape, dev = y.shape[:1], y.device
+        n1 = torch.randn(shape, generator=generator, device=dev)
+        n2 = torch.randn(shape, generator=generator, device=dev)
+        u = torch.rand(shape, generator=generator, device=dev)
+        return draw(y, n_mixtures, 0.0, torch.stack([u, u], dim=1), torch.stack([n1, n2], dim=1), component=j)
 
 
-__all__ = ["MixtureParams", "output_size", "split_params", "mixture_log_prob", "mixture_nll", "sample",
+__all__ = ["MixtureParams", "output_size", "biased", "split_params", "mixture_params", "mixture_log_prob",
+           "mixture_nll", "draw", "sample",
            "log_one_minus_rho2", "sqrt_one_minus_rho2", "quadratic_form"]

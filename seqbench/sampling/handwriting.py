@@ -38,7 +38,8 @@ from torch import Tensor
 
 from seqbench.models import is_conditional, is_handwriting
 from seqbench.models.lstm import peephole_cell
-from seqbench.models.mdn import sqrt_one_minus_rho2
+from seqbench.models.mdn import draw as draw_point  # one biased draw x_{t+1} ~ Pr(· | ŷ_t), given the random numbers
+from seqbench.models.mdn import mixture_params
 from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
 from seqbench.sampling.load import LoadedModel, load_model
 
@@ -201,7 +202,7 @@ def _vocab_for(loaded: LoadedModel):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# drawing x_{t+1} from the mixture
+# the random numbers of the draw (the draw itself is seqbench.models.mdn.draw, imported here as draw_point)
 class RandomBlocks:
     """Uniforms and normals for every step, drawn ``RANDOM_BLOCK`` steps at a time from one seeded generator.
 
@@ -221,31 +222,6 @@ class RandomBlocks:
         t = self.t
         self.t += 1
         return self.u[t], self.n[t]
-
-
-def mixture_params(y_hat: Tensor, n_mixtures: int, bias: float) -> tuple[Tensor, ...]:
-    """(π (B, M), μx, μy, σx, σy, ρ (B, M), e (B,)) of one step's ŷ (B, 1 + 6M) with the bias b of section 5.4:
-    σ = exp(σ̂ − b), π = softmax(π̂ (1 + b)); e = 1 / (1 + exp(ê)) (17)."""
-    M = n_mixtures
-    e_hat, pi_hat, mu_x, mu_y, s_x, s_y, rho_hat = y_hat[:, 0], *y_hat[:, 1:].split(M, dim=-1)
-    pi = torch.softmax(pi_hat * (1.0 + bias), dim=-1)
-    return pi, mu_x, mu_y, torch.exp(s_x - bias), torch.exp(s_y - bias), torch.tanh(rho_hat), torch.sigmoid(-e_hat)
-
-
-def draw_point(y_hat: Tensor, n_mixtures: int, bias: float, u: Tensor, n: Tensor) -> Tensor:
-    """x_{t+1} (B, 3) from ŷ_t (B, 1 + 6M), given uniforms ``u`` (B, 2) and standard normals ``n`` (B, 2)."""
-    B, M = y_hat.shape[0], n_mixtures
-    pi = torch.softmax(y_hat[:, 1:1 + M] * (1.0 + bias), dim=-1)  # (B, M)  π ∝ exp(π̂ (1 + b))
-    j = (pi.cumsum(1) < u[:, :1]).sum(1, keepdim=True).clamp_max_(M - 1)  # (B, 1): inverse CDF
-    p = y_hat[:, 1 + M:].reshape(B, 5, M).gather(2, j.unsqueeze(1).expand(B, 5, 1)).squeeze(2)  # (B, 5)
-    sx, sy = torch.exp(p[:, 2] - bias), torch.exp(p[:, 3] - bias)  # σ = exp(σ̂ − b)
-    rho = torch.tanh(p[:, 4])
-    n1, n2 = n[:, 0], n[:, 1]
-    dx = p[:, 0] + sx * n1
-    # sqrt(1 − ρ²) = sech ρ̂ from ρ̂ itself: 1 − tanh² cancels (at ρ̂ = 9 it is 0 in float32, not 2.5e-4)
-    dy = p[:, 1] + sy * (rho * n1 + sqrt_one_minus_rho2(p[:, 4]) * n2)
-    eos = (u[:, 1] < torch.sigmoid(-y_hat[:, 0])).to(y_hat.dtype)  # e = 1 / (1 + exp(ê))  (17)
-    return torch.stack([dx, dy, eos], dim=1)
 
 
 # --------------------------------------------------------------------------------------------------------------
