@@ -98,6 +98,25 @@ def test_fused_layer_runs_and_clips_outputs():
     assert x.grad.abs().max() < 1.0  # the 1e6 output gradient was clamped to 1e-3
 
 
+
+@pytest.mark.parametrize("vocab", [0, 4])
+def test_fused_step_is_the_layers_cell(vocab):
+    """LSTMLayer.cell_parts / fused_step: one product on [x; h] and the peephole cell equal the layer's own step
+    (the paper's cell; with symbols, their lookup table as the one-hot input's weights) and torch's LSTM cell (a
+    fused layer: its biases summed, zero peepholes)."""
+    torch.manual_seed(0)
+    x, h, c = torch.randn(2, 3), torch.randn(2, 5), torch.randn(2, 5)
+    tok = torch.tensor([1, 3])
+    dense = torch.cat([x, torch.nn.functional.one_hot(tok, vocab).float()], 1) if vocab else x
+    pe = LSTMLayer(3, 5, vocab_size=vocab)
+    with torch.no_grad():
+        pe.peep.normal_()
+        pe.bias.normal_()
+        pre = pe.project(x[:, None], tok[:, None] if vocab else None)[:, 0]
+        torch.testing.assert_close(pe.fused_step()(torch.cat([dense, h], 1), c), pe.step(pre, (h, c)))
+        fu = LSTMLayer(3 + vocab, 5, peephole=False)
+        torch.testing.assert_close(fu.fused_step()(torch.cat([dense, h], 1), c), fu.step(dense, (h, c)))
+
 # ---------------------------------------------------------------- mixture density
 def _mp_log_prob(y, tgt, M):
     """Independent computation of log Pr(x | y) (eqs. 17-25) with mpmath at 50 digits."""
@@ -260,6 +279,43 @@ def test_mixture_nll_masks_and_sums():
     nll = mdn.mixture_nll(y, t, mask, M)
     lp = mdn.mixture_log_prob(y, t, M)
     torch.testing.assert_close(nll, torch.stack([-lp[0, :2].sum(), -lp[1].sum()]))
+
+
+def test_the_bias_is_applied_in_one_place():
+    """mdn.draw with bias b is the unbiased draw of mdn.biased(ŷ, b), bit for bit; mdn.sample with a seed is
+    mdn.draw with the component torch.multinomial picks; split_params with b is split_params of biased(ŷ, b)."""
+    M, b = 3, 0.7
+    y = torch.randn(50, 1 + 6 * M)
+    u, n = torch.rand(50, 2), torch.randn(50, 2)
+    yb = mdn.biased(y, M, b)
+    assert torch.equal(mdn.draw(y, M, b, u, n), mdn.draw(yb, M, 0.0, u, n))
+    assert torch.equal(yb[:, 1:1 + M], y[:, 1:1 + M] * (1 + b)) and torch.equal(yb[:, 1 + 3 * M:1 + 5 * M],
+                                                                           y[:, 1 + 3 * M:1 + 5 * M] - b)
+    assert mdn.biased(y, M, 0.0) is y
+    torch.testing.assert_close(mdn.split_params(y, M, b).log_pi, mdn.split_params(yb, M).log_pi, rtol=0, atol=0)
+    g = torch.Generator().manual_seed(3)
+    j = torch.multinomial(torch.log_softmax(yb[:, 1:1 + M], -1).exp(), 1, generator=g)
+    n1, n2, ue = torch.randn(50, generator=g), torch.randn(50, generator=g), torch.rand(50, generator=g)
+    ours = mdn.draw(y, M, b, torch.stack([ue, ue], 1), torch.stack([n1, n2], 1), component=j)
+    assert torch.equal(mdn.sample(y, M, b, generator=torch.Generator().manual_seed(3)), ours)
+
+
+@pytest.mark.parametrize("peephole", [True, False])
+def test_prediction_stepper_equals_forward(peephole):
+    """model.stepper(): one step at a time, the weights laid out once, gives forward's outputs and state."""
+    m = build_model("handwriting-prediction", hidden_size=8, num_layers=3, n_mixtures=2, peephole=peephole)
+    x = _hw_batch()["inputs"]
+    with torch.no_grad():
+        y, state = m(x)
+        st = m.stepper()
+        s = st.initial_state(3)
+        ys = []
+        for t in range(x.shape[1]):
+            yt, s = st.step(x[:, t], s)
+            ys.append(yt)
+    torch.testing.assert_close(torch.stack(ys, 1), y, atol=1e-5, rtol=1e-5)
+    for (h, c), (h2, c2) in zip(state, s):
+        torch.testing.assert_close((h2, c2), (h, c), atol=1e-5, rtol=1e-5)
 
 
 def test_sample_shapes_and_bias():

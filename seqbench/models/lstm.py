@@ -275,6 +275,25 @@ class LSTMLayer(nn.Module):
         return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)).contiguous()
 
     # -- one step at a time (for the synthesis network's first layer and for sampling) ---------------------
+    def cell_parts(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The layer as the cell of eqs. (7)-(11): (W_x (4H, I + V), W_h (4H, H), b (4H,), peepholes (3, H)), the
+        gates in the order (i, f, cell input, o), the columns of W_x in the order of the dense input
+        (x, then the one-hot symbols). A peephole layer without symbols returns its own parameters. A fused layer
+        (``peephole=False``) returns torch.nn.LSTM's weights (same gate order), its two biases summed, and zero
+        peepholes: :func:`peephole_cell` with them is torch's cell."""
+        if self.peephole:
+            w_x = self.weight_ih
+            if self.vocab_size:  # the lookup table is the one-hot input's weight matrix, transposed
+                w_x = self.embed_ih.t() if w_x is None else torch.cat([w_x, self.embed_ih.t()], dim=1)
+            return w_x, self.weight_hh, self.bias, self.peep
+        l = self.lstm
+        peep = l.weight_hh_l0.new_zeros(3, self.hidden_size)
+        return l.weight_ih_l0, l.weight_hh_l0, l.bias_ih_l0 + l.bias_hh_l0, peep
+
+    def fused_step(self) -> "FusedStep":
+        """This layer's step with its weights laid out for it once (sampling); see :class:`FusedStep`."""
+        return FusedStep(self)
+
     def step(self, pre: Tensor, state: State) -> State:
         """One step given the input pre-activation ``pre`` (B, 4H) = W_x x_t (+ b for peephole layers).
 
@@ -288,6 +307,25 @@ class LSTMLayer(nn.Module):
         l = self.lstm
         h, c = torch.lstm_cell(pre, (h, c), l.weight_ih_l0, l.weight_hh_l0, l.bias_ih_l0, l.bias_hh_l0)
         return _clamp_grad(h, self.clip), c
+
+
+class FusedStep:
+    """One step of an :class:`LSTMLayer` with its weights laid out once: the input and recurrent weights in one
+    row-major (I + V + H, 4H) matrix, so that a step is a single matrix product on [input_t; h_{t−1}] and the
+    peephole cell (:func:`peephole_cell`; zero peepholes for a fused layer). For inference (sampling): a detached
+    snapshot of the weights, to be made again after they change.
+
+    ``step(xh, c)``: ``xh`` (B, I + V + H) = [x_t; h_{t−1}] (the dense input, as :meth:`LSTMLayer.cell_parts`
+    orders it, then h), ``c`` (B, H) = c_{t−1} → (h_t, c_t).
+    """
+
+    def __init__(self, layer: LSTMLayer):
+        w_x, w_h, b, peep = layer.cell_parts()
+        self.weight = torch.cat([w_x, w_h], dim=1).detach().t().contiguous()  # (I + V + H, 4H)
+        self.bias, self.peep = b.detach().clone(), peep.detach()
+
+    def __call__(self, xh: Tensor, c: Tensor) -> State:
+        return peephole_cell(torch.addmm(self.bias, xh, self.weight), c, self.peep)  # (7)-(11)
 
 
 def cat_features(*xs: Tensor) -> Tensor:
@@ -312,4 +350,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["LSTMLayer", "PeepholeScan", "peephole_cell", "cat_features", "init_uniform_", "count_parameters", "State"]
+__all__ = ["LSTMLayer", "FusedStep", "PeepholeScan", "peephole_cell", "cat_features", "init_uniform_",
+           "count_parameters", "State"]

@@ -48,6 +48,14 @@ class HandwritingPrediction(SeqModel):
         nn.init.uniform_(self.output.weight, -0.1, 0.1)
         nn.init.zeros_(self.output.bias)
 
+    def initial_state(self, batch: int, like: Tensor) -> list[State]:
+        """Zero (h, c) of every layer, in ``like``'s dtype and device: what ``forward`` starts from."""
+        return [layer.zero_state(batch, like) for layer in self.layers]
+
+    def stepper(self) -> "PredictionStepper":
+        """One step at a time, for sampling: see :class:`PredictionStepper`."""
+        return PredictionStepper(self)
+
     def forward(self, inputs: Tensor, state: list[State] | None = None) -> tuple[Tensor, list[State]]:
         """``inputs`` (B, T, 3) → ŷ (B, T, 1 + 6M) and the final (h, c) of every layer."""
         hs, new_state = [], []
@@ -64,3 +72,33 @@ class HandwritingPrediction(SeqModel):
         y_hat, _ = self(batch["inputs"])
         mask = batch["mask"]
         return mdn.mixture_nll(y_hat, batch["targets"], mask, self.config.n_mixtures), mask.sum(1)
+
+
+class PredictionStepper:
+    """One step of a handwriting network at a time, with its weights laid out once (inference: a snapshot of the
+    weights, see :class:`~seqbench.models.lstm.FusedStep`): ``step(x_t, state) → (ŷ_t, state)``, x_t (B, 3),
+    ŷ_t (B, 1 + 6M), the state the network's ``forward`` takes and returns (here: (h, c) of every layer), so
+    that the two can be mixed. Each layer is one matrix product on [x_t; h^{n−1}_t; h^n_{t−1}] per step (eqs. 1,
+    2), the output layer one more (3). :class:`~seqbench.models.synthesis.SynthesisStepper` adds the window.
+    """
+
+    def __init__(self, model: SeqModel):
+        self.model = model
+        self.layers = [layer.fused_step() for layer in model.layers]
+        self.w_out = model.output.weight.detach().t().contiguous()  # (L·H, 1 + 6M)
+        self.b_out = model.output.bias.detach()
+
+    def initial_state(self, batch: int):
+        return self.model.initial_state(batch, self.w_out)
+
+    def output(self, hs: list[Tensor]) -> Tensor:
+        """ŷ_t = b_y + W_y [h^1_t; ...; h^L_t] (3), (B, 1 + 6M)."""
+        return torch.addmm(self.b_out, torch.cat(hs, dim=1), self.w_out)
+
+    def step(self, x: Tensor, state: list[State]) -> tuple[Tensor, list[State]]:
+        hs, new = [], []
+        for n, (layer, (h, c)) in enumerate(zip(self.layers, state)):
+            h, c = layer(torch.cat([x, h] if n == 0 else [x, hs[-1], h], dim=1), c)  # (1), (2)
+            hs.append(h)
+            new.append((h, c))
+        return self.output(hs), new

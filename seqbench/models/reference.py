@@ -14,14 +14,8 @@ from seqbench.models.synthesis import HandwritingSynthesis
 
 
 def _cell(layer: LSTMLayer, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    if layer.peephole:
-        gates = x @ layer.weight_ih.t() + h @ layer.weight_hh.t() + layer.bias  # (B, 4H)
-        return peephole_cell(gates, c, layer.peep)
-    l = layer.lstm
-    gates = x @ l.weight_ih_l0.t() + l.bias_ih_l0 + h @ l.weight_hh_l0.t() + l.bias_hh_l0
-    i, f, g, o = gates.chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c), c
+    w_x, w_h, b, peep = layer.cell_parts()  # a fused layer: torch's cell, as zero peepholes
+    return peephole_cell(x @ w_x.t() + h @ w_h.t() + b, c, peep)  # (B, 4H) → (h, c)
 
 
 def synthesis_forward_reference(model: HandwritingSynthesis, inputs: Tensor, chars: Tensor,

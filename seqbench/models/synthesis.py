@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from seqbench.models import mdn
 from seqbench.models.base import SeqModel
 from seqbench.models.lstm import LSTMLayer, State, _record, cat_features
+from seqbench.models.prediction import PredictionStepper
 from seqbench.models.window import SoftWindow, WindowScan
 
 
@@ -88,6 +89,11 @@ class HandwritingSynthesis(SeqModel):
             window=like.new_zeros(batch, c.vocab_size),
         )
 
+    def stepper(self, chars: Tensor, char_mask: Tensor) -> "SynthesisStepper":
+        """One step at a time writing ``chars`` (B, U) long, ``char_mask`` (B, U) bool, for sampling: see
+        :class:`SynthesisStepper`."""
+        return SynthesisStepper(self, chars, char_mask)
+
     def forward(self, inputs: Tensor, chars: Tensor, char_mask: Tensor,
                 state: SynthesisState | None = None) -> tuple[Tensor, SynthesisState]:
         """``inputs`` (B, T, 3), ``chars`` (B, U) long, ``char_mask`` (B, U) bool → ŷ (B, T, 1 + 6M), state."""
@@ -101,14 +107,8 @@ class HandwritingSynthesis(SeqModel):
         u = torch.arange(1, U + 2, device=inputs.device, dtype=inputs.dtype)  # positions 1..U+1 (U+1: stop test)
         layer1 = self.layers[0]
         (h0, c0) = state.layers[0]
-        if layer1.peephole:
-            w_x, w_w = layer1.weight_ih[:, :I], layer1.weight_ih[:, I:]  # (4H, I), (4H, V)
-            bias, w_hh, peep = layer1.bias, layer1.weight_hh, layer1.peep
-        else:  # torch.nn.LSTM's weights: same gate order (i, f, g, o), two biases, no peepholes
-            lstm = layer1.lstm
-            w_x, w_w = lstm.weight_ih_l0[:, :I], lstm.weight_ih_l0[:, I:]
-            bias, w_hh = lstm.bias_ih_l0 + lstm.bias_hh_l0, lstm.weight_hh_l0
-            peep = w_hh.new_zeros(3, cfg.hidden_size)
+        w_ih, w_hh, bias, peep = layer1.cell_parts()  # a fused layer: zero peepholes, its biases summed
+        w_x, w_w = w_ih[:, :I], w_ih[:, I:]  # (4H, I), (4H, V)
         # W x_t + b for all t at once: (B, T, 4H), a view of time-major memory (see LSTMLayer.project)
         xproj = (inputs.transpose(0, 1) @ w_x.t() + bias).transpose(0, 1)
         # layer 1 and the window, step by step (52), (46)-(51), in the weights' precision even under autocast
@@ -135,3 +135,31 @@ class HandwritingSynthesis(SeqModel):
         y_hat, _ = self(batch["inputs"], batch["chars"], batch["char_mask"])
         mask = batch["mask"]
         return mdn.mixture_nll(y_hat, batch["targets"], mask, self.config.n_mixtures), mask.sum(1)
+
+
+class SynthesisStepper(PredictionStepper):
+    """One step of the synthesis network at a time (sampling), its weights laid out once, the text fixed:
+    ``step(x_t, state) → (ŷ_t, state)`` with the :class:`SynthesisState` of ``forward``; the state's φ (B, U + 1)
+    is φ(t, ·) at positions 1..U+1 (U + 1: the stopping rule of section 5.4), κ (B, K) the window's position.
+    Layer 1 is one matrix product on [x_t; w_{t−1}; h^1_{t−1}] (52), then the window (46)-(51), then layers 2..L
+    on [x_t; h^{n−1}_t; w_t; h^n_{t−1}] (53) and the output layer (3).
+    """
+
+    def __init__(self, model: HandwritingSynthesis, chars: Tensor, char_mask: Tensor):
+        super().__init__(model)
+        dtype = self.w_out.dtype
+        self.window = model.window
+        self.onehot = nn.functional.one_hot(chars, model.config.vocab_size).to(dtype)  # (B, U, V)
+        self.cmask = char_mask.to(dtype)  # (B, U)
+        self.u = torch.arange(1, chars.shape[1] + 2, dtype=dtype, device=chars.device)  # 1..U+1 (U+1: stopping)
+
+    def step(self, x: Tensor, state: SynthesisState) -> tuple[Tensor, SynthesisState]:
+        (h, c), *rest = state.layers
+        h, c = self.layers[0](torch.cat([x, state.window, h], dim=1), c)  # (52)
+        w, kappa, phi = self.window(h, state.kappa, self.onehot, self.cmask, self.u)  # (46)-(51)
+        hs, new = [h], [(h, c)]
+        for layer, (h, c) in zip(self.layers[1:], rest):
+            h, c = layer(torch.cat([x, hs[-1], w, h], dim=1), c)  # (53)
+            hs.append(h)
+            new.append((h, c))
+        return self.output(hs), SynthesisState(new, kappa, w, phi)

@@ -17,9 +17,11 @@ Priming (section 5.4): the network is run, teacher-forced, on the offsets of a r
 text "<prime text> <new text>"; sampling then continues from the state it reached, so the new text comes out in
 the primed writer's style. The returned offsets start with the priming line's offsets, exactly.
 
-Speed: :class:`FastStepper` concatenates each layer's input and recurrent weights once, so a step is one
-matrix product per layer, plus the window (the network's own :class:`~seqbench.models.window.SoftWindow`) and the
-peephole cell (:func:`~seqbench.models.lstm.peephole_cell`). Random numbers are drawn in blocks. The
+Speed: :class:`FastStepper` runs the network's own stepper (``model.stepper``), which concatenates each layer's
+input and recurrent weights once (:meth:`~seqbench.models.lstm.LSTMLayer.fused_step`), so a step is one matrix
+product per layer, plus the window (the network's :class:`~seqbench.models.window.SoftWindow`) and the peephole
+cell (:func:`~seqbench.models.lstm.peephole_cell`); the draw is :func:`seqbench.models.mdn.draw`, its random
+numbers drawn in blocks. The
 straightforward loop — call the network's ``forward`` on one time step at a time with its carried state — is
 :class:`ReferenceStepper`; tests check that the two produce the same samples, and
 benchmarks/bench_sampling.py times both.
@@ -37,7 +39,6 @@ import torch
 from torch import Tensor
 
 from seqbench.models import is_conditional, is_handwriting
-from seqbench.models.lstm import peephole_cell
 from seqbench.models.mdn import draw as draw_point  # one biased draw x_{t+1} ~ Pr(· | ŷ_t), given the random numbers
 from seqbench.models.mdn import mixture_params
 from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
@@ -226,63 +227,42 @@ class RandomBlocks:
 
 # --------------------------------------------------------------------------------------------------------------
 # one step of the networks
-def _lstm_parts(layer) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(W_ih (4H, I), W_hh (4H, H), b (4H,), peep (3, H)) of an LSTMLayer; a fused layer has zero peepholes."""
-    if layer.peephole:
-        return layer.weight_ih, layer.weight_hh, layer.bias, layer.peep
-    lstm = layer.lstm
-    return (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0,
-            lstm.weight_hh_l0.new_zeros(3, layer.hidden_size))
+class _Stepper:
+    """What the sampling loop asks of a stepper: ``step(x_t)`` → (ŷ_t, φ(t, ·) or None, κ_t or None), from the
+    network's state (a :class:`~seqbench.models.synthesis.SynthesisState` for the synthesis network)."""
+
+    synthesis: bool
+    state: Any
+
+    @property
+    def phi(self) -> Tensor | None:
+        return self.state.phi if self.synthesis else None
+
+    @property
+    def kappa(self) -> Tensor | None:
+        return self.state.kappa if self.synthesis else None
 
 
-class FastStepper:
-    """One step of a handwriting network at a time, with the weights laid out for it once.
+class FastStepper(_Stepper):
+    """One step of a handwriting network at a time through the network's own stepper (``model.stepper``: its
+    weights laid out once, one matrix product per layer per step, see
+    :class:`~seqbench.models.prediction.PredictionStepper`), carrying its state.
 
     ``chars`` (B, U) long and ``char_mask`` (B, U) bool for the synthesis network; None for prediction.
     :meth:`step` maps x_t (B, 3) to (ŷ_t (B, 1 + 6M), φ(t, ·) (B, U + 1) or None, κ_t (B, K) or None).
     """
 
     def __init__(self, model, batch: int, chars: Tensor | None = None, char_mask: Tensor | None = None):
-        self.model = model
         self.synthesis = is_conditional(model)
-        cfg = model.config
-        H, L = cfg.hidden_size, cfg.num_layers
-        dtype = next(model.parameters()).dtype
-        self.layers = []
-        for layer in model.layers:
-            w_ih, w_hh, b, peep = _lstm_parts(layer)
-            # one matrix for [input; h_{t−1}] so that each layer is a single addmm per step
-            self.layers.append((torch.cat([w_ih, w_hh], dim=1).t().contiguous(), b.detach().clone(), peep.detach()))
-        self.w_out = model.output.weight.t().contiguous()  # (L·H, 1 + 6M)
-        self.b_out = model.output.bias
-        self.h = [torch.zeros(batch, H, dtype=dtype) for _ in range(L)]
-        self.c = [torch.zeros(batch, H, dtype=dtype) for _ in range(L)]
-        if self.synthesis:
-            V, K = cfg.vocab_size, cfg.n_window
-            U = chars.shape[1]
-            self.onehot = torch.nn.functional.one_hot(chars, V).to(dtype)  # (B, U, V)
-            self.cmask = char_mask.to(dtype)  # (B, U)
-            self.u = torch.arange(1, U + 2, dtype=dtype)  # positions 1..U+1 (U+1: the stopping rule)
-            self.kappa = torch.zeros(batch, K, dtype=dtype)
-            self.w = torch.zeros(batch, V, dtype=dtype)
+        self.net = model.stepper(chars, char_mask) if self.synthesis else model.stepper()
+        self.state = self.net.initial_state(batch)
 
     def step(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        m = self.model
-        (W1, b1, p1) = self.layers[0]
-        inp = torch.cat([x, self.w, self.h[0]], dim=1) if self.synthesis else torch.cat([x, self.h[0]], dim=1)
-        self.h[0], self.c[0] = peephole_cell(torch.addmm(b1, inp, W1), self.c[0], p1)  # (52) / (1)
-        phi = None
-        if self.synthesis:
-            self.w, self.kappa, phi = m.window(self.h[0], self.kappa, self.onehot, self.cmask, self.u)  # (46)-(51)
-        for n in range(1, len(self.layers)):
-            Wn, bn, pn = self.layers[n]
-            parts = [x, self.h[n - 1], self.w, self.h[n]] if self.synthesis else [x, self.h[n - 1], self.h[n]]
-            self.h[n], self.c[n] = peephole_cell(torch.addmm(bn, torch.cat(parts, dim=1), Wn), self.c[n], pn)  # (53)
-        y = torch.addmm(self.b_out, torch.cat(self.h, dim=1), self.w_out)  # (3)
-        return y, phi, (self.kappa if self.synthesis else None)
+        y, self.state = self.net.step(x, self.state)
+        return y, self.phi, self.kappa
 
 
-class ReferenceStepper:
+class ReferenceStepper(_Stepper):
     """The straightforward loop: the network's own ``forward`` on one time step, carrying its state."""
 
     def __init__(self, model, batch: int, chars: Tensor | None = None, char_mask: Tensor | None = None):
@@ -290,11 +270,9 @@ class ReferenceStepper:
         self.synthesis = is_conditional(model)
 
     def step(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        if self.synthesis:
-            y, self.state = self.model(x[:, None], self.chars, self.char_mask, self.state)  # (B, 1, 1 + 6M)
-            return y[:, 0], self.state.phi, self.state.kappa
-        y, self.state = self.model(x[:, None], self.state)
-        return y[:, 0], None, None
+        cond = (self.chars, self.char_mask) if self.synthesis else ()
+        y, self.state = self.model(x[:, None], *cond, self.state)  # (B, 1, 1 + 6M)
+        return y[:, 0], self.phi, self.kappa
 
 
 STEPPERS = {"fast": FastStepper, "reference": ReferenceStepper}
