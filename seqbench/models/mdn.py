@@ -32,6 +32,10 @@ Measured against an mpmath reference at 120 digits on the same float32 inputs (t
 component itself, σ = 1 and σ ≈ 1e-3): the float32 result is within float32 rounding of the exact value
 (relative error below 1e-6) for every ρ̂ in [−50, 50]; before, forming ρ = tanh(ρ̂) in float32 gave errors of
 0.3 nats at ρ̂ = 13, 8 at 15, 5.8e3 at 18 and inf at 50 (tests/test_models.py).
+
+Sampling (section 5.4): :func:`biased` applies the bias b, π̂ (1 + b) and σ̂ − b (eqs. 61-62), in one place;
+:func:`draw` is the one draw of x_{t+1} given the random numbers (every sampler calls it), :func:`sample` draws
+them from a ``torch.Generator``.
 """
 from __future__ import annotations
 

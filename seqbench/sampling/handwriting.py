@@ -21,9 +21,8 @@ Speed: :class:`FastStepper` runs the network's own stepper (``model.stepper``), 
 input and recurrent weights once (:meth:`~seqbench.models.lstm.LSTMLayer.fused_step`), so a step is one matrix
 product per layer, plus the window (the network's :class:`~seqbench.models.window.SoftWindow`) and the peephole
 cell (:func:`~seqbench.models.lstm.peephole_cell`); the draw is :func:`seqbench.models.mdn.draw`, its random
-numbers drawn in blocks. The
-straightforward loop — call the network's ``forward`` on one time step at a time with its carried state — is
-:class:`ReferenceStepper`; tests check that the two produce the same samples, and
+numbers drawn in blocks. The straightforward loop — call the network's ``forward`` on one time step at a time
+with its carried state — is :class:`ReferenceStepper`; tests check that the two produce the same samples, and
 benchmarks/bench_sampling.py times both.
 """
 from __future__ import annotations
