@@ -157,14 +157,6 @@ def _add(totals: Totals, out: dict[str, torch.Tensor], sequences: int | None = N
                sequences=sequences)
 
 
-def _detach(state: Any) -> Any:
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, (tuple, list)):
-        return type(state)(_detach(s) for s in state)
-    return state
-
-
 # -- the two kinds of data ---------------------------------------------------------------------------------------------
 def _to(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
     out = {}
@@ -276,7 +268,7 @@ def _chunks(n_pred: int, chunk: int | None) -> list[tuple[int, int]]:
 
 def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar,
           ckpt_cfg: dict | None = None, where: str = "model") -> tuple[Totals, dict]:
-    from seqbench.data.streams import load_tokens
+    from seqbench.data.streams import detach_state, load_tokens
 
     unit = _TEXT_UNIT.get(ds.spec.name, ds.config)
     model_unit = getattr(model, "unit", "") or ""
@@ -319,7 +311,7 @@ def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step,
                 return out
 
             out = step(run)
-            state = _detach(box["state"])
+            state = detach_state(box["state"])
             _add(totals, out, sequences=B if w == 0 else 0)
             progress.update(int(out["n"].sum()))
     progress.close()
