@@ -151,3 +151,40 @@ def test_no_family_strings_decide_behaviour_outside_the_models():
     hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert not hits, "\n".join(hits)
+
+
+def test_the_networks_answer_for_their_own_scoring():
+    """The evaluator computes no loss (issue #17): it asks the network's score_statistics; the text
+    cross-entropy exists once (models/lm.py) and the mixture math only in models/mdn.py."""
+    src = (ROOT / "seqbench" / "evaluation" / "evaluator.py").read_text(encoding="utf-8")
+    for word in ("cross_entropy", "mixture_nll", "squared_error", "mdn", "is_text", "is_handwriting", ".argmax("):
+        assert word not in src, word
+    ce = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "seqbench").rglob("*.py"))
+          if "F.cross_entropy(" in p.read_text(encoding="utf-8")]
+    assert ce == ["seqbench/models/lm.py"]
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    pts = torch.cat([torch.randn(2, 9, 2, generator=g), (torch.rand(2, 9, 1, generator=g) < 0.3).float()], -1)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    hw = {"inputs": torch.cat([torch.zeros(2, 1, 3), pts[:, :-1]], 1), "targets": pts, "mask": mask,
+          "chars": torch.randint(0, 5, (2, 4), generator=g), "char_mask": torch.ones(2, 4, dtype=torch.bool)}
+    tokens = torch.randint(0, 5, (2, 10), generator=g)
+    text = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "mask": mask}
+    nets = [(build_model("lstm-lm", vocab_size=5, hidden_size=4, num_layers=2), text, "errors"),
+            (build_model("handwriting-prediction", hidden_size=4, num_layers=2, n_mixtures=2), hw, "sse"),
+            (build_model("handwriting-synthesis", hidden_size=4, num_layers=2, n_mixtures=2, vocab_size=5), hw, "sse")]
+    with torch.no_grad():
+        for net, batch, extra in nets:
+            whole, _ = net.score_statistics(batch)
+            assert set(whole) == {"nll", "n", extra}
+            nll, n = net.score(batch)
+            assert torch.equal(nll, whole["nll"]) and torch.equal(n, whole["n"]) and n.tolist() == [9, 6]
+            # two pieces in time, the state carried: the whole batch's statistics
+            cut = [{k: v[:, sl] if k in ("inputs", "targets", "mask") else v for k, v in batch.items()}
+                   for sl in (slice(0, 4), slice(4, None))]
+            first, state = net.score_statistics(cut[0])
+            second, _ = net.score_statistics(cut[1], state)
+            for k in whole:
+                torch.testing.assert_close(first[k] + second[k], whole[k], rtol=1e-5, atol=1e-5)

@@ -55,14 +55,15 @@ class Window:
         """
         if self.reset or state is None:
             return None
-        return _detach(state)
+        return detach_state(state)
 
 
-def _detach(state: Any) -> Any:
+def detach_state(state: Any) -> Any:
+    """``state`` (a tensor, or a nested tuple/list of them) cut from the graph; anything else as it is."""
     if isinstance(state, torch.Tensor):
         return state.detach()
     if isinstance(state, (tuple, list)):
-        return type(state)(_detach(s) for s in state)
+        return type(state)(detach_state(s) for s in state)
     return state
 
 
@@ -230,4 +231,4 @@ def torch_view(ds, batch_size: int = 1, window: int = 100, *, eol: bool = False,
     return TokenStream(load_tokens(ds, eol=eol), batch_size, window, **kwargs)
 
 
-__all__ = ["TokenStream", "Window", "load_tokens", "torch_view"]
+__all__ = ["TokenStream", "Window", "load_tokens", "torch_view", "detach_state"]

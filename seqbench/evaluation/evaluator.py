@@ -31,13 +31,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from seqbench.errors import SeqbenchError
 from seqbench.evaluation.paper import PAPER, paper_rows_for
 from seqbench.evaluation.records import EvalResult
 from seqbench.metrics import DEFAULT_METRICS, Totals, compute
-from seqbench.models import is_conditional, is_handwriting, is_text
+from seqbench.models import is_conditional
 from seqbench.registry import Registry
 from seqbench.zoo import ZOO, ZooEntry
 from seqbench.zoo.hub import ResolvedModel, load_model
@@ -98,49 +97,26 @@ def _family(model) -> str:
     return getattr(model, "family", "") or ""
 
 
-def score_handwriting(model, batch: dict, time_chunk: int | None = None) -> dict[str, torch.Tensor]:
-    """Per-line nll, points and (for seqbench's networks) squared error of the mixture mean, from one forward.
-
-    ``time_chunk``: run seqbench's networks over the lines ``time_chunk`` steps at a time, carrying the
-    recurrent state exactly (static evaluation). Same numbers up to float rounding; much less memory traffic,
-    since each chunk's input projections and layer outputs stay in cache instead of streaming T·B·4H floats
-    through memory per layer (see benchmarks/bench_eval.py).
-    """
-    if is_handwriting(model):
-        from seqbench.metrics.handwriting import squared_error
-        from seqbench.models import mdn
-
-        M, mask, targets, inputs = model.config.n_mixtures, batch["mask"], batch["targets"], batch["inputs"]
-        conditional = is_conditional(model)
-        T = inputs.shape[1]
-        step = T if not time_chunk or time_chunk >= T else time_chunk
-        nll = sse = None
-        state = None
-        for a in range(0, T, step):
-            sl = slice(a, a + step)
-            if conditional:
-                y_hat, state = model(inputs[:, sl], batch["chars"], batch["char_mask"], state)
-            else:
-                y_hat, state = model(inputs[:, sl], state)
-            n_c = mdn.mixture_nll(y_hat, targets[:, sl], mask[:, sl], M)
-            s_c = squared_error(y_hat, targets[:, sl], mask[:, sl], M)
-            nll, sse = (n_c, s_c) if nll is None else (nll + n_c, sse + s_c)
-        return {"nll": nll, "n": mask.sum(1), "sse": sse}
-    nll, n = model.score(batch)
-    return {"nll": nll, "n": n}
+_TIME_KEYS = ("inputs", "targets", "mask")  # the batch tensors indexed by time step (B, T, ...)
 
 
-def score_text(model, batch: dict, state: Any) -> tuple[dict[str, torch.Tensor], Any]:
-    """Per-row nll, predictions and argmax errors of one window, carrying ``state``."""
-    if is_text(model):
-        logits, new_state = model(batch["inputs"], state)  # (B, T, V)
-        mask, targets = batch["mask"], batch["targets"]
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits if logits.dtype == torch.float64 else logits.float()
-            nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T), 0 where -100
-        nll = (nll * mask.to(nll.dtype)).sum(1)
-        errors = ((logits.argmax(-1) != targets) & mask).sum(1)
-        return {"nll": nll, "n": mask.sum(1), "errors": errors}, new_state
+def _time_slice(batch: dict, sl: slice) -> dict:
+    return {k: v[:, sl] if k in _TIME_KEYS else v for k, v in batch.items()}
+
+
+def _carries_state(model) -> bool:
+    """Whether the model scores a batch piece by piece, carrying its state: ``score_statistics(batch, state)``
+    (seqbench's networks, :meth:`seqbench.models.SeqModel.score_statistics`)."""
+    return callable(getattr(model, "score_statistics", None))
+
+
+def score_batch(model, batch: dict, state: Any = None) -> tuple[dict[str, torch.Tensor], Any]:
+    """The model's summed statistics of one batch, per sequence ("nll" in nats, "n" units, and what it gives
+    besides: "errors", "sse"), and the state it carries on, all from the model itself: its
+    ``score_statistics(batch, state)``, else ``score_with_state(batch, state) -> (nll, n, state)``, else
+    ``score(batch) -> (nll, n)`` (no state)."""
+    if _carries_state(model):
+        return model.score_statistics(batch, state)
     if hasattr(model, "score_with_state"):
         nll, n, new_state = model.score_with_state(batch, state)
         return {"nll": nll, "n": n}, new_state
@@ -148,17 +124,37 @@ def score_text(model, batch: dict, state: Any) -> tuple[dict[str, torch.Tensor],
     return {"nll": nll, "n": n}, None
 
 
+def score_handwriting(model, batch: dict, time_chunk: int | None = None) -> dict[str, torch.Tensor]:
+    """Per-line statistics of whole lines (:func:`score_batch`): nll, points and (for seqbench's networks)
+    squared error of the mixture mean.
+
+    ``time_chunk``: score a model that carries its state over the lines ``time_chunk`` steps at a time, the
+    state carried exactly (static evaluation). Same numbers up to float rounding; much less memory traffic,
+    since each chunk's input projections and layer outputs stay in cache instead of streaming T·B·4H floats
+    through memory per layer (see benchmarks/bench_eval.py). Other models score whole lines with ``score``.
+    """
+    if not _carries_state(model):
+        nll, n = model.score(batch)
+        return {"nll": nll, "n": n}
+    T = batch["inputs"].shape[1]
+    step = T if not time_chunk or time_chunk >= T else time_chunk
+    total: dict[str, torch.Tensor] | None = None
+    state = None
+    for a in range(0, T, step):
+        out, state = model.score_statistics(_time_slice(batch, slice(a, a + step)), state)
+        total = out if total is None else {k: total[k] + v for k, v in out.items()}
+    return total
+
+
+def score_text(model, batch: dict, state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Per-row statistics of one window (nll, predictions and, for seqbench's networks, argmax errors),
+    carrying ``state`` (:func:`score_batch`)."""
+    return score_batch(model, batch, state)
+
+
 def _add(totals: Totals, out: dict[str, torch.Tensor], sequences: int | None = None) -> None:
     totals.add(out["nll"].detach(), out["n"].detach(), errors=out.get("errors"), sse=out.get("sse"),
                sequences=sequences)
-
-
-def _detach(state: Any) -> Any:
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, (tuple, list)):
-        return type(state)(_detach(s) for s in state)
-    return state
 
 
 # -- the two kinds of data ---------------------------------------------------------------------------------------------
@@ -272,7 +268,7 @@ def _chunks(n_pred: int, chunk: int | None) -> list[tuple[int, int]]:
 
 def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step, bar,
           ckpt_cfg: dict | None = None, where: str = "model") -> tuple[Totals, dict]:
-    from seqbench.data.streams import load_tokens
+    from seqbench.data.streams import detach_state, load_tokens
 
     unit = _TEXT_UNIT.get(ds.spec.name, ds.config)
     model_unit = getattr(model, "unit", "") or ""
@@ -315,7 +311,7 @@ def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step,
                 return out
 
             out = step(run)
-            state = _detach(box["state"])
+            state = detach_state(box["state"])
             _add(totals, out, sequences=B if w == 0 else 0)
             progress.update(int(out["n"].sum()))
     progress.close()
@@ -532,5 +528,5 @@ def choose_dynamic_lr(model: Any, dataset: str, config: str | None, lrs: Iterabl
     return {"split": split, "limit": limit, "metric": metric, "unit": unit, "trials": trials, "chosen": best["lr"]}
 
 
-__all__ = ["evaluate", "choose_dynamic_lr", "Protocol", "EvaluationError", "score_handwriting", "score_text",
-           "DEFAULT_DYNAMIC_LR"]
+__all__ = ["evaluate", "choose_dynamic_lr", "Protocol", "EvaluationError", "score_batch", "score_handwriting",
+           "score_text", "DEFAULT_DYNAMIC_LR"]

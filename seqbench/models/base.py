@@ -1,4 +1,4 @@
-"""What every seqbench network has in common: a config dataclass, ``score``, and derivative clipping."""
+"""What every seqbench network has in common: a config dataclass, its own scoring, and derivative clipping."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,13 +7,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from seqbench.models import mdn
 from seqbench.models.lstm import LSTMLayer, _clamp_grad
 
 
 class SeqModel(nn.Module):
     """Base class. Subclasses set ``family`` (registry name), ``config_class`` and ``unit`` (what one predicted
-    unit is: "char", "byte", "word", "point"), declare what they are with ``modality`` and ``conditional``, and
-    implement :meth:`score`.
+    unit is: "char", "byte", "word", "point") and declare what they are with ``modality`` and ``conditional``;
+    the scoring (:meth:`score_statistics`, :meth:`score_with_state`, :meth:`score`) follows from what they
+    declare.
 
     Code outside :mod:`seqbench.models` asks these traits (:func:`seqbench.models.is_handwriting`,
     :func:`~seqbench.models.is_text`, :func:`~seqbench.models.is_conditional`, by network or by family name),
@@ -36,9 +38,47 @@ class SeqModel(nn.Module):
         self.config = config
         self.output_clip: float | None = None
 
-    def score(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    # -- scoring: the network answers for itself (the trainer's loss, the evaluator's statistics) ----------------
+    def forward_batch(self, batch: dict[str, Any], state: Any = None) -> tuple[Tensor, Any]:
+        """The forward call that :attr:`modality` and :attr:`conditional` declare, on a batch's tensors:
+        ``self(batch["inputs"], state)``, or ``self(batch["inputs"], batch["chars"], batch["char_mask"], state)``
+        for a conditional network → (outputs, the state to carry on)."""
+        if self.conditional:
+            return self(batch["inputs"], batch["chars"], batch["char_mask"], state)
+        return self(batch["inputs"], state)
+
+    def score_statistics(self, batch: dict[str, Any], state: Any = None, *,
+                         extra: bool = True) -> tuple[dict[str, Tensor], Any]:
+        """The summed statistics of one batch, per sequence (B,), and the state to carry on (the next window or
+        time chunk of the same sequences continues from it; None starts from zero).
+
+        Always "nll" (nats summed over the predicted units) and "n" (their number); with ``extra`` (what the
+        evaluator asks) a text network adds "errors" (argmax predictions that are wrong,
+        :func:`seqbench.models.lm.text_scores`) and a handwriting network "sse" (squared error of the mixture
+        mean, :func:`seqbench.models.mdn.mixture_scores`).
+
+        ``batch``: text: "inputs", "targets" (B, T) long (−100 where padded), optional "mask" (B, T) bool;
+        handwriting: "inputs", "targets" (B, T, 3), "mask" (B, T) bool, and for a conditional network "chars"
+        (B, U) long and "char_mask" (B, U) bool. A family with another output overrides this method."""
+        out, new_state = self.forward_batch(batch, state)
+        if self.modality == "text":
+            from seqbench.models.lm import text_scores
+
+            return text_scores(out, batch["targets"], batch.get("mask"), errors=extra), new_state
+        if self.modality == "handwriting":
+            return mdn.mixture_scores(out, batch["targets"], batch["mask"], self.config.n_mixtures,
+                                      sse=extra), new_state
+        raise NotImplementedError(f"{type(self).__name__} declares no modality: define score_statistics")
+
+    def score_with_state(self, batch: dict[str, Any], state: Any = None) -> tuple[Tensor, Tensor, Any]:
+        """(NLL in nats per sequence (B,), predicted units (B,), the state to carry on): the training loss."""
+        stats, new_state = self.score_statistics(batch, state, extra=False)
+        return stats["nll"], stats["n"], new_state
+
+    def score(self, batch: dict[str, Any], state: Any = None) -> tuple[Tensor, Tensor]:
         """Per-sequence NLL in nats summed over the predicted units (B,), and the number of those units (B,)."""
-        raise NotImplementedError
+        nll, n, _ = self.score_with_state(batch, state)
+        return nll, n
 
     def set_clipping(self, lstm: float | None = None, output: float | None = None) -> None:
         """Derivative clipping of Graves (2013) section 4.2: the gradient w.r.t. the LSTM gates' pre-activations

@@ -11,7 +11,6 @@ layer to the output. H is the LSTM of eqs. (7)-(11), see :mod:`seqbench.models.l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,22 +65,20 @@ class DeepLSTMLM(SeqModel):
         y_hat = self.output(cat_features(*hs))  # (B, T, L·H) → (B, T, V)
         return self._clip_output(y_hat), new_state
 
-    def score(self, batch: dict[str, Any], state: list[State] | None = None) -> tuple[Tensor, Tensor]:
-        """``batch``: "inputs" (B, T) long, "targets" (B, T) long, optional "mask" (B, T) bool.
 
-        Returns the summed NLL in nats per sequence (B,) and the number of predicted symbols (B,).
-        """
-        nll, n, _ = self.score_with_state(batch, state)
-        return nll, n
-
-    def score_with_state(self, batch: dict[str, Any], state: list[State] | None = None):
-        logits, new_state = self(batch["inputs"], state)
-        targets = batch["targets"]
-        mask = batch.get("mask")
-        if mask is None:
-            mask = torch.ones_like(targets, dtype=torch.bool)
-        with torch.autocast(device_type=logits.device.type, enabled=False):  # loss in float32 or wider
-            logits = logits if logits.dtype == torch.float64 else logits.float()
-            nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)  eq. (13)
-        nll = (nll * mask.to(nll.dtype)).sum(1)
-        return nll, mask.sum(1), new_state
+def text_scores(logits: Tensor, targets: Tensor, mask: Tensor | None = None, *,
+                errors: bool = False) -> dict[str, Tensor]:
+    """What a text network answers for one window, per sequence (B,): "nll", the cross-entropy of eq. (13)
+    summed in nats over the predicted symbols, "n", their number, and with ``errors`` "errors", the symbols
+    whose most likely prediction (argmax of the logits) is wrong. ``logits`` (B, T, V), ``targets`` (B, T) long
+    (−100 where padded), ``mask`` (B, T) bool (default: every step). The loss is computed in float32 or wider,
+    with autocast disabled, whatever the network runs in. The one place seqbench computes text cross-entropy."""
+    if mask is None:
+        mask = torch.ones_like(targets, dtype=torch.bool)
+    with torch.autocast(device_type=logits.device.type, enabled=False):  # loss in float32 or wider
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T), 0 where −100  (13)
+    out = {"nll": (nll * mask.to(nll.dtype)).sum(1), "n": mask.sum(1)}
+    if errors:
+        out["errors"] = ((logits.argmax(-1) != targets) & mask).sum(1)
+    return out

@@ -194,6 +194,32 @@ def draw(y_hat: Tensor, n_mixtures: int, bias: float, u: Tensor, n: Tensor,
     return torch.stack([dx, dy, eos], dim=1)
 
 
+def mixture_mean(y_hat: Tensor, n_mixtures: int) -> Tensor:
+    """E[(Δx, Δy) | y_t] = Σ_j π_j μ_j: ``y_hat`` (..., 1 + 6M) → (..., 2). The point estimate of
+    ``sse_per_point`` (see :mod:`seqbench.metrics.handwriting`)."""
+    with torch.autocast(device_type=y_hat.device.type, enabled=False):
+        p = split_params(y_hat if y_hat.dtype == torch.float64 else y_hat.float(), n_mixtures)
+        pi = p.log_pi.exp()  # (..., M)
+        return torch.stack([(pi * p.mu_x).sum(-1), (pi * p.mu_y).sum(-1)], dim=-1)
+
+
+def squared_error(y_hat: Tensor, targets: Tensor, mask: Tensor, n_mixtures: int) -> Tensor:
+    """Per-sequence Σ_t ‖(Δx, Δy)_t − mixture mean‖² over real steps: (B, T, 1+6M), (B, T, 3), (B, T) → (B,)."""
+    est = mixture_mean(y_hat, n_mixtures)  # (B, T, 2)
+    err = (targets[..., :2].to(est.dtype) - est).square().sum(-1)  # (B, T)
+    return (err * mask.to(err.dtype)).sum(1)
+
+
+def mixture_scores(y_hat: Tensor, targets: Tensor, mask: Tensor, n_mixtures: int, *,
+                   sse: bool = False) -> dict[str, Tensor]:
+    """What a handwriting network answers for one batch, per sequence (B,): "nll" (nats, eq. 26), "n" (the
+    points scored) and, with ``sse``, "sse" (squared error of the mixture mean, :func:`squared_error`)."""
+    out = {"nll": mixture_nll(y_hat, targets, mask, n_mixtures), "n": mask.sum(1)}
+    if sse:
+        out["sse"] = squared_error(y_hat, targets, mask, n_mixtures)
+    return out
+
+
 def sample(y_hat: Tensor, n_mixtures: int, bias: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
     """Draw x_{t+1} ~ Pr(· | y_t) for one step: ``y_hat`` (B, 1+6M) → (B, 3) (Δx, Δy, eos), with bias b, in
     float32, the random numbers from ``generator``: the component (``torch.multinomial``), two normals, a
@@ -210,5 +236,5 @@ def sample(y_hat: Tensor, n_mixtures: int, bias: float = 0.0, generator: torch.G
 
 
 __all__ = ["MixtureParams", "output_size", "biased", "split_params", "mixture_params", "mixture_log_prob",
-           "mixture_nll", "draw", "sample",
-           "log_one_minus_rho2", "sqrt_one_minus_rho2", "quadratic_form"]
+           "mixture_nll", "draw", "sample", "log_one_minus_rho2", "sqrt_one_minus_rho2", "quadratic_form",
+           "mixture_mean", "squared_error", "mixture_scores"]

@@ -8,7 +8,6 @@ see :mod:`seqbench.models.mdn`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -66,12 +65,6 @@ class HandwritingPrediction(SeqModel):
             new_state.append(st)
         y_hat = self.output(cat_features(*hs))  # (B, T, L·H) → (B, T, 1 + 6M)
         return self._clip_output(y_hat), new_state
-
-    def score(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """``batch``: "inputs", "targets" (B, T, 3), "mask" (B, T) bool → (nats per line (B,), points (B,))."""
-        y_hat, _ = self(batch["inputs"])
-        mask = batch["mask"]
-        return mdn.mixture_nll(y_hat, batch["targets"], mask, self.config.n_mixtures), mask.sum(1)
 
 
 class PredictionStepper:

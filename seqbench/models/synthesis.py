@@ -23,7 +23,6 @@ per-timestep version that benchmarks/bench_synthesis_train.py compares against.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -128,13 +127,6 @@ class HandwritingSynthesis(SeqModel):
             new_layers.append(st)
         y_hat = self.output(cat_features(*hs))  # (B, T, L·H) → (B, T, 1 + 6M)
         return self._clip_output(y_hat), SynthesisState(new_layers, kappa, w, phi)
-
-    def score(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """``batch``: "inputs", "targets" (B, T, 3), "mask" (B, T), "chars" (B, U), "char_mask" (B, U)
-        → (nats per line (B,), points (B,))."""
-        y_hat, _ = self(batch["inputs"], batch["chars"], batch["char_mask"])
-        mask = batch["mask"]
-        return mdn.mixture_nll(y_hat, batch["targets"], mask, self.config.n_mixtures), mask.sum(1)
 
 
 class SynthesisStepper(PredictionStepper):
