@@ -84,9 +84,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = paper_network() if args.model is None else args.model
-    from seqbench.sampling.load import load_model
+    from seqbench.sampling.load import load_for_sampling
 
-    loaded = load_model(model)
+    loaded = load_for_sampling(model)
     cfg = loaded.model.config
     print(f"network: {loaded.source} {cfg.num_layers} × {cfg.hidden_size}, {loaded.model.num_parameters():,} "
           f"weights; text: {len(args.text.split())} words, {len(args.text)} characters; bias {args.bias}; "

@@ -58,9 +58,9 @@ def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, 
     if texts:
         hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter)
     from seqbench.models import is_conditional, is_text
-    from seqbench.sampling.load import load_model
+    from seqbench.sampling.load import load_for_sampling
 
-    loaded = load_model(model)
+    loaded = load_for_sampling(model)
     text_model = is_text(loaded.model)
     if not text_model:
         kw.update(hw)

@@ -82,7 +82,7 @@ def run_demo(workdir: str | os.PathLike | None = None) -> DemoResult:
     from seqbench.data.iam.prepare import prepare_iam
     from seqbench.data.iam.synthetic import make_sample
     from seqbench.data.iam.torch import collate
-    from seqbench.sampling import load_model, synthesize
+    from seqbench.sampling import load_for_sampling, synthesize
     from seqbench.zoo import get_entry
 
     entry = get_entry(ZOO_MODEL)
@@ -108,7 +108,7 @@ def run_demo(workdir: str | os.PathLike | None = None) -> DemoResult:
                     "will differ from the model card", result.dataset["fingerprint"], ZOO_MODEL,
                     entry.data_fingerprint)
     # the training split's offset statistics turn the network's normalised offsets into board units
-    loaded = load_model(f"zoo:{ZOO_MODEL}", stats=tds.stats)
+    loaded = load_for_sampling(f"zoo:{ZOO_MODEL}", stats=tds.stats)
     sample = synthesize(loaded, SAMPLE_TEXT, bias=SAMPLE_BIAS, seed=SAMPLE_SEED)
     sample_svg = work / f"{ZOO_MODEL}-sample.svg"
     sample_svg.write_text(strokes_svg(*sample.points(0)))

@@ -342,7 +342,7 @@ def test_synthesis_trains_on_prepared_iam_sample(tmp_path):
     assert len(v) == 2 and all(math.isfinite(x) for x in v)
     assert load_pretrained(tmp_path / "run" / "best").config.vocab_size == 57
     # the checkpoint carries what sampling needs: statistics (board units) and the vocabulary
-    from seqbench.sampling.load import load_model as load_for_sampling
+    from seqbench.sampling.load import load_for_sampling
 
     loaded = load_for_sampling(tmp_path / "run" / "best")
     assert loaded.stats is not None and loaded.stats.std_dx > 0 and loaded.vocab.size == 57

@@ -111,7 +111,7 @@ def test_every_model_in_zoo_folder_reproduces_its_card():
 
 def test_zoo_handwriting_models_carry_what_sampling_needs(tmp_path):
     """config.json holds the offset statistics (samples in board units) and the vocabulary of synthesis nets."""
-    from seqbench.sampling.load import load_model as load_for_sampling
+    from seqbench.sampling.load import load_for_sampling
 
     for e in entries():
         if mirror_folder(e.name) is not None and e.family.startswith("handwriting"):

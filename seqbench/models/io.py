@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -72,6 +73,184 @@ def save_pretrained(model: SeqModel, folder: str | os.PathLike, extra: dict[str,
     cfg = {"model": model.config_dict(), **(extra or {})}
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True))
     return folder
+
+
+# -- side information: what a network needs besides its weights ---------------------------------------------
+# config.json keys (the checkpoint format's one definition; the trainer, the zoo export and the samplers' loader
+# all go through side_info / read_side_info):
+#   "offset_stats": {transform name: {"mean_dx", "std_dx", "mean_dy", "std_dy", ...}}  (handwriting networks)
+#   "vocab":        Vocabulary.to_dict(): {"name", "symbols", "fallback"}                (synthesis networks)
+#   "symbols":      [text of symbol 0, text of symbol 1, ...]                           (language models)
+# read_side_info also reads what older or hand-written checkpoints hold (see _stats_from, _vocab_from,
+# _symbols_from): those forms stay readable, only the forms above are written.
+@dataclass
+class SideInfo:
+    """What a checkpoint records besides the weights, each None when unknown or not the network's kind."""
+
+    vocab: Any = None  # seqbench.data.iam.vocab.Vocabulary
+    stats: Any = None  # seqbench.data.iam.transform.OffsetStats
+    symbols: list[str] | None = None
+
+
+def side_info(model: Any, *, offset_stats: Any = None, transform: str | None = None, vocab: Any = None,
+              symbols: Sequence[str] | None = None) -> dict[str, Any]:
+    """The config.json entries of ``model``'s side information, from what it was trained or evaluated on: the
+    offset statistics its inputs were normalised with (an OffsetStats or its ``to_dict()``; under the name of
+    ``transform``, by default seqbench's offset transform) for a handwriting network, so samples come out in
+    board units; ``vocab`` (a Vocabulary) for a synthesis network whose classes it matches; the ``symbols`` of a
+    language model. What does not apply to the network's kind is left out."""
+    from seqbench.models import is_conditional, is_handwriting, is_text
+
+    out: dict[str, Any] = {}
+    if offset_stats is not None and is_handwriting(model):
+        if transform is None:
+            from seqbench.data.iam.transform import NAME as transform
+        stats = offset_stats.to_dict() if hasattr(offset_stats, "to_dict") else dict(offset_stats)
+        out["offset_stats"] = {transform: stats}
+    if vocab is not None and is_conditional(model) and \
+            vocab.size == getattr(getattr(model, "config", None), "vocab_size", None):
+        out["vocab"] = vocab.to_dict()
+    if symbols is not None and is_text(model):
+        out["symbols"] = list(symbols)
+    return out
+
+
+def read_side_info(cfg: dict, model: Any, where: str = "config.json", *, vocab: bool = True, stats: bool = True,
+                   symbols: bool = True) -> SideInfo:
+    """The side information config.json ``cfg`` records for ``model``: each of its kind only (a language
+    model's "vocab" is no handwriting vocabulary), and only those asked for (``vocab=False`` etc.: a value the
+    caller has already, so a bad entry for it is not read). A mistyped entry raises
+    :class:`~seqbench.sampling.errors.SamplingError` naming it and ``where``."""
+    from seqbench.models import is_conditional, is_handwriting, is_text
+
+    cfg = cfg if isinstance(cfg, dict) else {}
+    return SideInfo(vocab=_vocab_from(cfg, where) if vocab and is_conditional(model) else None,
+                    stats=_stats_from(cfg, where) if stats and is_handwriting(model) else None,
+                    symbols=_symbols_from(cfg, where) if symbols and is_text(model) else None)
+
+
+_VOCAB_FORMS = ('a vocabulary name ("graves57-v1"), a list of one-character symbols, or '
+                '{"name": ..., "symbols": [...], "fallback": null or a class index}')
+
+
+def vocabulary_from_dict(d: Any, where: str = "vocabulary"):
+    """A :class:`~seqbench.data.iam.vocab.Vocabulary` from its ``to_dict()`` (or a name, or a symbol list).
+
+    Anything else (a number, symbols that are not strings, a fallback outside the classes, ...) raises
+    :class:`SamplingError` naming ``where`` (e.g. "runs/x/best/config.json: 'vocab'")."""
+    from seqbench.data.iam.vocab import GRAVES57, Vocabulary
+    from seqbench.sampling.errors import SamplingError
+
+    def bad(why: str) -> SamplingError:
+        return SamplingError(f"{where}: {why}; it must be {_VOCAB_FORMS}. Fix or remove the entry (a 57-class "
+                             "network then uses graves57-v1), or pass vocab= from Python")
+
+    if d is None:
+        return None
+    if isinstance(d, str):
+        if d == GRAVES57.name:
+            return GRAVES57
+        raise bad(f"unknown vocabulary name {d!r} (known: {GRAVES57.name})")
+    if isinstance(d, (list, tuple)):
+        d = {"name": f"custom-{len(d)}", "symbols": list(d), "fallback": None}
+    if not isinstance(d, dict):
+        raise bad(f"it is {str(d)[:80]}, not a vocabulary")
+    syms = d.get("symbols")
+    if not isinstance(syms, (list, tuple)) or not syms or not all(isinstance(x, str) and x for x in syms):
+        raise bad(f"'symbols' is {str(syms)[:80]}, not a non-empty list of strings")
+    symbols = tuple(syms)
+    name = d.get("name", f"custom-{len(symbols)}")
+    fallback = d.get("fallback")
+    if not isinstance(name, str):
+        raise bad(f"'name' is {name!r}, not a string")
+    if fallback is not None and (isinstance(fallback, bool) or not isinstance(fallback, int)
+                                 or not 0 <= fallback < len(symbols)):
+        raise bad(f"'fallback' is {fallback!r}, not null or a class index in 0..{len(symbols) - 1}")
+    if name == GRAVES57.name and symbols == GRAVES57.symbols:
+        return GRAVES57
+    table = {s: i for i, s in enumerate(symbols) if len(s) == 1}
+    return Vocabulary(name=name, symbols=symbols, table=table, fallback=fallback)
+
+
+def _sections(cfg: dict) -> tuple[tuple[str, dict], ...]:
+    data = cfg.get("data")
+    return (("", cfg),) + ((("data.", data),) if isinstance(data, dict) else ())
+
+
+def _stats_from(cfg: dict, where: str = "config.json"):
+    """The offset statistics config.json records (under offset_stats or stats, at the top or in data, by
+    transform name or bare), or None; a mistyped entry raises :class:`SamplingError` naming it."""
+    import math
+
+    from seqbench.data.iam.transform import NAME, OffsetStats
+    from seqbench.sampling.errors import SamplingError
+
+    for prefix, sec in _sections(cfg):
+        for key in ("offset_stats", "stats"):
+            if key not in sec:
+                continue
+            d, label = sec[key], f"{where}: '{prefix}{key}'"
+            if isinstance(d, dict) and isinstance(d.get(NAME), dict):
+                d, label = d[NAME], f"{label}['{NAME}']"
+            if not isinstance(d, dict) or "std_dx" not in d:
+                if key == "stats" and isinstance(d, dict):  # some other statistics under a generic name
+                    continue
+                raise SamplingError(f"{label} is {str(d)[:80]}, not offset statistics ({{\"mean_dx\": ..., "
+                                    "\"std_dx\": ..., \"mean_dy\": ..., \"std_dy\": ...}, as seqbench prepare writes "
+                                    "them); fix or remove the entry (samples are then drawn in normalised units), "
+                                    "or pass stats= from Python")
+            for k in ("mean_dx", "std_dx", "mean_dy", "std_dy"):
+                v = d.get(k)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                        (k.startswith("std") and v <= 0):
+                    raise SamplingError(f"{label}: {k} is {v!r}, not a finite number{' > 0' if k.startswith('std') else ''}; "
+                                        "fix or remove the entry, or pass stats= from Python")
+            try:
+                return OffsetStats.from_dict({**{k: 0 for k in ("n_lines", "n_offsets")}, **d})
+            except TypeError as e:
+                raise SamplingError(f"{label}: {e}") from None
+    return None
+
+
+def _vocab_from(cfg: dict, where: str = "config.json"):
+    for key in ("vocab", "vocabulary"):
+        for prefix, sec in _sections(cfg):
+            if key in sec:
+                return vocabulary_from_dict(sec[key], where=f"{where}: '{prefix}{key}'")
+    toy = _toy_symbols(cfg)
+    return None if toy is None else vocabulary_from_dict({"name": "toy-28", "symbols": toy, "fallback": None})
+
+
+def _toy_symbols(cfg: dict) -> list[str] | None:
+    """The tiny recipes' built-in data (seqbench.training.toy) write with ALPHABET + "." (28 symbols); their
+    checkpoints name the data set in the recipe rather than storing the symbols."""
+    recipe = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    if str(data.get("source") or data.get("name") or "").startswith("toy-"):
+        try:
+            from seqbench.training.toy import ALPHABET
+        except ImportError:
+            return None
+        return list(ALPHABET + ".")
+    return None
+
+
+def _symbols_from(cfg: dict, where: str = "config.json") -> list[str] | None:
+    from seqbench.sampling.errors import SamplingError
+
+    for key in ("symbols", "vocab", "vocabulary"):
+        for prefix, sec in _sections(cfg):
+            if key not in sec:
+                continue
+            v = sec[key]
+            if isinstance(v, dict):
+                v = v.get("symbols")
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise SamplingError(f"{where}: '{prefix}{key}' is {str(sec[key])[:80]}, not a list of symbols "
+                                    "(strings; symbols[i] is the text of symbol i); fix it, or pass symbols= from "
+                                    "Python")
+            return list(v)
+    return _toy_symbols(cfg)
 
 
 # -- reading ------------------------------------------------------------------------------------------------------
@@ -219,4 +398,5 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
 
 
 __all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "read_config", "read_header", "check_header",
-           "load_state", "load_into", "safetensors_bytes"]
+           "load_state", "load_into", "safetensors_bytes", "SideInfo", "side_info", "read_side_info",
+           "vocabulary_from_dict"]

@@ -24,7 +24,7 @@ from seqbench.models import is_conditional, is_handwriting, is_text
 from seqbench.sampling.draw import draw
 from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
 from seqbench.sampling.handwriting import HandwritingSample, find_line, generate, synthesize
-from seqbench.sampling.load import LoadedModel, load_model
+from seqbench.sampling.load import LoadedModel, load_for_sampling
 from seqbench.sampling.text import TextSample, sample_text
 
 
@@ -42,7 +42,7 @@ def sample(model: Any, text: str | list[str] | None = None, *, steps: int | None
     >>> s = sample("runs/tiny-synthesis/best", "hello world", bias=0.5, seed=0)   # doctest: +SKIP
     >>> s.offsets[0][:2], s.phi[0].shape                                          # doctest: +SKIP
     """
-    loaded = load_model(model, vocab=kwargs.pop("vocab", None), stats=kwargs.pop("stats", None),
+    loaded = load_for_sampling(model, vocab=kwargs.pop("vocab", None), stats=kwargs.pop("stats", None),
                         symbols=kwargs.pop("symbols", None))
     net = loaded.model
     if is_handwriting(net) and is_conditional(net):
@@ -61,5 +61,5 @@ def sample(model: Any, text: str | list[str] | None = None, *, steps: int | None
     raise SamplingError(f"no sampler for a {loaded.family} network")
 
 
-__all__ = ["sample", "synthesize", "generate", "sample_text", "draw", "find_line", "load_model", "LoadedModel",
+__all__ = ["sample", "synthesize", "generate", "sample_text", "draw", "find_line", "load_for_sampling", "LoadedModel",
            "HandwritingSample", "TextSample", "SamplingError", "UnwritableCharacters", "UnknownLineError"]

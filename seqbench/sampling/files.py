@@ -94,9 +94,9 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
     from seqbench.paths import atomic_write_text, check_output_path
     from seqbench.models import is_conditional, is_text
     from seqbench.sampling import sample
-    from seqbench.sampling.load import load_model
+    from seqbench.sampling.load import load_for_sampling
 
-    loaded = load_model(model)
+    loaded = load_for_sampling(model)
     text_model = is_text(loaded.model)
     # everything that can be checked is checked before sampling (the output paths, matplotlib, the options), and
     # every output is rendered in memory first, then all are written together (write_all): whole, or not at all

@@ -41,7 +41,7 @@ from seqbench.models import is_conditional, is_handwriting
 from seqbench.models.mdn import draw as draw_point  # one biased draw x_{t+1} ~ Pr(· | ŷ_t), given the random numbers
 from seqbench.models.mdn import mixture_params
 from seqbench.sampling.errors import SamplingError, UnknownLineError, UnwritableCharacters
-from seqbench.sampling.load import LoadedModel, load_model
+from seqbench.sampling.load import LoadedModel, load_for_sampling
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +447,7 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
     >>> s.offsets[0].shape, s.phi[0].shape, s.stopped                                       # doctest: +SKIP
     ((412, 3), (412, 17), [True])
     """
-    loaded = load_model(model, vocab=vocab, stats=stats)
+    loaded = load_for_sampling(model, vocab=vocab, stats=stats)
     fam = loaded.family
     if is_handwriting(loaded.model) and not is_conditional(loaded.model):
         raise SamplingError("this is a handwriting prediction network: it writes unconditionally and cannot "
@@ -505,7 +505,7 @@ def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, see
 
     >>> s = generate("runs/tiny-prediction/best", steps=700, bias=0.5, seed=0)   # doctest: +SKIP
     """
-    loaded = load_model(model, stats=stats)
+    loaded = load_for_sampling(model, stats=stats)
     if not is_handwriting(loaded.model) or is_conditional(loaded.model):
         if is_handwriting(loaded.model):
             raise SamplingError("this is a handwriting synthesis network: it needs a text to write (text=, CLI "

@@ -16,7 +16,7 @@ import torch
 
 from seqbench.models import is_text
 from seqbench.sampling.errors import SamplingError, UnwritableCharacters
-from seqbench.sampling.load import LoadedModel, load_model
+from seqbench.sampling.load import LoadedModel, load_for_sampling
 
 MAX_TEMPERATURE = 100.0
 MAX_LENGTH = 100_000  # symbols per line (one network step each)
@@ -70,7 +70,7 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
     >>> s = sample_text("runs/tiny-lm/best", 100, prime="the_", temperature=0.8, seed=0)   # doctest: +SKIP
     >>> print(s.texts[0])                                                                   # doctest: +SKIP
     """
-    loaded = load_model(model, symbols=list(symbols) if symbols is not None else None)
+    loaded = load_for_sampling(model, symbols=list(symbols) if symbols is not None else None)
     if not is_text(loaded.model):
         raise SamplingError(f"a {loaded.family} network does not write text; text sampling takes a language "
                             "model (lstm-lm). For handwriting use synthesize / seqbench sample --text")

@@ -40,8 +40,8 @@ import torch
 
 from seqbench.errors import SeqbenchError
 from seqbench.paths import atomic_write_text, check_output_path
-from seqbench.models import SeqModel, build_model, is_conditional, is_text
-from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained
+from seqbench.models import SeqModel, build_model, is_text
+from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained, side_info
 from seqbench.training.data import Batch, make_batches, n_training_sequences
 from seqbench.training.noise import make_noise
 from seqbench.training.optim import make_optimizer
@@ -198,7 +198,7 @@ class _Run:
                                           rank=self.rank, world=self.world)
         self.valid_batches = make_batches(recipe.data, recipe.data.valid_split, train=False, seed=recipe.seed)
         self.n_train_seqs = max(n_training_sequences(self.train_batches), 1)
-        self.sampling_extra = self._sampling_extra()
+        self.side_info = self._side_info()
         self.text = is_text(self.model)
         self.net = _Scorer(self.model, self.text)
         if self.world > 1:
@@ -281,22 +281,20 @@ class _Run:
     # -- checkpoints -------------------------------------------------------------
     def _extra(self) -> dict:
         return {"recipe": self.recipe.to_dict(), "step": self.step, "unit": self.recipe.unit,
-                **self.sampling_extra}
+                **self.side_info}
 
-    def _sampling_extra(self) -> dict:
-        """What sampling needs besides the weights, saved with every checkpoint: a handwriting network's offset
-        statistics (samples in board units) and a synthesis network's vocabulary; a PTB model's symbols."""
+    def _side_info(self) -> dict:
+        """The side information saved with every checkpoint (:func:`seqbench.models.io.side_info` owns its
+        format), from the training data: an IAM-OnDB network's offset statistics (samples in board units) and
+        vocabulary; a PTB model's symbols."""
         src, items = self.recipe.data.source, getattr(self.train_batches, "items", None)
-        extra: dict = {}
         if src == "iam-ondb" and items is not None and hasattr(items, "stats"):
-            extra["offset_stats"] = {items.transform.name: items.stats.to_dict()}
-            if is_conditional(self.model) and items.vocab.size == self.model.config.vocab_size:
-                extra["vocab"] = items.vocab.to_dict()
-        elif src == "ptb":
+            return side_info(self.model, offset_stats=items.stats, transform=items.transform.name, vocab=items.vocab)
+        if src == "ptb":
             from seqbench.data.ptb import read_vocab
 
-            extra["symbols"] = read_vocab(self.recipe.data.config or "char", self.recipe.data.root)
-        return extra
+            return side_info(self.model, symbols=read_vocab(self.recipe.data.config or "char", self.recipe.data.root))
+        return {}
 
     def save(self, best: bool) -> None:
         """Write last/ (weights, config, optimiser and RNG state) and, if ``best``, best/: each folder is filled

@@ -144,26 +144,6 @@ def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def sampling_extras(model, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What a sampler needs besides the weights, for config.json: a handwriting network's offset statistics
-    (from the eval record: the configuration's training-split statistics the inputs were normalised with), so
-    samples come out in board units, and a 57-class synthesis network's vocabulary (GRAVES57)."""
-    from seqbench.models import is_conditional, is_handwriting
-
-    extra: dict[str, Any] = {}
-    stats = ((record or {}).get("dataset") or {}).get("offset_stats")
-    if is_handwriting(model) and isinstance(stats, Mapping):
-        from seqbench.data.iam.transform import OffsetTransform
-
-        extra["offset_stats"] = {OffsetTransform.name: dict(stats)}
-    if is_conditional(model):
-        from seqbench.data.iam.vocab import GRAVES57
-
-        if getattr(model.config, "vocab_size", None) == GRAVES57.size:
-            extra["vocab"] = GRAVES57.to_dict()
-    return extra
-
-
 class ExportError(SeqbenchError):
     """A network or a result record does not belong to the zoo entry it is exported under."""
 
@@ -203,12 +183,17 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
            training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
-    :func:`sampling_extras` (offset statistics, vocabulary) and ``extra``."""
-    from seqbench.models.io import save_pretrained
+    the network's side information (:func:`seqbench.models.io.side_info`: a handwriting network's offset
+    statistics from the eval record, the configuration's training-split statistics its inputs were normalised
+    with; a 57-class synthesis network's vocabulary, GRAVES57) and ``extra``."""
+    from seqbench.data.iam.vocab import GRAVES57
+    from seqbench.models.io import save_pretrained, side_info
 
     check_exportable(model, entry, record)
     folder = Path(folder)
-    save_pretrained(model, folder, extra={**sampling_extras(model, record), **dict(extra or {})})
+    stats = ((record or {}).get("dataset") or {}).get("offset_stats")
+    side = side_info(model, offset_stats=stats if isinstance(stats, Mapping) else None, vocab=GRAVES57)
+    save_pretrained(model, folder, extra={**side, **dict(extra or {})})
     sha = sha256_file(folder / WEIGHTS)
     cfg = json.loads((folder / CONFIG).read_text())
     cfg.update({"weights_sha256": sha, "zoo": {"name": entry.name, "dataset": entry.dataset,
@@ -337,5 +322,5 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
     return Path(path)
 
 
-__all__ = ["model_card", "export", "sampling_extras", "check_exportable", "ExportError", "training_status",
+__all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
            "plot_curve"]
