@@ -1,10 +1,17 @@
-"""Where seqbench keeps prepared datasets and downloads."""
+"""Where seqbench keeps prepared datasets and downloads, and how it writes its outputs: whole or not at all.
+
+Every output written in place goes through one of the atomic helpers here: a file (:func:`atomic_write`,
+:func:`atomic_write_bytes`, :func:`atomic_write_text`), several files together (:func:`atomic_write_all`) or a
+folder swapped in whole (:func:`replace_folder`, with :func:`recover_folders` after a kill). Prepared datasets
+have their own, fsynced, locked folder writer (:func:`seqbench.data.base.atomic_dataset_dir` and its helpers).
+"""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 
 def seqbench_home() -> Path:
@@ -74,3 +81,85 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], mod
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` whole or not at all (see :func:`atomic_write`)."""
     return atomic_write(path, lambda f: f.write(text.encode(encoding)), mode=0o644)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 0o644) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (see :func:`atomic_write`), mode 0644 by default."""
+    return atomic_write(path, lambda f: f.write(data), mode=mode)
+
+
+def atomic_write_all(outputs: Sequence[tuple[Path, bytes]], mode: int = 0o644) -> list[Path]:
+    """Write every (path, bytes) whole, or none of them: each goes to a temporary sibling first, and only when
+    all are written are they renamed into place; on any failure the temporary files, and the folders made for
+    them, are removed. Mode 0644, like every other output."""
+    made: list[Path] = []
+    temps: list[str] = []
+    try:
+        for path, data in outputs:
+            missing = []
+            d = path.parent
+            while not d.exists():
+                missing.append(d)
+                d = d.parent
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made += reversed(missing)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            temps.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, mode)
+        for (path, _), tmp in zip(outputs, temps):
+            os.replace(tmp, path)
+        temps = []
+    finally:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+        if temps:
+            for d in reversed(made):  # deepest first; only the folders this call made, and only if empty
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+    return [path for path, _ in outputs]
+
+
+def replace_folder(parent: str | os.PathLike, name: str, fill: Callable[[Path], None]) -> Path:
+    """Fill a new ``parent/name`` under a temporary name (``fill(folder)`` writes its files), then swap it in:
+    ``name`` -> ``.name.old``, the new folder -> ``name``, then the old one is deleted. A kill at any point
+    leaves a whole folder under ``name`` or under ``.name.old``, which :func:`recover_folders` puts back.
+    Folder mode 0755, its files 0644."""
+    out = Path(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=out))
+    final, old = out / name, out / f".{name}.old"
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        if final.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def recover_folders(parent: str | os.PathLike, names: Iterable[str]) -> None:
+    """After a kill during :func:`replace_folder`: put ``.NAME.old`` back where the new folder never arrived,
+    and delete unfinished temporary folders."""
+    out = Path(parent)
+    if not out.is_dir():
+        return
+    for name in names:
+        old = out / f".{name}.old"
+        if old.is_dir():
+            if (out / name).is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(old, out / name)
+    for tmp in out.glob(".*.new-*"):
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,7 @@
 >>> model = load_pretrained("run/best")       # doctest: +SKIP
 
 Writing: identical tensors and config give byte-identical files (so a sha256 pins the content, not the run
-that wrote it), each written whole or not at all (:func:`seqbench.paths.atomic_write`), mode 0644 like every
+that wrote it), each written whole or not at all (:func:`seqbench.paths.atomic_write_bytes`), mode 0644 like every
 other output. safetensors itself writes its ``__metadata__`` in the order of a Rust hash map, which differs
 from one process to the next (measured: 5 different sha256s in 6 runs for the same three keys), and with
 mode 0600; :func:`safetensors_bytes` fixes the order.
@@ -64,12 +64,11 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 def save_pretrained(model: SeqModel, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``folder``/model.safetensors and ``folder``/config.json: byte-identical for identical tensors and
     config, each written whole or not at all, mode 0644 (see the module docstring)."""
-    from seqbench.paths import atomic_write, atomic_write_text
+    from seqbench.paths import atomic_write_bytes, atomic_write_text
 
     folder = Path(folder)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    data = safetensors_bytes(tensors, {"format": "pt", "family": model.family})
-    atomic_write(folder / WEIGHTS, lambda f: f.write(data), mode=0o644)
+    atomic_write_bytes(folder / WEIGHTS, safetensors_bytes(tensors, {"format": "pt", "family": model.family}))
     cfg = {"model": model.config_dict(), **(extra or {})}
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True))
     return folder

@@ -38,47 +38,16 @@ def _npz_path(path: str | os.PathLike) -> Path:
 
 def save_arrays(sample: Any, path: str | os.PathLike) -> Path:
     """Write a :class:`~seqbench.sampling.HandwritingSample` to ``.npz`` (see :func:`arrays_bytes`)."""
-    from seqbench.paths import atomic_write
+    from seqbench.paths import atomic_write_bytes
 
-    data = arrays_bytes(sample)
-    return atomic_write(_npz_path(path), lambda f: f.write(data), mode=0o644)
+    return atomic_write_bytes(_npz_path(path), arrays_bytes(sample))
 
 
 def write_all(outputs: Sequence[tuple[Path, bytes]]) -> list[Path]:
-    """Write every (path, bytes) whole, or none of them: each goes to a temporary sibling first, and only when
-    all are written are they renamed into place; on any failure the temporary files, and the folders made for
-    them, are removed. Mode 0644, like every other output."""
-    import tempfile
+    """Write every (path, bytes) whole, or none of them, mode 0644 (:func:`seqbench.paths.atomic_write_all`)."""
+    from seqbench.paths import atomic_write_all
 
-    made: list[Path] = []
-    temps: list[str] = []
-    try:
-        for path, data in outputs:
-            missing = []
-            d = path.parent
-            while not d.exists():
-                missing.append(d)
-                d = d.parent
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made += reversed(missing)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-            temps.append(tmp)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
-        for (path, _), tmp in zip(outputs, temps):
-            os.replace(tmp, path)
-        temps = []
-    finally:
-        for tmp in temps:
-            Path(tmp).unlink(missing_ok=True)
-        if temps:
-            for d in reversed(made):  # deepest first; only the folders this call made, and only if empty
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
-    return [path for path, _ in outputs]
+    return atomic_write_all(outputs)
 
 
 def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.PathLike | None = None,

@@ -27,9 +27,7 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +37,7 @@ from typing import Any
 import torch
 
 from seqbench.errors import SeqbenchError
-from seqbench.paths import atomic_write_text, check_output_path
+from seqbench.paths import atomic_write_text, check_output_path, recover_folders, replace_folder
 from seqbench.models import SeqModel, build_model, is_text
 from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained, side_info
 from seqbench.training.data import Batch, make_batches, n_training_sequences
@@ -501,41 +499,14 @@ class _StopFlag:
 
 
 def _replace_folder(out: Path, name: str, fill) -> None:
-    """Fill a new ``out/name`` under a temporary name, then swap it in: ``name`` → ``.name.old``, the new folder
-    → ``name``, then the old one is deleted. A kill at any point leaves a whole folder under ``name`` or under
-    ``.name.old``, which :func:`_recover_folders` puts back."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=out))
-    try:
-        fill(tmp)
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        final, old = out / name, out / f".{name}.old"
-        if final.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """``out/name`` swapped in whole (:func:`seqbench.paths.replace_folder`)."""
+    replace_folder(out, name, fill)
 
 
 def _recover_folders(out: Path) -> None:
     """After a kill during :func:`_replace_folder`: put ``.last.old`` / ``.best.old`` back where the new folder
-    never arrived, and delete unfinished temporary folders."""
-    if not out.is_dir():
-        return
-    for name in ("last", "best"):
-        old = out / f".{name}.old"
-        if old.is_dir():
-            if (out / name).is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(old, out / name)
-    for tmp in out.glob(".*.new-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    never arrived, and delete unfinished temporary folders (:func:`seqbench.paths.recover_folders`)."""
+    recover_folders(out, ("last", "best"))
 
 
 _STATE_FIELDS = {"step": int, "epoch": int, "batch_in_epoch": int, "best": (float, int, type(None)),
