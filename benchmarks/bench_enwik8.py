@@ -17,20 +17,11 @@ import argparse
 import logging
 import os
 import shutil
-import statistics
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
-
-def _time(fn, runs: int) -> tuple[float, list[float]]:
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts), ts
+from timing import median_time
 
 
 def main() -> None:
@@ -60,9 +51,9 @@ def main() -> None:
     try:
         with zipfile.ZipFile(zpath) as zf:
             raw.write_bytes(zf.read("enwik8"))
-        read_zip, _ = _time(zpath.read_bytes, args.runs)
-        unzip, _ = _time(lambda: zipfile.ZipFile(zpath).read("enwik8"), args.runs)
-        prep, prep_all = _time(lambda: prepare_enwik8(zpath, tmp / "out", quiet=True, **kwargs), args.runs)
+        read_zip, _ = median_time(zpath.read_bytes, args.runs)
+        unzip, _ = median_time(lambda: zipfile.ZipFile(zpath).read("enwik8"), args.runs)
+        prep, prep_all = median_time(lambda: prepare_enwik8(zpath, tmp / "out", quiet=True, **kwargs), args.runs)
         info = prepare_enwik8(zpath, tmp / "out", quiet=True, **kwargs).info
 
         import torch  # imported before timing: the load, not the import, is measured
@@ -78,8 +69,8 @@ def main() -> None:
             ds = seqbench.load_dataset("enwik8", "graves2013", "train", root=tmp / "out")
             return load_tokens(ds)
 
-        floor_load, _ = _time(read_raw, args.runs)
-        ld, ld_all = _time(load, args.runs)
+        floor_load, _ = median_time(read_raw, args.runs)
+        ld, ld_all = median_time(load, args.runs)
         t = load()
         assert t.shape == (96_000_000,) and t.dtype == torch.uint8
     finally:

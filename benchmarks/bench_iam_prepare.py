@@ -13,11 +13,11 @@ import gzip
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import median_time
 
 
 def _drain(f) -> int:
@@ -27,15 +27,6 @@ def _drain(f) -> int:
         if not b:
             return n
         n += len(b)
-
-
-def _time(fn, runs: int) -> tuple[float, list[float]]:
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts), ts
 
 
 def main() -> None:
@@ -52,12 +43,12 @@ def main() -> None:
 
     from seqbench.data.iam.prepare import prepare_iam
 
-    floor_gzip, _ = _time(lambda: _drain(gzip.open(arc, "rb")), args.runs)
-    floor_isal, _ = _time(lambda: _drain(igzip.open(arc, "rb")), args.runs)
+    floor_gzip, _ = median_time(lambda: _drain(gzip.open(arc, "rb")), args.runs)
+    floor_isal, _ = median_time(lambda: _drain(igzip.open(arc, "rb")), args.runs)
     tmp = Path(tempfile.mkdtemp(prefix="seqbench-bench-"))
     try:
-        prep, prep_all = _time(lambda: prepare_iam(src, tmp, quiet=True), args.runs)
-        prep1, _ = _time(lambda: prepare_iam(src, tmp, quiet=True, workers=1), 1)
+        prep, prep_all = median_time(lambda: prepare_iam(src, tmp, quiet=True), args.runs)
+        prep1, _ = median_time(lambda: prepare_iam(src, tmp, quiet=True, workers=1), 1)
 
         import pyarrow.parquet as pq
         import torch  # noqa: F401  (imported before timing: the load, not the import, is measured)
@@ -65,13 +56,13 @@ def main() -> None:
         import seqbench
 
         path = tmp / "iam-ondb" / "1.0.0" / "graves2013" / "train.parquet"
-        raw_read, _ = _time(lambda: path.read_bytes(), args.runs)
-        arrow, _ = _time(lambda: pq.read_table(path, memory_map=True), args.runs)
+        raw_read, _ = median_time(lambda: path.read_bytes(), args.runs)
+        arrow, _ = median_time(lambda: pq.read_table(path, memory_map=True), args.runs)
         os.environ["SEQBENCH_HOME"] = str(tmp / "home")  # the torch cache goes here and is removed with tmp
         split = lambda: seqbench.load_dataset("iam-ondb", "graves2013", "train", root=tmp)  # noqa: E731
-        load, _ = _time(lambda: split().to_torch(cache=False), args.runs)
+        load, _ = median_time(lambda: split().to_torch(cache=False), args.runs)
         split().to_torch()  # writes the cache
-        cached, _ = _time(lambda: split().to_torch(), args.runs)
+        cached, _ = median_time(lambda: split().to_torch(), args.runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
