@@ -156,27 +156,24 @@ def _parse_lxml(data: bytes) -> ParsedLine:
     )
 
 
-def _int_attr(p, name: str, where: str) -> int:
+def _number_attr(p, name: str, where: str, parse, noun: str, ok, problem: str):
+    """Attribute ``name`` of element ``p`` as ``parse`` reads it; missing, unparsable (not ``noun``) or failing
+    ``ok`` (it is ``problem``) raises LineError naming ``where``."""
     v = p.get(name)
     if v is None:
         raise LineError(f"{where} has no {name!r} attribute")
     try:
-        out = int(v.strip())
+        out = parse(v.strip())
     except ValueError:
-        raise LineError(f"{where}: {name}={v!r} is not an integer") from None
-    if not -(2**31) <= out < 2**31:
-        raise LineError(f"{where}: {name}={v!r} is out of range")
+        raise LineError(f"{where}: {name}={v!r} is not {noun}") from None
+    if not ok(out):
+        raise LineError(f"{where}: {name}={v!r} is {problem}")
     return out
+
+
+def _int_attr(p, name: str, where: str) -> int:
+    return _number_attr(p, name, where, int, "an integer", lambda x: -(2**31) <= x < 2**31, "out of range")
 
 
 def _float_attr(p, name: str, where: str) -> float:
-    v = p.get(name)
-    if v is None:
-        raise LineError(f"{where} has no {name!r} attribute")
-    try:
-        out = float(v.strip())
-    except ValueError:
-        raise LineError(f"{where}: {name}={v!r} is not a number") from None
-    if not np.isfinite(out):
-        raise LineError(f"{where}: {name}={v!r} is not finite")
-    return out
+    return _number_attr(p, name, where, float, "a number", np.isfinite, "not finite")
