@@ -7,6 +7,7 @@ the test instead of filling the machine's memory.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -295,20 +296,28 @@ print(p.prepare_iam(sys.argv[1], sys.argv[2], workers=1, quiet=True).info["finge
 """
 
 
-def _held(src: Path, out: Path, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+@contextlib.contextmanager
+def _held(tmp_path: Path):
+    """A prepare of a generated sample into tmp_path/out, started in a subprocess and held inside its temporary
+    folder until the block touches ``go`` (or kills it): yields (src, out, proc, go). On leaving, the
+    subprocess is released, and killed if it still runs."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    make_sample(src)
     ready, go = tmp_path / "ready", tmp_path / "go"
     proc = subprocess.Popen([PY, "-c", HELD_PREPARE, str(src), str(out), str(ready), str(go)], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, ready, go
+    try:
+        assert _wait_for(ready.exists, 90), proc.stderr.read() if proc.poll() is not None else "not started"
+        yield src, out, proc, go
+    finally:
+        go.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_second_prepare_never_deletes_a_live_ones_temporary_folder(tmp_path):
-    src = tmp_path / "src"
-    make_sample(src)
-    out = tmp_path / "out"
-    proc, ready, go = _held(src, out, tmp_path)
-    try:
-        assert _wait_for(ready.exists, 90), proc.stderr.read() if proc.poll() is not None else "not started"
+    with _held(tmp_path) as (src, out, proc, go):
         (theirs,) = [p for p in (out / "iam-ondb").iterdir() if p.name.startswith(".tmp-")]
         mine = _prepare(src, out)  # the second prepare, into the same root, while the first is writing
         assert theirs.is_dir(), "the second prepare deleted the first one's temporary folder"
@@ -318,27 +327,12 @@ def test_a_second_prepare_never_deletes_a_live_ones_temporary_folder(tmp_path):
         assert stdout.strip() == mine.info["fingerprint"]  # both whole, same bytes
         info = json.loads((out / "iam-ondb" / "1.0.0" / "info.json").read_text())
         assert info["fingerprint"] == mine.info["fingerprint"] and not _leftovers(out)
-    finally:
-        go.touch()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_temporary_folder_of_a_dead_prepare_is_cleaned_up(tmp_path):
-    src = tmp_path / "src"
-    make_sample(src)
-    out = tmp_path / "out"
-    proc, ready, go = _held(src, out, tmp_path)
-    try:
-        assert _wait_for(ready.exists, 90)
+    with _held(tmp_path) as (src, out, proc, go):
         proc.kill()  # SIGKILL: no cleanup of its own
         proc.wait(timeout=30)
-    finally:
-        go.touch()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert _leftovers(out)
     _prepare(src, out)
     assert not _leftovers(out)
