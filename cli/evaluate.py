@@ -245,7 +245,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     plot_curve(training, folder / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
                paper=row.metrics.get(main_metric) if same_unit else None)
     training["curve"] = "training_curve.png"
-    side = {k: v for k, v in read_config(best).items() if k in ("symbols",)}  # what sampling a text model needs
+    symbols = read_config(best).get("symbols")  # a text model's, from its run: what sampling it needs
     dynamic = None
     if lrs:
         from seqbench.evaluation.evaluator import choose_dynamic_lr
@@ -259,7 +259,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         drec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
                         dynamic=True, dynamic_lr=sel["chosen"], **kw)
         dynamic = {"lr": sel["chosen"], "metrics": drec.metrics, "selection": sel}
-    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, extra=side, dynamic=dynamic)
+    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, symbols=symbols, dynamic=dynamic)
     click.echo(f"wrote {folder} (weights sha256 {sha})")
     for k, mv in rec.metrics.items():
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")

@@ -682,3 +682,35 @@ def test_load_pretrained_checks_the_sha256_config_json_records(tmp_path):
     with pytest.raises(CheckpointError, match=f"does not match the pinned {TINY_SHA}"):
         load_pretrained(tmp_path / "z")
     assert load_pretrained(tmp_path / "z", verify=False).family == "handwriting-synthesis"
+
+
+# -- side information: one format, written by side_info, read by read_side_info -------------------------------------
+def test_side_info_round_trips_and_keeps_each_kind_its_own(tmp_path):
+    from seqbench.data.iam.transform import NAME, OffsetStats
+    from seqbench.data.iam.vocab import GRAVES57
+    from seqbench.models.io import read_config, read_side_info, side_info
+
+    stats = OffsetStats(mean_dx=1.5, std_dx=2.0, mean_dy=-0.5, std_dy=3.0, n_lines=4, n_offsets=100)
+    syn = build_model("handwriting-synthesis", hidden_size=4, num_layers=1, n_mixtures=2, vocab_size=57)
+    lm = build_model("lstm-lm", vocab_size=4, hidden_size=4)
+    small = build_model("handwriting-synthesis", hidden_size=4, num_layers=1, n_mixtures=2, vocab_size=5)
+    # each network gets its own kind only; a vocabulary that does not fit the classes is left out
+    s = side_info(syn, offset_stats=stats, vocab=GRAVES57, symbols=list("_abc"))
+    assert s == {"offset_stats": {NAME: stats.to_dict()}, "vocab": GRAVES57.to_dict()}
+    assert side_info(syn, offset_stats=stats.to_dict()) == {"offset_stats": {NAME: stats.to_dict()}}
+    assert side_info(lm, offset_stats=stats, vocab=GRAVES57, symbols=list("_abc")) == {"symbols": list("_abc")}
+    assert side_info(small, vocab=GRAVES57) == {}
+    save_pretrained(syn, tmp_path / "syn", extra=s)
+    got = read_side_info(read_config(tmp_path / "syn"), syn)
+    assert got.vocab is GRAVES57 and got.stats == stats
+    assert got.symbols is None
+    save_pretrained(lm, tmp_path / "lm", extra=side_info(lm, symbols=list("_abc")))
+    assert read_side_info(read_config(tmp_path / "lm"), lm).symbols == list("_abc")
+    # what older checkpoints hold stays readable: bare statistics, under "stats" or data.*, a symbol list as vocab
+    bare = {k: getattr(stats, k) for k in ("mean_dx", "std_dx", "mean_dy", "std_dy")}
+    for cfg in ({"offset_stats": bare}, {"stats": {NAME: bare}}, {"data": {"offset_stats": {NAME: bare}}}):
+        assert read_side_info(cfg, syn).stats.std_dy == 3.0
+    assert read_side_info({"vocab": GRAVES57.name}, syn).vocab is GRAVES57
+    assert read_side_info({"vocab": list("_abc")}, lm).symbols == list("_abc")
+    # what the caller has already is not read (a bad entry for it is no error)
+    assert read_side_info({"vocab": 42}, syn, vocab=False).vocab is None

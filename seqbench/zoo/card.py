@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from seqbench.errors import SeqbenchError
 from seqbench.zoo import ZooEntry
@@ -180,19 +180,22 @@ def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = 
 
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
            record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-           training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+           training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None,
+           symbols: Sequence[str] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
     the network's side information (:func:`seqbench.models.io.side_info`: a handwriting network's offset
     statistics from the eval record, the configuration's training-split statistics its inputs were normalised
-    with; a 57-class synthesis network's vocabulary, GRAVES57) and ``extra``."""
+    with; a 57-class synthesis network's vocabulary, GRAVES57; a language model's ``symbols``, those of the run it
+    was trained in) and ``extra``."""
     from seqbench.data.iam.vocab import GRAVES57
     from seqbench.models.io import save_pretrained, side_info
 
     check_exportable(model, entry, record)
     folder = Path(folder)
     stats = ((record or {}).get("dataset") or {}).get("offset_stats")
-    side = side_info(model, offset_stats=stats if isinstance(stats, Mapping) else None, vocab=GRAVES57)
+    side = side_info(model, offset_stats=stats if isinstance(stats, Mapping) else None, vocab=GRAVES57,
+                     symbols=symbols)
     save_pretrained(model, folder, extra={**side, **dict(extra or {})})
     sha = sha256_file(folder / WEIGHTS)
     cfg = json.loads((folder / CONFIG).read_text())
