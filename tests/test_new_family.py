@@ -86,10 +86,6 @@ def families(monkeypatch):
         assert MODELS._items.get(cls.family) is cls
 
 
-def test_the_families_are_gone_outside_their_fixture():
-    assert "test-gru-lm" not in MODELS.names() and "test-gru-pen" not in MODELS.names()
-
-
 def _ptb_symbols(ptb_root) -> int:
     return seqbench.load_dataset("ptb", "char", "valid", root=ptb_root).info["configs"]["char"]["vocab_size"]
 
@@ -144,13 +140,26 @@ def test_a_text_family_defined_here_trains_saves_loads_evaluates_and_samples(fam
                                       symbols=cfg["symbols"]).texts
     assert seqbench.sample(str(best), prime="the_", length=10, temperature=0).texts[0]  # greedy
 
+    # the commands too (in this process, where the family is registered)
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    out = CliRunner().invoke(cli, ["sample", "--model", str(best), "--prime-text", "the_", "--length", "15",
+                                   "-n", "3", "--seed", "0", "--temperature", "0.7"])
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines() == ["the_" + t for t in s.texts]
+    out = CliRunner().invoke(cli, ["eval", "--model", str(best), "--root", str(ptb_root), "--json", "-q"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["totals"]["nll_nats"] == pytest.approx(r.totals["nll_nats"], rel=1e-6)
+
 
 def test_a_handwriting_family_defined_here_trains_saves_loads_evaluates_and_samples(families, iam_root, tmp_path):
     recipe = Recipe(name="test-gru-pen-iam", description="a GRU mixture density network defined in the test file",
                     family="test-gru-pen", model=dict(hidden_size=16, n_mixtures=2),
                     data=DataSpec("iam-ondb", "graves2013", batch_size=4, root=str(iam_root)),
-                    optimizer="adam", optimizer_args=dict(lr=3e-3), clip_output=100.0, max_epochs=50, max_steps=6,
-                    eval_every=3, patience=100)
+                    optimizer="adam", optimizer_args=dict(lr=3e-3), clip_output=100.0, weight_noise="adaptive",
+                    max_epochs=50, max_steps=6, eval_every=3, patience=100)  # noise on the GRU's weights too
     assert recipe.unit == "nats/line"
     run = tmp_path / "run"
     result = train(recipe, run, quiet=True)
@@ -184,6 +193,15 @@ def test_a_handwriting_family_defined_here_trains_saves_loads_evaluates_and_samp
     p = seqbench.sample(str(best), steps=10, seed=0, prime=row["id"], data_root=iam_root)
     assert p.prime_len > 0 and p.offsets[0].shape == (p.prime_len + 10, 3)
 
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    out = CliRunner().invoke(cli, ["sample", "--model", str(best), "--steps", "25", "-n", "2", "--bias", "0.5",
+                                   "--arrays", str(tmp_path / "s.npz")])
+    assert out.exit_code == 0, out.output
+    assert "line 2: 25 points" in out.output and (tmp_path / "s.npz").is_file()
+
 
 def test_a_carried_state_of_any_shape_round_trips_through_a_checkpoint():
     from seqbench.training.trainer import _state_from, _state_tensors
@@ -196,3 +214,8 @@ def test_a_carried_state_of_any_shape_round_trips_through_a_checkpoint():
         flat = lambda s: [s] if torch.is_tensor(s) else [t for x in s for t in flat(x)]  # noqa: E731
         assert len(flat(back)) == len(flat(state)) and all(torch.equal(a, b) for a, b in zip(flat(back), flat(state)))
     assert _state_tensors(None, "carry") == {} and _state_from({}, "carry", "cpu") is None
+
+
+def test_the_families_are_gone_outside_their_fixture():
+    """Runs after the tests above (file order): the registry holds the built-in families only."""
+    assert "test-gru-lm" not in MODELS.names() and "test-gru-pen" not in MODELS.names()
