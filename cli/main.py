@@ -100,17 +100,17 @@ def prepare_iam_cmd(source: str, out: str | None, strict: bool, workers: int | N
     if out is not None:
         check_output_path(out, folder=True, what="datasets root")
     report = prepare_iam(source, out, strict=strict, workers=workers, quiet=quiet)
-    _summary(report.path, report.info, quiet)
+    print_summary(report)
 
 
-def _summary(path, info: dict, quiet: bool) -> None:
-    click.echo(f"wrote {path}")
-    for config, c in info["configs"].items():
-        parts = ", ".join(f"{s} {v['lines']:,} lines / {v['points']:,} points" for s, v in c["splits"].items())
-        click.echo(f"  {config}: {parts}")
-    click.echo(f"  skipped {len(info['skipped'])}, flagged {len(info['flagged'])} (details in {path}/info.json)")
-    if not info.get("expected_counts", {}).get("match", True):
-        click.secho("  note: counts differ from the official release (fine for a sample or a demo)", fg="yellow")
+def print_summary(report) -> None:
+    """What every ``seqbench prepare`` prints: the dataset report's summary (``Report.summary_lines``) and, in
+    yellow, its note when the counts differ from the expected ones (``Report.note``)."""
+    for line in report.summary_lines():
+        click.echo(line)
+    note = report.note()
+    if note:
+        click.secho(note, fg="yellow")
 
 
 @cli.command("info")

@@ -23,17 +23,15 @@ def prepare_ptb_cmd(source: str | None, out: str | None, quiet: bool) -> None:
       seqbench prepare ptb --source ~/Downloads/simple-examples.tgz
       seqbench prepare ptb                  # download simple-examples.tgz
     """
+    from seqbench.cli.main import print_summary
     from seqbench.data.ptb import prepare_ptb
     from seqbench.paths import check_output_path
 
     if out is not None:
         check_output_path(out, folder=True, what="datasets root")
     report = prepare_ptb(source, out, quiet=quiet)
-    click.echo(f"wrote {report.path}")
-    for config, c in report.info["configs"].items():
-        parts = ", ".join(f"{s} {v['tokens']:,}" for s, v in c["splits"].items())
-        click.echo(f"  {config}: vocabulary {c['vocab_size']:,}; tokens {parts}")
-    _note(report.info, "counts differ from Mikolov's files (fine for a sample)")
+    print_summary(report)
+
 
 @click.command("enwik8")
 @click.option("--source", default=None, type=click.Path(exists=True, path_type=str),
@@ -51,6 +49,7 @@ def prepare_enwik8_cmd(source: str | None, out: str | None, no_verify: bool, qui
       seqbench prepare enwik8                       # download and verify
       seqbench prepare enwik8 --source enwik8.zip   # a local copy
     """
+    from seqbench.cli.main import print_summary
     from seqbench.data.enwik8 import ZIP_SHA256, prepare_enwik8
     from seqbench.paths import check_output_path
 
@@ -58,18 +57,7 @@ def prepare_enwik8_cmd(source: str | None, out: str | None, no_verify: bool, qui
         check_output_path(out, folder=True, what="datasets root")
     kwargs = {"sha256": None, "size": None} if no_verify else {"sha256": ZIP_SHA256}
     report = prepare_enwik8(source, out, quiet=quiet, **kwargs)
-    info = report.info
-    click.echo(f"wrote {report.path}")
-    click.echo(f"  {info['content']['bytes']:,} bytes, {info['content']['distinct_bytes']} distinct byte values")
-    for config, c in info["configs"].items():
-        parts = ", ".join(f"{s} {v['bytes']:,}" for s, v in c["splits"].items())
-        click.echo(f"  {config}: {parts} bytes")
-    _note(info, "not the official enwik8 (a sample, or an unverified file)")
-
-
-def _note(info: dict, text: str) -> None:
-    if not info.get("expected_counts", {}).get("match", True):
-        click.secho(f"  note: {text}", fg="yellow")
+    print_summary(report)
 
 
 def register(cli: click.Group, prepare: click.Group) -> None:  # noqa: ARG001 (one signature for every module)

@@ -205,6 +205,21 @@ def test_cli(tmp_path):
     assert r.exit_code == 1 and "missing ptb.valid.txt" in r.output
 
 
+def test_the_cli_prints_the_reports_summary(tmp_path):
+    """One summary of what prepare wrote (Report.summary_lines / note, the library's), printed by the CLI."""
+    from seqbench.cli.main import cli
+
+    src = write_tiny(tmp_path / "src")
+    report = prepare_ptb(src, tmp_path / "lib", quiet=True)
+    lines = report.summary_lines()
+    assert lines[0] == f"wrote {report.path}" and "  word: vocabulary 11; tokens train 17, valid 7, test 9" in lines
+    assert report.note() == "  note: counts differ from Mikolov's files (fine for a sample)"
+    r = CliRunner().invoke(cli, ["prepare", "ptb", "--source", str(src), "--out", str(tmp_path / "cli"), "-q"])
+    assert r.exit_code == 0, r.output
+    want = [ln.replace(str(tmp_path / "lib"), str(tmp_path / "cli")) for ln in [*lines, report.note()]]
+    assert r.output.splitlines()[-len(want):] == want
+
+
 def test_cli_out_under_a_file(tmp_path):
     from seqbench.cli.main import cli
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from seqbench.data.base import (DATASETS, DatasetSpec, EmptySplitError, check_source_file, not_regular_reason,
                                 read_source_bytes)
-from seqbench.data.writer import Report, source_record, write_prepared
+from seqbench.data.writer import Report as PreparedReport
+from seqbench.data.writer import source_record, write_prepared
 from seqbench.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,18 @@ def _write_split(data: memoryview, start: int, end: int, meta: dict[str, str], p
                    use_dictionary=False, write_statistics=["offset"], data_page_size=1 << 20)
 
 
+class Report(PreparedReport):
+    """What prepare_enwik8 wrote; its summary gives the content and each configuration's bytes per split."""
+
+    mismatch_note = "not the official enwik8 (a sample, or an unverified file)"
+
+    def count_lines(self) -> list[str]:
+        content = self.info["content"]
+        return [f"  {content['bytes']:,} bytes, {content['distinct_bytes']} distinct byte values"] + [
+            f"  {config}: " + ", ".join(f"{s} {v['bytes']:,}" for s, v in c["splits"].items()) + " bytes"
+            for config, c in self.info["configs"].items()]
+
+
 def prepare_enwik8(
     source: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
@@ -306,7 +319,7 @@ def prepare_enwik8(
     del view
     if not verified:
         log.warning("%s: not checked against the official enwik8 checksums (a sample)", path)
-    return w.report
+    return Report(w.report.path, w.report.info)
 
 
 def _measured(info: dict) -> dict:

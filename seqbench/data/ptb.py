@@ -28,7 +28,8 @@ from pathlib import Path
 
 from seqbench.data.base import (DATASETS, DatasetSpec, EmptySplitError, check_source_file, not_regular_reason,
                                 read_source_bytes)
-from seqbench.data.writer import Report, source_record, write_prepared
+from seqbench.data.writer import Report as PreparedReport
+from seqbench.data.writer import source_record, write_prepared
 from seqbench.errors import BadInputError, SeqbenchError
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,17 @@ def _download(url: str, retries: int, quiet: bool) -> tuple[dict[str, tuple[str,
     return found, sources
 
 
+class Report(PreparedReport):
+    """What prepare_ptb wrote; its summary gives each configuration's vocabulary and tokens per split."""
+
+    mismatch_note = "counts differ from Mikolov's files (fine for a sample)"
+
+    def count_lines(self) -> list[str]:
+        return [f"  {config}: vocabulary {c['vocab_size']:,}; tokens "
+                + ", ".join(f"{s} {v['tokens']:,}" for s, v in c["splits"].items())
+                for config, c in self.info["configs"].items()]
+
+
 def prepare_ptb(
     source: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
@@ -373,7 +385,7 @@ def prepare_ptb(
                               **counts[split])
     if not w.report.info["expected_counts"]["match"]:
         log.warning("PTB counts differ from Mikolov's files (fine for a sample): %s", counts)
-    return w.report
+    return Report(w.report.path, w.report.info)
 
 
 def _measured(info: dict) -> dict:

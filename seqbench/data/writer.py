@@ -25,7 +25,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from seqbench.data.base import DatasetSpec, atomic_output_dir, dataset_dir, dump_json, spec_header
 from seqbench.paths import sha256_file
@@ -33,10 +33,32 @@ from seqbench.paths import sha256_file
 
 @dataclass
 class Report:
-    """What prepare did: where it wrote and the info.json it wrote there."""
+    """What prepare did: where it wrote and the info.json it wrote there.
+
+    :meth:`summary_lines` and :meth:`note` are what ``seqbench prepare`` prints; a dataset's own report
+    (a subclass in its module) says how its counts read (:meth:`count_lines`) and what a mismatch with the
+    expected counts means (``mismatch_note``)."""
 
     path: Path
     info: dict
+
+    #: what :meth:`note` says when the counts differ from the dataset spec's expected ones
+    mismatch_note: ClassVar[str] = "counts differ from the expected ones"
+
+    def count_lines(self) -> list[str]:
+        """The counts, one line per configuration (here: the rows of each split)."""
+        return [f"  {config}: " + ", ".join(f"{s} {v['rows']:,} rows" for s, v in c["splits"].items())
+                for config, c in self.info["configs"].items()]
+
+    def summary_lines(self) -> list[str]:
+        """The summary of what was written: ``wrote PATH``, then the dataset's counts (:meth:`count_lines`)."""
+        return [f"wrote {self.path}", *self.count_lines()]
+
+    def note(self) -> str | None:
+        """``"  note: ..."`` when the measured counts differ from the expected ones (a sample), else None."""
+        if self.info.get("expected_counts", {}).get("match", True):
+            return None
+        return f"  note: {self.mismatch_note}"
 
 
 def source_record(source: bytes | str | os.PathLike, **extra: Any) -> dict:

@@ -80,6 +80,28 @@ class SeqModel(nn.Module):
         nll, n, _ = self.score_with_state(batch, state)
         return nll, n
 
+    # -- what the samplers ask: one step at a time, and one primed state for many lines ----------------------------
+    def stepper(self, *condition: Tensor) -> "ForwardStepper":
+        """One step at a time, for the handwriting samplers: an object with ``initial_state(batch)`` and
+        ``step(x_t, state) -> (ŷ_t, state)`` (x_t (B, input), ŷ_t (B, outputs)) whose state is ``forward``'s.
+        ``condition``: what a conditional network reads besides its past (``chars, char_mask``).
+
+        This default is :class:`ForwardStepper`: ``forward`` on one time step, nothing laid out in advance. A
+        family overrides it with a faster one (the built-in handwriting networks lay their weights out once)."""
+        return ForwardStepper(self, *condition)
+
+    def repeat_state(self, state: Any, n: int) -> Any:
+        """``state`` of a batch of one, as the state of ``n`` sequences (the text sampler runs the priming string
+        once, then gives every line a copy): every tensor in it (nested in tuples, lists or dicts) expanded along
+        its first dimension. A family whose state is not batch-first overrides this."""
+        if torch.is_tensor(state):
+            return state.expand(n, *state.shape[1:]).contiguous()
+        if isinstance(state, (tuple, list)):
+            return type(state)(self.repeat_state(s, n) for s in state)
+        if isinstance(state, dict):
+            return {k: self.repeat_state(v, n) for k, v in state.items()}
+        return state
+
     def set_clipping(self, lstm: float | None = None, output: float | None = None) -> None:
         """Derivative clipping of Graves (2013) section 4.2: the gradient w.r.t. the LSTM gates' pre-activations
         is clamped to [-lstm, lstm] and the gradient w.r.t. the network outputs ŷ to [-output, output]."""
@@ -100,3 +122,18 @@ class SeqModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+class ForwardStepper:
+    """The default one-step interface of a network (:meth:`SeqModel.stepper`): its own ``forward`` on one time
+    step, carrying the state ``forward`` returns (None to start: ``forward``'s zero state)."""
+
+    def __init__(self, model: SeqModel, *condition: Tensor):
+        self.model, self.condition = model, condition
+
+    def initial_state(self, batch: int) -> Any:
+        return None
+
+    def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        y, state = self.model(x[:, None], *self.condition, state)  # (B, 1, outputs)
+        return y[:, 0], state

@@ -114,7 +114,7 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
             for a in range(0, len(ids), PRIME_CHUNK):
                 logits, state = m(prime_t[:, a:a + PRIME_CHUNK], state)  # (1, ≤ PRIME_CHUNK, V)
             last = logits[:, -1].expand(n, -1)
-            state = [tuple(x.expand(n, *x.shape[1:]).contiguous() for x in st) for st in state]
+            state = m.repeat_state(state, n)  # the network's own state layout (SeqModel.repeat_state)
         else:  # no priming: start from a zero state with a uniform first symbol
             last = torch.zeros(n, m.config.vocab_size)
         for t in range(int(length)):

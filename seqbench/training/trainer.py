@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from seqbench.data.streams import detach_state
 from seqbench.errors import SeqbenchError
 from seqbench.paths import atomic_write_text, check_output_path, recover_folders, replace_folder
 from seqbench.models import SeqModel, build_model, is_text
@@ -123,20 +124,33 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def _state_tensors(state: Any, prefix: str) -> dict[str, torch.Tensor]:
-    """Flatten a carried LM state (list of (h, c)) into named tensors."""
+    """Flatten a carried text state into named tensors: a tensor is ``prefix``, a list or tuple of states
+    ``prefix.0``, ``prefix.1``, ... (any network's state; an LSTM stack's (h, c) pairs are ``prefix.n.h`` and
+    ``prefix.n.c``, as before)."""
+    if state is None:
+        return {}
+    if torch.is_tensor(state):
+        return {prefix: state.detach().cpu().contiguous()}
     out = {}
-    if state is not None:
-        for n, (h, c) in enumerate(state):
-            out[f"{prefix}.{n}.h"] = h.detach().cpu().contiguous()
-            out[f"{prefix}.{n}.c"] = c.detach().cpu().contiguous()
+    for n, st in enumerate(state):
+        if isinstance(st, tuple) and len(st) == 2 and all(torch.is_tensor(x) for x in st):
+            out[f"{prefix}.{n}.h"] = st[0].detach().cpu().contiguous()
+            out[f"{prefix}.{n}.c"] = st[1].detach().cpu().contiguous()
+        else:
+            out.update(_state_tensors(st, f"{prefix}.{n}"))
     return out
 
 
 def _state_from(tensors: dict[str, torch.Tensor], prefix: str, device) -> Any:
-    n = 0
-    out = []
-    while f"{prefix}.{n}.h" in tensors:
-        out.append((tensors[f"{prefix}.{n}.h"].to(device), tensors[f"{prefix}.{n}.c"].to(device)))
+    """The inverse of :func:`_state_tensors` (lists and tuples come back as lists, (h, c) pairs as tuples);
+    None when nothing was saved under ``prefix``."""
+    if prefix in tensors:
+        return tensors[prefix].to(device)
+    if f"{prefix}.h" in tensors:
+        return tensors[f"{prefix}.h"].to(device), tensors[f"{prefix}.c"].to(device)
+    out, n = [], 0
+    while any(k == f"{prefix}.{n}" or k.startswith(f"{prefix}.{n}.") for k in tensors):
+        out.append(_state_from(tensors, f"{prefix}.{n}", device))
         n += 1
     return out or None
 
@@ -409,7 +423,7 @@ class _Run:
             self.noise.perturb(self.noise_gen)
         state = None
         if self.text:
-            state = None if b.reset or self.carry is None else [(h.detach(), c.detach()) for h, c in self.carry]
+            state = None if b.reset or self.carry is None else detach_state(self.carry)
         nll, n, new_state = self._score(data, state)
         loss = nll.sum() / len(nll)  # summed NLL per sequence, averaged over the sequences (see module doc)
         loss.backward()
@@ -427,7 +441,7 @@ class _Run:
             return self._handle_nan(b, float(loss.detach()))
         self.opt.step()
         if self.text:
-            self.carry = [(h.detach(), c.detach()) for h, c in new_state]
+            self.carry = detach_state(new_state)
         _all_reduce(stats, self.world)
         return self._loss_value(*stats.tolist())
 

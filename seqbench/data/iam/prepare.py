@@ -68,6 +68,15 @@ class Report(PreparedReport):
     skipped: list[dict] = field(default_factory=list)
     flagged: list[dict] = field(default_factory=list)
 
+    mismatch_note = "counts differ from the official release (fine for a sample or a demo)"
+
+    def count_lines(self) -> list[str]:
+        lines = [f"  {config}: " + ", ".join(f"{s} {v['lines']:,} lines / {v['points']:,} points"
+                                             for s, v in c["splits"].items())
+                 for config, c in self.info["configs"].items()]
+        return lines + [f"  skipped {len(self.info['skipped'])}, flagged {len(self.info['flagged'])} (details in "
+                        f"{self.path}/info.json)"]
+
 
 class _Done:
     """A finished result with the Future interface (for the single-process path)."""
