@@ -110,20 +110,10 @@ def zoo_list(as_json) -> None:
         click.echo(json.dumps([e.to_dict() for e in items], indent=2, sort_keys=True))
         return
     for e in items:
-        mirrored = mirror_folder(e.name) is not None
-        if e.smoke:
-            status = "smoke-test model, not a benchmark"
-        elif e.training:
-            t = e.training
-            status = (f"{t.get('status', 'in training')}: {t.get('epochs', 0):.2f} epochs, "
-                      f"{t.get('cpu_hours', 0):.1f} CPU-hours")
-        elif e.published:
-            status = "published @" + e.revision[:12]
-        else:
-            status = "not yet trained" if not mirrored else "not on the Hub"
-        if mirrored:
-            status += ", in zoo/"
+        status = e.status(mirrored=mirror_folder(e.name) is not None)
         scores = ", ".join(f"{k} {v:g}" for k, v in e.expected.items()) or "-"
+        if e.expected_dynamic:
+            scores += "; dynamic: " + ", ".join(f"{k} {v:g}" for k, v in e.expected_dynamic.items())
         paper = PAPER.get(e.paper or "")
         ref = ", ".join(f"{k} {v:g}" for k, v in paper.metrics.items()) if paper else "-"
         click.echo(f"zoo:{e.name:18s} {e.family:22s} {e.dataset}/{e.dataset_config}/{e.split:6s} [{status}]")

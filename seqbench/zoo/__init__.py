@@ -65,6 +65,20 @@ class ZooEntry:
     # chosen on the validation split); empty where the model has no measured dynamic result
     expected_dynamic: dict[str, float] = field(default_factory=dict)
 
+    def status(self, mirrored: bool = False) -> str:
+        """One line on where the model stands (``seqbench zoo list``): smoke model, in training (epochs,
+        CPU-hours), published, or not trained; ``mirrored``: zoo/NAME holds it."""
+        if self.smoke:
+            s = "smoke-test model, not a benchmark"
+        elif self.training:
+            t = self.training
+            s = f"{t.get('status', 'in training')}: {t.get('epochs', 0):.2f} epochs, {t.get('cpu_hours', 0):.1f} CPU-hours"
+        elif self.published:
+            s = "published @" + str(self.revision)[:12]
+        else:
+            s = "not on the Hub" if mirrored else "not yet trained"
+        return s + (", in zoo/" if mirrored else "")
+
     @property
     def repo_id(self) -> str:
         return self.hub_repo or f"{HUB_ORG}/{self.name}"
