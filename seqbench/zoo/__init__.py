@@ -202,13 +202,13 @@ def _pin(name: str, **fields: Any) -> None:
 _TRAINED: dict[str, dict[str, Any]] = {
     "synth-3layer": dict(
         recipe="iam-synthesis-3x400-fast",
-        weights_sha256="16fed82aa9c64683d95a364e13cff53c3b384bedcc908b7470bbb589d1780c76",
-        expected={"nll_nats_per_line": -883.479247812104, "nll_nats_per_line_raw": 3646.0956014341778,
-                  "nll_nats_per_point": -1.431830501499861, "nll_nats_per_point_raw": 5.90912679210801,
-                  "sse_per_point": 0.7976012908951527},
+        weights_sha256="4a3eec1a421c1b891b21d8ff4c8273a28307ed15a53c3609687808770ff11768",
+        expected={"nll_nats_per_line": -927.4322798175838, "nll_nats_per_line_raw": 3602.1425694286977,
+                  "nll_nats_per_point": -1.5030639707802056, "nll_nats_per_point_raw": 5.837893322827664,
+                  "sse_per_point": 0.7755627546805638},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
-        training={"status": "in training", "steps": 2400, "epochs": 3.5767511177347244,
-                  "cpu_hours": 2.1321076785158906, "recipe": "iam-synthesis-3x400-fast"}),
+        training={"status": "in training", "steps": 4400, "epochs": 6.557377049180328,
+                  "cpu_hours": 3.7338667594917174, "recipe": "iam-synthesis-3x400-fast"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",
