@@ -23,6 +23,8 @@ import click
 @click.option("--attention", is_flag=True, help="Draw the window weights phi(t, u) under each line.")
 @click.option("--prime-id", default=None, help="Imitate the writer of this IAM-OnDB line (e.g. a01-000u-01).")
 @click.option("--show-prime", is_flag=True, help="Draw the real priming line above the sample.")
+@click.option("--generated-only", is_flag=True,
+              help="Leave the priming line's strokes out of the pictures (drawn in grey otherwise).")
 @click.option("--data-root", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Datasets root holding the prepared iam-ondb (default: $SEQBENCH_HOME/datasets).")
 @click.option("--max-steps", type=int, default=None,
@@ -38,7 +40,7 @@ import click
               help="Language model: symbols to write (at most 100,000).")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="Language model: softmax temperature (1 = the model, 0 = greedy).")
-def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, data_root,
+def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, generated_only, data_root,
                max_steps, allow_nonletter, steps, n, prime_text, length, temperature) -> None:
     """Sample handwriting or text from a trained network and draw it.
 
@@ -54,7 +56,7 @@ def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, 
 
     kw = dict(texts=texts, out=out, png=png, arrays=arrays, attention=attention, show_prime=show_prime,
               steps=steps, length=length, prime_text=prime_text, temperature=temperature, n=n, seed=seed)
-    hw = dict(bias=bias, prime=prime_id, data_root=data_root)
+    hw = dict(bias=bias, prime=prime_id, data_root=data_root, generated_only=generated_only)
     if texts:
         hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter)
     from seqbench.models import is_conditional, is_text

@@ -376,6 +376,20 @@ def test_cli_sample(tmp_path, iam_root, iam_row):
     ET.parse(tmp_path / "o.svg")
     z = np.load(tmp_path / "o.npz")
     assert z["offsets_0"].shape[1] == 3 and z["phi_0"].shape[0] == len(z["offsets_0"])
+    # --generated-only: the picture holds none of the priming line's strokes (a line of no points draws too)
+    from seqbench.sampling.files import _generated_part
+    from seqbench.sampling.handwriting import HandwritingSample
+
+    empty = _generated_part(HandwritingSample(offsets=[np.zeros((5, 3), np.float32)], prime_len=5))
+    assert empty.prime_len == 0 and empty.offsets[0].shape == (0, 3)
+    r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "syn"), "--text", "from his travels",
+                                 "--seed", "0", "--png", str(tmp_path / "g.png"), "--arrays", str(tmp_path / "g.npz"),
+                                 "--prime-id", iam_row["id"], "--data-root", str(iam_root), "--generated-only"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "g.png").stat().st_size > 0 and int(np.load(tmp_path / "g.npz")["prime_len"]) > 0
+    from seqbench.sampling.draw import figure
+
+    figure([empty])  # no traceback on an empty line
     r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "syn"), "--text", "Zip 42"])
     assert r.exit_code == 1 and "'2', '4'" in r.output and "--allow-nonletter" in r.output
     r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "syn"), "--text", "hi", "--bias", "-1"])

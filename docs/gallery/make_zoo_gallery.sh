@@ -12,4 +12,4 @@ done
 seqbench sample --model zoo:synth-3layer --text "$text" --bias 0.5 --seed 0 --attention \
   --png "$out/attention.png"
 seqbench sample --model zoo:synth-3layer --text "$text" --prime-id a01-003-01 --bias 1 --seed 0 \
-  --png "$out/primed.png"
+  --generated-only --png "$out/primed.png"

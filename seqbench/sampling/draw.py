@@ -111,6 +111,10 @@ def require_matplotlib():
     return matplotlib
 
 
+def _span(v: np.ndarray) -> float:
+    return float(np.ptp(v)) if len(v) else 0.0
+
+
 def figure(items: Any, *, labels: Sequence[str] | None = None, attention: bool = False, stats: Any = None,
            columns: int = 1, width: float = 10.0, linewidth: float = 1.4, color: str = "black"):
     """A matplotlib ``Figure`` (not attached to pyplot) of ``items``; see :func:`draw`."""
@@ -130,7 +134,7 @@ def figure(items: Any, *, labels: Sequence[str] | None = None, attention: bool =
     where: list[tuple[int, int | None]] = []  # per panel: its strokes grid row and attention grid row
     for r in range(rows):
         row = panels[r * columns:(r + 1) * columns]
-        aspect = max((np.ptp(p.y) + 1) / (np.ptp(p.x) + 1) for p in row)
+        aspect = max((_span(p.y) + 1) / (_span(p.x) + 1) for p in row)  # a line of no points: a thin strip
         heights.append(float(np.clip(col_w * aspect, 0.6, 3.0)))
         att_row = None
         if show_att and any(p.phi is not None for p in row):

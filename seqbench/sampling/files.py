@@ -50,15 +50,27 @@ def write_all(outputs: Sequence[tuple[Path, bytes]]) -> list[Path]:
     return atomic_write_all(outputs)
 
 
+def _generated_part(s: Any) -> Any:
+    """The sample without its priming rows (offsets, φ, κ from row ``prime_len`` on)."""
+    import dataclasses
+
+    k = s.prime_len
+    if not k:
+        return s
+    cut = (lambda xs: None if xs is None else [x[k:] for x in xs])  # noqa: E731
+    return dataclasses.replace(s, offsets=cut(s.offsets), phi=cut(s.phi), kappa=cut(s.kappa), prime_len=0)
+
+
 def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.PathLike | None = None,
                     png: str | os.PathLike | None = None, arrays: str | os.PathLike | None = None,
                     attention: bool = False, show_prime: bool = False, steps: int | None = None,
                     length: int = 200, prime_text: str = "", temperature: float = 1.0, n: int = 1,
-                    **kwargs: Any) -> dict:
+                    generated_only: bool = False, **kwargs: Any) -> dict:
     """Sample from ``model`` by its family and write the picture(s) (handwriting) or the text (language models).
 
     Returns a summary: what was written, the number of points per line, and whether each line was ended by the
-    stopping rule (``stopped``) or by ``max_steps``.
+    stopping rule (``stopped``) or by ``max_steps``. ``generated_only``: the pictures leave out the priming
+    line's strokes (drawn in grey otherwise), e.g. to publish samples primed with data one may not redistribute.
     """
     from seqbench.paths import atomic_write_text, check_output_path
     from seqbench.models import is_conditional, is_text
@@ -106,7 +118,7 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
     s = sample(loaded, text, steps=steps, n=n, **kwargs)
     summary.update(lines=[len(o) for o in s.offsets], stopped=s.stopped, units=s.units, prime_len=s.prime_len,
                    texts=s.texts, max_steps=s.max_steps)
-    items: list[Any] = [s]
+    items: list[Any] = [_generated_part(s) if generated_only else s]
     labels = None
     if show_prime:
         from seqbench.sampling.handwriting import find_line

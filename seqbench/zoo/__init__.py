@@ -222,6 +222,14 @@ _TRAINED: dict[str, dict[str, Any]] = {
         training={"status": "stopped improving at step 5,400 (validation 1.4923 bits/char); ptb-char-wn trains "
                             "on from it", "steps": 5400, "epochs": 3.474903474903475,
                   "cpu_hours": 1.5431749863434758, "recipe": "ptb-char-1x1000-fast"}),
+    "ptb-char-wn": dict(
+        recipe="ptb-char-1x1000-wn-fast",
+        weights_sha256="912abf322e88c2fdef12b75ad74b1b1fb36b5d3810274f72e0e8cbc6f2202293",
+        expected={"bits_per_char": 1.5075410853444713, "perplexity": 339.22981218564956,
+                  "error_rate": 0.3151978407015896},
+        data_fingerprint="818429806d673ab6c8dc717b68a464af63647c4905f144ee84f3e2592657b43a",
+        training={"status": "in training", "steps": 1500, "epochs": 0.9652509652509652,
+                  "cpu_hours": 2.2736501128830033, "recipe": "ptb-char-1x1000-wn-fast"}),
 }
 for _name, _fields in _TRAINED.items():
     _pin(_name, **_fields)
