@@ -27,6 +27,9 @@ def _parse_set(values: tuple[str, ...]) -> dict:
                                              "saved there (--set may change only stopping rules and the lr).")
 @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Checkpoint folder or zoo:NAME whose weights start the run (e.g. runs/ptb-char-1x1000/best), sha256-checked.")
+@click.option("--reinit", "reinit", multiple=True, metavar="PART",
+              help="With --init-from: a part of the network (window, output, layers.0 ...) that starts from its fresh "
+                   "initialisation instead of the loaded weights; repeatable.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
@@ -36,7 +39,7 @@ def _parse_set(values: tuple[str, ...]) -> dict:
               help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
 @click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(recipe, out, resume, init_from, device, max_steps, max_minutes, sets, list_, quiet):
+def train_cmd(recipe, out, resume, init_from, reinit, device, max_steps, max_minutes, sets, list_, quiet):
     """Train one of the paper's networks with a named recipe.
 
     Writes best/ and last/ checkpoints (safetensors + config.json), metrics.jsonl and loss.png
@@ -60,7 +63,7 @@ def train_cmd(recipe, out, resume, init_from, device, max_steps, max_minutes, se
     if recipe:
         get_recipe(recipe)  # unknown names fail here, with suggestions
     res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,
-                max_steps=max_steps, init_from=init_from, quiet=quiet,
+                max_steps=max_steps, init_from=init_from, reinit=reinit, quiet=quiet,
                 max_seconds=None if max_minutes is None else 60 * max_minutes)
     best = "n/a" if res.best_valid is None else f"{res.best_valid:.4f} {res.unit}"
     click.echo(f"{res.recipe}: {res.steps} steps ({res.stopped}); best validation {best}; wrote {res.out}")

@@ -395,3 +395,36 @@ def test_wall_clock_budget_stops_validates_and_checkpoints(tmp_path):
                 overrides={"max_steps": 3})
     assert res.stopped == "max_steps" and res.steps == 3
     assert res.best_valid is not None and (tmp_path / "run" / "best" / "config.json").is_file()
+
+
+def test_reinit_keeps_the_fresh_initialisation_of_the_named_parts(tmp_path):
+    from seqbench.training.trainer import _Run, load_state
+
+    train("tiny-synthesis", tmp_path / "a", quiet=True, max_steps=3)
+    run = _Run(get_recipe("tiny-synthesis"), tmp_path / "b", "cpu", True)
+    fresh = {k: v.clone() for k, v in run.model.state_dict().items()}
+    run.init_from(tmp_path / "a" / "best", ("window", "layers.1"))
+    loaded, now = load_state(tmp_path / "a" / "best"), run.model.state_dict()
+    for k, v in now.items():
+        mine = k.startswith(("window.", "layers.1."))
+        assert torch.equal(v, fresh[k] if mine else loaded[k]), k
+        assert not torch.equal(fresh[k], loaded[k]), k  # the check above could not pass by accident
+    with pytest.raises(SeqbenchError, match="no such part; its parts are layers, output, window"):
+        run.init_from(tmp_path / "a" / "best", ("windoww",))
+    with pytest.raises(SeqbenchError, match="without init_from"):
+        train("tiny-synthesis", tmp_path / "c", quiet=True, max_steps=1, reinit=["window"])
+    assert not (tmp_path / "c").exists()
+    res = train("tiny-synthesis", tmp_path / "d", quiet=True, max_steps=1, init_from=tmp_path / "a" / "best",
+                reinit=["window"])
+    assert res.steps == 1
+    events = [json.loads(line) for line in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
+    assert [e.get("reinit") for e in events if e["event"] == "start"] == [["window"]]
+
+
+def test_the_window_starts_slower_than_a_character_per_point():
+    from seqbench.models.window import KAPPA_BIAS_INIT, SoftWindow
+
+    w = SoftWindow(16, 4)
+    b = w.linear.bias.detach()
+    assert torch.equal(b[:8], torch.zeros(8)) and torch.allclose(b[8:].exp(), torch.full((4,), 0.04))
+    assert KAPPA_BIAS_INIT == pytest.approx(-math.log(25))

@@ -381,15 +381,32 @@ class _Run:
         if self.main:
             atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
 
-    def init_from(self, ref: str | Path) -> Path:
+    def init_from(self, ref: str | Path, reinit: tuple[str, ...] = ()) -> Path:
         """Start from the weights of a checkpoint folder or a zoo model (``zoo:NAME``), verified like every other
-        load: the sha256 pinned by the zoo entry, or recorded in the folder's config.json, must match."""
+        load: the sha256 pinned by the zoo entry, or recorded in the folder's config.json, must match.
+
+        ``reinit`` names submodules (``window``, ``layers.0``, ``output``) that keep this run's fresh,
+        seeded initialisation instead of the loaded weights."""
         from seqbench.zoo.hub import resolve
 
+        fresh = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        chosen = {}
+        for name in reinit:
+            keys = [k for k in fresh if k == name or k.startswith(name + ".")]
+            if not keys:
+                tops = sorted({k.split(".")[0] for k in fresh})
+                raise SeqbenchError(f"--reinit {name}: the {self.recipe.family} network has no such part; its parts "
+                                    f"are {', '.join(tops)} (and their numbered children, e.g. layers.0)")
+            chosen.update({k: fresh[k] for k in keys})
         resolved = resolve(str(ref))
         if resolved.folder is None:
             raise CheckpointError(f"{ref}: not a checkpoint folder or zoo model; --init-from takes FOLDER or zoo:NAME")
         load_into(self.model, load_state(resolved.folder), where=str(resolved.folder))
+        if chosen:
+            with torch.no_grad():
+                own = self.model.state_dict()
+                for k, v in chosen.items():
+                    own[k].copy_(v)
         return resolved.folder
 
     # -- logging -----------------------------------------------------------------
@@ -652,12 +669,14 @@ def _resume_recipe(out: Path, recipe: str | Recipe | None, overrides: dict[str, 
 
 def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
           resume: bool = False, device: str = "cpu", max_steps: int | None = None, init_from: str | None = None,
-          quiet: bool = False, flush_denormal: bool = True, max_seconds: float | None = None) -> TrainResult:
+          quiet: bool = False, flush_denormal: bool = True, max_seconds: float | None = None,
+          reinit: tuple[str, ...] | list[str] = ()) -> TrainResult:
     """Train a recipe; write checkpoints, metrics.jsonl and loss.png under ``out``.
 
     ``overrides`` change recipe fields (``{"data.batch_size": 8, "model.hidden_size": 64, "seed": 1}``).
     ``init_from`` is a checkpoint folder whose weights start the run (the recipe's ``init_from`` names a recipe;
-    give its output's ``best/`` folder here). ``max_seconds`` is a wall-clock budget for this call: the run
+    give its output's ``best/`` folder here); ``reinit`` names parts of the network (``("window",)``) that start
+    from their fresh initialisation instead. ``max_seconds`` is a wall-clock budget for this call: the run
     ends within it (it stops before a step that would cross it, validates if the validation fits, and always
     checkpoints last/), and can be resumed. SIGINT and SIGTERM also end it after the current step, with a
     checkpoint.
@@ -685,6 +704,10 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
         rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
         if overrides:
             rec = rec.replace(**overrides)
+    reinit = tuple(reinit or ())
+    if reinit and (resume or not init_from):
+        raise SeqbenchError("reinit re-initialises parts of the weights given by init_from (--init-from) when a run "
+                            "starts; it cannot be used " + ("with resume" if resume else "without init_from"))
     if rec.on_nan not in ("rollback", "stop"):
         raise SeqbenchError(f"on_nan must be 'rollback' or 'stop', not {rec.on_nan!r}")
     rec.check()
@@ -703,7 +726,7 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
         run.resume()
     else:
         if init_from:
-            init_from = run.init_from(init_from)
+            init_from = run.init_from(init_from, reinit)
         elif rec.init_from:
             log.info("recipe %s starts from %s's weights; pass init_from=<its best/ folder>", rec.name, rec.init_from)
     # the run folder appears only once the recipe, the device, the data and the starting weights are known good
@@ -717,7 +740,8 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
             atomic_write_text(out / "recipe.json", json.dumps(rec.to_dict(), indent=2))
     run.record({"event": "resume" if resume else "start", "threads": torch.get_num_threads(),
                 "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {}),
-                **({"init_from": str(Path(init_from).resolve())} if init_from and not resume else {})})
+                **({"init_from": str(Path(init_from).resolve())} if init_from and not resume else {}),
+                **({"reinit": list(reinit)} if reinit else {})})
     result = _loop(run, max_seconds)
     world = run.world
     del run  # DDP's reducer holds the process group: it must go first, or gloo's threads outlive the group

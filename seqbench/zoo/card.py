@@ -82,7 +82,10 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     if parent:
         body += [f"Started from step {parent.get('from_step', '?')} of the run `{parent['run']}` "
                  f"(recipe `{parent['recipe']}`, {parent['steps']:,} steps, {parent['epochs']:.2f} epochs, "
-                 f"{parent['cpu_hours']:.2f} CPU-hours, all counted above), then "
+                 f"{parent['cpu_hours']:.2f} CPU-hours, all counted above), "
+                 + (f"with {', '.join(f'`{r}`' for r in parent['reinit'])} re-initialised (`--reinit`), "
+                    if parent.get("reinit") else "")
+                 + "then "
                  f"{training['steps']:,} steps of `{training.get('recipe')}` "
                  f"({training.get('own_cpu_hours', 0):.2f} CPU-hours).", ""]
     from seqbench.evaluation.paper import PAPER
@@ -266,7 +269,8 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     if src is not None and (src.parent / "metrics.jsonl").is_file() and _depth < 8:
         p = training_status(src.parent, status="", _depth=_depth + 1)
         parent = {"run": src.parent.name, "recipe": p["recipe"], "steps": p["steps"], "epochs": p["epochs"],
-                  "cpu_hours": p["cpu_hours"], "wall_hours": p["wall_hours"]}
+                  "cpu_hours": p["cpu_hours"], "wall_hours": p["wall_hours"],
+                  **({"reinit": [str(r) for r in start["reinit"]]} if start.get("reinit") else {})}
         try:
             parent["from_step"] = int(json.loads((src / "config.json").read_text()).get("step"))
         except (OSError, ValueError, TypeError):
