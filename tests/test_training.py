@@ -428,3 +428,13 @@ def test_the_window_starts_slower_than_a_character_per_point():
     b = w.linear.bias.detach()
     assert torch.equal(b[:8], torch.zeros(8)) and torch.allclose(b[8:].exp(), torch.full((4,), 0.04))
     assert KAPPA_BIAS_INIT == pytest.approx(-math.log(25))
+
+
+def test_synthesis_validations_record_where_the_window_reads(tmp_path):
+    train("tiny-synthesis", tmp_path / "s", quiet=True, max_steps=20)
+    train("tiny-prediction", tmp_path / "p", quiet=True, max_steps=20)
+    read = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    valid = [e for e in read("s") if e["event"] == "valid"]
+    assert valid and all(len(e["window_alignment"]) == 4 and all(v > 0 for v in e["window_alignment"])
+                         for e in valid)
+    assert all("window_alignment" not in e for e in read("p") if e["event"] == "valid")

@@ -39,7 +39,7 @@ import torch
 from seqbench.data.streams import detach_state
 from seqbench.errors import SeqbenchError
 from seqbench.paths import atomic_write_text, check_output_path, recover_folders, replace_folder
-from seqbench.models import SeqModel, build_model, is_text
+from seqbench.models import SeqModel, build_model, is_conditional, is_text
 from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained, side_info
 from seqbench.training.data import Batch, make_batches, n_training_sequences
 from seqbench.training.noise import make_noise
@@ -48,6 +48,9 @@ from seqbench.training.recipes import Recipe, get_recipe
 
 log = logging.getLogger(__name__)
 LN2 = math.log(2.0)
+
+
+ALIGNMENT_LINES = 16  # synthesis: lines of the validation set whose window positions each validation records
 
 
 class TrainingDiverged(SeqbenchError):
@@ -279,6 +282,12 @@ class _Run:
         out = {"loss": self._loss_value(nll, units, seqs), "nll_nats": nll, "units": units, "sequences": seqs}
         if not self.text:
             out["nats_per_point"] = nll / max(units, 1)
+        if self.main and is_conditional(self.model):
+            # a window that stopped reading its text does not show in the loss; this does (docs/training.md)
+            from seqbench.evaluation.alignment import window_alignment
+
+            out["window_alignment"] = window_alignment(self.model, self.valid_batches.items,
+                                                       limit=ALIGNMENT_LINES)["median"]
         return out
 
     def _valid_batch(self, k: int, b: Batch, state) -> tuple[torch.Tensor, Any]:

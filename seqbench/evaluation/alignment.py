@@ -1,0 +1,98 @@
+"""Where a synthesis network's soft window reads while it writes a real line (teacher-forced).
+
+A synthesis network can reach a fair log-loss without reading its text at all: if κ (eq. 51) runs past the end
+of the transcription in the first few dozen points, φ and its gradient vanish and the network is a prediction
+network with a dead window (seqbench's first zoo run did exactly this for 4,400 steps). The log-loss does not
+show it; this does. Each line's real offsets go through the network with its transcription, and at 25, 50, 75
+and 100 % of the line's points the window's peak, argmax_u φ(t, u) over u = 1..U+1, is read as a fraction of
+the line's U characters (where φ has vanished everywhere, the median of the Gaussians' centres κ instead). A
+window that follows the writing reads about 0.25, 0.5, 0.75 and 1; a dead one reads
+(U+1)/U, past the end, from the first quarter on.
+
+>>> r = window_alignment(model, seqbench.load_dataset("iam-ondb", "graves2013", "valid"), limit=32)  # doctest: +SKIP
+>>> r["median"]  # doctest: +SKIP
+[0.27, 0.52, 0.76, 1.0]
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqbench.errors import SeqbenchError
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+UNIT = "fraction of the line's characters"
+_VANISHED = 1e-12  # φ below this everywhere: the window reads nothing
+
+
+def _spread(n: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over range(n) (all of them when limit is None or ≥ n)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n - 1, limit).round()})
+
+
+@torch.no_grad()
+def window_alignment(model: Any, dataset: Any, *, limit: int | None = 32) -> dict:
+    """Teacher-forced window positions of ``model`` (a handwriting-synthesis network) on ``limit`` lines spread
+    evenly over ``dataset`` (a prepared IAM-OnDB split, or any sequence of items with ``strokes`` (T, 3) and
+    ``chars`` (U,), such as its ``to_torch(require_text=True)`` view).
+
+    Returns ``{"lines", "fractions", "median", "per_line", "unit"}``: ``median[j]`` is the median over lines of
+    the window's peak position at ``fractions[j]`` of the line's points, in characters / U."""
+    from seqbench.models import is_conditional
+
+    if not is_conditional(model):
+        raise SeqbenchError(f"window alignment needs a synthesis network (one that reads a text); this is a "
+                            f"{getattr(model, 'family', type(model).__name__)}")
+    if limit is not None and limit < 1:
+        raise SeqbenchError(f"limit must be at least 1 (got {limit})")
+    tds = dataset.to_torch(require_text=True) if hasattr(dataset, "to_torch") else dataset
+    if len(tds) == 0:
+        raise SeqbenchError("window alignment: the split holds no line with a transcription")
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for i in _spread(len(tds), limit):
+            it = tds[i]
+            strokes = it["strokes"].to(param)
+            T, U = len(strokes), len(it["chars"])
+            if T == 0 or U == 0:  # nothing written, or nothing to read
+                continue
+            inputs = torch.zeros(1, T, 3, dtype=param.dtype, device=param.device)
+            inputs[0, 1:] = strokes[:-1]
+            chars = it["chars"].to(param.device).unsqueeze(0)
+            cmask = torch.ones_like(chars, dtype=torch.bool)
+            ends = sorted({max(1, round(f * T)) for f in FRACTIONS})
+            state, a, peaks = None, 0, {}
+            for e in ends:
+                _, state = model(inputs[:, a:e], chars, cmask, state)
+                phi = state.phi[0]
+                # where φ has vanished everywhere (a window far past, or before, the text) its argmax means
+                # nothing: the Gaussians' centres κ say where it is
+                pos = int(phi.argmax()) + 1 if float(phi.max()) > _VANISHED else float(state.kappa[0].median())
+                peaks[e] = pos / U  # characters / U
+
+                a = e
+            rows.append([peaks[max(1, round(f * T))] for f in FRACTIONS])
+    finally:
+        model.train(was_training)
+    if not rows:
+        raise SeqbenchError("window alignment: none of the chosen lines has both points and characters")
+    per_line = np.asarray(rows, dtype=np.float64)
+    return {"lines": len(rows), "fractions": list(FRACTIONS),
+            "median": [round(float(v), 4) for v in np.median(per_line, axis=0)],
+            "per_line": per_line.tolist(), "unit": UNIT}
+
+
+def describe(result: dict) -> str:
+    """One sentence for a card or a log."""
+    pct = "/".join(f"{round(100 * f)}" for f in result["fractions"])
+    med = "/".join(f"{v:.2f}" for v in result["median"])
+    return (f"teacher-forced on {result['lines']} lines, the window's peak at {pct} % of each line's points sits at "
+            f"{med} of its characters (median; a window that follows the writing reads about 0.25/0.50/0.75/1.00, "
+            f"a dead one more than 1 from the first quarter on)")

@@ -1,0 +1,66 @@
+"""seqbench.evaluation.alignment: where the window reads while a synthesis network writes a line."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqbench.errors import SeqbenchError
+from seqbench.evaluation.alignment import describe, window_alignment
+from seqbench.models import build_model
+
+K = 10
+
+
+class Lines:
+    """The two things window_alignment reads of a torch view of IAM-OnDB: len/items and lengths()."""
+
+    def __init__(self, n: int, T: int, U: int):
+        g = torch.Generator().manual_seed(0)
+        self.items = [{"strokes": torch.randn(T, 3, generator=g), "chars": torch.randint(0, 57, (U,), generator=g)}
+                      for _ in range(n)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def lengths(self):
+        return [len(it["strokes"]) for it in self.items]
+
+
+def synthesis(rate: float):
+    """κ_t = rate · t exactly (the κ̂ weights zeroed, its bias log(rate))."""
+    torch.manual_seed(0)
+    m = build_model("handwriting-synthesis", hidden_size=12, num_layers=2, n_mixtures=3)
+    with torch.no_grad():
+        m.window.linear.weight[2 * K:] = 0
+        m.window.linear.bias[2 * K:] = math.log(rate)
+    return m
+
+
+def test_a_window_that_follows_the_line_reads_quarters():
+    # 48 points, 12 characters, a quarter character per point: κ = 3, 6, 9, 12 at the quarter points
+    r = window_alignment(synthesis(0.25), Lines(3, 48, 12), limit=None)
+    assert r["lines"] == 3 and r["fractions"] == [0.25, 0.5, 0.75, 1.0]
+    assert r["median"] == [0.25, 0.5, 0.75, 1.0]
+    assert "0.25/0.50/0.75/1.00 of its characters" in describe(r)
+
+
+def test_a_dead_window_reads_past_the_end():
+    # five characters per point: past the 12 characters after 3 points, φ vanishes and κ says where it is
+    m = synthesis(5.0)
+    r = window_alignment(m, Lines(2, 48, 12), limit=1)
+    assert r["lines"] == 1
+    assert r["median"] == pytest.approx([60 / 12, 120 / 12, 180 / 12, 240 / 12])
+    assert m.training  # the network's mode is left as it was
+
+
+def test_alignment_needs_a_network_that_reads_a_text():
+    m = build_model("handwriting-prediction", hidden_size=8, num_layers=1, n_mixtures=2)
+    with pytest.raises(SeqbenchError, match="needs a synthesis network"):
+        window_alignment(m, Lines(1, 8, 2))
+    with pytest.raises(SeqbenchError, match="limit must be at least 1"):
+        window_alignment(synthesis(0.25), Lines(1, 8, 2), limit=0)
