@@ -6,6 +6,8 @@ import json
 
 import click
 
+EXPORT_ALIGNMENT_LINES = 64  # synthesis: lines spread over the entry's split whose window positions go in the card
+
 
 def register(cli: click.Group, prepare: click.Group) -> None:
     cli.add_command(eval_cmd)
@@ -188,7 +190,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
 
     from seqbench.evaluation import EvalResult, evaluate
     from seqbench.evaluation.paper import PAPER
-    from seqbench.models import is_text
+    from seqbench.models import is_conditional, is_text
     from seqbench.models.io import load_pretrained
     from seqbench.zoo import get_entry
     from seqbench.zoo.card import check_exportable, export, plot_curve, training_status
@@ -249,7 +251,17 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         drec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
                         dynamic=True, dynamic_lr=sel["chosen"], **kw)
         dynamic = {"lr": sel["chosen"], "metrics": drec.metrics, "selection": sel}
-    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, symbols=symbols, dynamic=dynamic)
+    alignment = None
+    if is_conditional(model):
+        import seqbench
+        from seqbench.evaluation.alignment import describe, window_alignment
+
+        split = seqbench.load_dataset(entry.dataset, config=entry.dataset_config, split=entry.split, root=root)
+        alignment = window_alignment(model, split, limit=EXPORT_ALIGNMENT_LINES)
+        alignment.pop("per_line")
+        click.echo(f"window alignment: {describe(alignment)}")
+    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, symbols=symbols,
+                         dynamic=dynamic, alignment=alignment)
     click.echo(f"wrote {folder} (weights sha256 {sha})")
     for k, mv in rec.metrics.items():
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")

@@ -123,3 +123,24 @@ def test_the_dynamic_rate_is_never_chosen_on_the_test_split(ptb_root):
 
     with pytest.raises(EvaluationError, match="never the test split"):
         choose_dynamic_lr("unused", "ptb", "char", [1e-4], split="test", root=ptb_root)
+
+
+def test_zoo_export_of_a_synthesis_net_says_where_its_window_reads(iam_root, tmp_path, monkeypatch):
+    e = ZooEntry(name="export-synth-test", family="handwriting-synthesis",
+                 config={"hidden_size": 16, "num_layers": 2, "n_mixtures": 3, "n_window": 3, "vocab_size": 57},
+                 recipe="tiny-synthesis", dataset="iam-ondb", dataset_config="graves2013", split="valid",
+                 metrics=("nll_nats_per_line",), description="test", license="test only", paper="table4-none")
+    monkeypatch.setitem(ZOO._items, e.name, e)
+    run = train("tiny-synthesis", tmp_path / "run", quiet=True,
+                overrides={"max_steps": 4, "eval_every": 2, "data.source": "iam-ondb", "data.config": "graves2013",
+                           "data.root": str(iam_root), "data.n_train": 0, "data.n_valid": 0,
+                           "data.require_text": True, "model.hidden_size": 16, "model.vocab_size": 57})
+    valid = [json.loads(x) for x in (run.out / "metrics.jsonl").read_text().splitlines()]
+    assert all(len(v["window_alignment"]) == 4 for v in valid if v["event"] == "valid")
+    out = tmp_path / "zoo" / e.name
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", e.name, "--out", str(out),
+                                   "--root", str(iam_root), "-q"])
+    assert res.exit_code == 0, res.output
+    card = (out / "README.md").read_text()
+    assert "window alignment: teacher-forced on" in res.output
+    assert "## Window alignment" in card and "window at 25/50/75/100 % of the line" in card

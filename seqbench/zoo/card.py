@@ -29,12 +29,13 @@ def _yaml_scalar(v: Any) -> str:
 
 def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None = None,
                record: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
-               dynamic: Mapping[str, Any] | None = None) -> str:
+               dynamic: Mapping[str, Any] | None = None, alignment: Mapping[str, Any] | None = None) -> str:
     """The README.md of a zoo repo. ``results``: metric name → {"value", "unit"} (e.g. an eval record's
     ``metrics``); ``record``: the eval record that produced them (provenance shown in the card); ``training``:
     :func:`training_status` of the run the weights come from (a model still in training says so first);
     ``dynamic``: {"lr", "metrics", "selection"} of a dynamic evaluation on the entry's split, its rate chosen by
-    :func:`seqbench.evaluation.evaluator.choose_dynamic_lr` on the validation split."""
+    :func:`seqbench.evaluation.evaluator.choose_dynamic_lr` on the validation split; ``alignment``: a synthesis
+    network's :func:`seqbench.evaluation.alignment.window_alignment` on the entry's split."""
     from seqbench.models import is_conditional
 
     results = dict(results or {})
@@ -103,17 +104,34 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
         body.append("")
     if dynamic:
         body += _dynamic_section(entry, dynamic)
+    if alignment:
+        from seqbench.evaluation.alignment import describe
+
+        body += ["## Window alignment", "",
+                 f"On {entry.dataset} / {entry.dataset_config} / {entry.split}, {describe(alignment)}.", "",
+                 "| point of the line | " + " | ".join(f"{round(100 * f)} %" for f in alignment["fractions"]) + " |",
+                 "|---|" + "---|" * len(alignment["fractions"]),
+                 "| window's peak (characters / U, median) | " + " | ".join(f"{v:.2f}" for v in alignment["median"])
+                 + " |", ""]
     if training and training.get("curve"):
         body += ["## Training curve", "", f"![validation loss against core-hours]({training['curve']})", ""]
         valid = training.get("valid") or []
         if valid:
             runs = any("run" in v for v in valid)
+            win = any("window_alignment" in v for v in valid[-16:])
             body += [f"Validation during training ({training.get('valid_note', 'the recipe validation set')}):", "",
-                     "| step | epoch | core-hours (wall × threads) | validation loss |" + (" recipe |" if runs else ""),
-                     "|---|---|---|---|" + ("---|" if runs else "")]
+                     "| step | epoch | core-hours (wall × threads) | validation loss |" + (" recipe |" if runs else "")
+                     + (" window at 25/50/75/100 % of the line |" if win else ""),
+                     "|---|---|---|---|" + ("---|" if runs else "") + ("---|" if win else "")]
             body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {training.get('unit', '')} |"
-                     + (f" {v.get('run', '')} |" if runs else "") for v in valid[-16:]]
+                     + (f" {v.get('run', '')} |" if runs else "")
+                     + ((" " + "/".join(f"{x:.2f}" for x in v["window_alignment"]) + " |"
+                         if v.get("window_alignment") else " |") if win else "") for v in valid[-16:]]
             body.append("")
+            if win:
+                body += ["The window column: where the soft window reads, teacher-forced on 16 of the validation "
+                         "lines, as a fraction of each line's characters (median); about 0.25/0.50/0.75/1.00 "
+                         "when it follows the writing (`seqbench.evaluation.alignment`).", ""]
     if record:
         ds = record.get("dataset", {})
         body += [f"Measured by seqbench {record.get('seqbench_version', '?')} on {ds.get('name')} "
@@ -184,7 +202,7 @@ def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = 
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
            record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
            training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None,
-           symbols: Sequence[str] | None = None) -> tuple[Path, str]:
+           symbols: Sequence[str] | None = None, alignment: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
     the network's side information (:func:`seqbench.models.io.side_info`: a handwriting network's offset
@@ -208,7 +226,7 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
 
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training,
-                                                   dynamic))
+                                                   dynamic, alignment))
     return folder, sha
 
 
@@ -248,7 +266,8 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     for e, t in zip(events, clock):
         if e["event"] == "valid":
             ep = e["step"] / steps_per_epoch if steps_per_epoch else float(e.get("epoch", 0))
-            valid.append({"step": e["step"], "epoch": ep, "cpu_hours": t * threads / 3600, "loss": e["loss"]})
+            valid.append({"step": e["step"], "epoch": ep, "cpu_hours": t * threads / 3600, "loss": e["loss"],
+                          **({"window_alignment": e["window_alignment"]} if e.get("window_alignment") else {})})
     steps = int(state.get("step", valid[-1]["step"] if valid else 0))
     # the clock when last/ was written: the last event of that step or before (events after it are not in last/)
     at = [t for e, t in zip(events, clock) if e.get("step", 0) <= steps]
