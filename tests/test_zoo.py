@@ -272,6 +272,10 @@ def test_push_uploads_the_folder(mirrored, monkeypatch):
     assert push("tiny-test", registry=reg, api=FakeApi()) == "f" * 40
     assert calls[0] == ("create", "seqbench/tiny-test")
     assert calls[1][1:3] == ("seqbench/tiny-test", folder) and "model.safetensors" in calls[1][3]
+    assert "training_curve.png" not in calls[1][3]  # not in this folder
+    (folder / "training_curve.png").write_bytes(b"\x89PNG")  # the card's curve goes with it when there is one
+    push("tiny-test", registry=reg, api=FakeApi())
+    assert set(calls[-1][3]) == {"config.json", "model.safetensors", "README.md", "training_curve.png"}
 
 
 def test_push_offline_is_refused(mirrored):

@@ -36,6 +36,7 @@ CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CARD = "README.md"
 REPO_FILES = (CONFIG, WEIGHTS, CARD)  # what a zoo folder and its Hub repo hold
+CARD_FILES = ("training_curve.png",)  # pictures the card shows, pushed with it where the folder has them
 
 ENTRY_POINT_GROUP = "seqbench.models"  # [project.entry-points."seqbench.models"] NAME = "pkg.mod:factory"
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -384,7 +385,8 @@ def push(name: str, *, repo_id: str | None = None, folder: str | os.PathLike | N
         api = HfApi(endpoint=hub_endpoint(), token=token)
     target = repo_id or (entry.repo_id if entry else f"seqbench/{name}")
     api.create_repo(target, exist_ok=True, private=private)
-    info = api.upload_folder(repo_id=target, folder_path=str(src), allow_patterns=list(REPO_FILES),
+    files = list(REPO_FILES) + [f for f in CARD_FILES if (src / f).is_file()]
+    info = api.upload_folder(repo_id=target, folder_path=str(src), allow_patterns=files,
                              commit_message=f"seqbench zoo push {name}")
     commit = getattr(info, "oid", None) or str(info)
     log.info("pushed %s to %s@%s", src, target, commit)
@@ -393,4 +395,4 @@ def push(name: str, *, repo_id: str | None = None, folder: str | os.PathLike | N
 
 __all__ = ["ResolvedModel", "ModelReferenceError", "ModelNotAvailable", "WeightsChecksumError", "parse_reference",
            "resolve", "load_model", "load_factory", "fetch", "push", "hub_offline", "hub_endpoint", "hub_cache_dir",
-           "verify_weights", "cache_blob_sha", "REPO_FILES", "KNOWN_SCHEMES"]
+           "verify_weights", "cache_blob_sha", "REPO_FILES", "CARD_FILES", "KNOWN_SCHEMES"]
