@@ -202,13 +202,13 @@ def _pin(name: str, **fields: Any) -> None:
 _TRAINED: dict[str, dict[str, Any]] = {
     "synth-3layer": dict(
         recipe="iam-synthesis-3x400-fast",
-        weights_sha256="4a3eec1a421c1b891b21d8ff4c8273a28307ed15a53c3609687808770ff11768",
-        expected={"nll_nats_per_line": -927.4322798175838, "nll_nats_per_line_raw": 3602.1425694286977,
-                  "nll_nats_per_point": -1.5030639707802056, "nll_nats_per_point_raw": 5.837893322827664,
-                  "sse_per_point": 0.7755627546805638},
+        weights_sha256="264bec122ec579b902fce452ac8efaab4c5e5755964d061d48d326b3a2ca54b6",
+        expected={"nll_nats_per_line": -949.2267743503268, "nll_nats_per_line_raw": 3580.3480748959546,
+                  "nll_nats_per_point": -1.5383857082336134, "nll_nats_per_point_raw": 5.802571585374257,
+                  "sse_per_point": 0.7387494325864336},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
-        training={"status": "in training", "steps": 4400, "epochs": 6.557377049180328,
-                  "cpu_hours": 3.7338667594917174, "recipe": "iam-synthesis-3x400-fast"}),
+        training={"status": "in training", "steps": 1600, "epochs": 2.388059701492537,
+                  "cpu_hours": 5.138612583512924, "recipe": "iam-synthesis-3x400-fast"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",
@@ -224,12 +224,12 @@ _TRAINED: dict[str, dict[str, Any]] = {
                   "cpu_hours": 1.5431749863434758, "recipe": "ptb-char-1x1000-fast"}),
     "ptb-char-wn": dict(
         recipe="ptb-char-1x1000-wn-fast",
-        weights_sha256="912abf322e88c2fdef12b75ad74b1b1fb36b5d3810274f72e0e8cbc6f2202293",
-        expected={"bits_per_char": 1.5075410853444713, "perplexity": 339.22981218564956,
-                  "error_rate": 0.3151978407015896},
+        weights_sha256="24b9ae3295b1e3fa6bf7454c1678d8486e9930742c7b6f6737464ea884f135d8",
+        expected={"bits_per_char": 1.462054210550451, "perplexity": 284.53892647809556,
+                  "error_rate": 0.3058740120503076},
         data_fingerprint="818429806d673ab6c8dc717b68a464af63647c4905f144ee84f3e2592657b43a",
-        training={"status": "in training", "steps": 1500, "epochs": 0.9652509652509652,
-                  "cpu_hours": 2.2736501128830033, "recipe": "ptb-char-1x1000-wn-fast"}),
+        training={"status": "in training", "steps": 7500, "epochs": 4.826254826254826,
+                  "cpu_hours": 3.731428055555556, "recipe": "ptb-char-1x1000-wn-fast"}),
 }
 for _name, _fields in _TRAINED.items():
     _pin(_name, **_fields)

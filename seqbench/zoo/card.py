@@ -296,8 +296,9 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             pass
         # one curve for the model: the earlier run's validations, then this run's after all of its CPU-hours
         # (the validation sets may differ: each point is in its own run's unit and set)
+        # on the curve's own clock (wall × threads), so that it rises across the two runs
         for v in valid:
-            v["cpu_hours"] += p["cpu_hours"]
+            v["cpu_hours"] += p["wall_hours"] * (p.get("threads") or 1)
         valid = [{**v, "run": p["recipe"]} for v in p["valid"]] + [{**v, "run": rec.name if rec else ""} for v in valid]
     own_cpu, own_wall = cpu / 3600, wall / 3600
     return {"status": status, "steps": steps, "started_from": parent,
