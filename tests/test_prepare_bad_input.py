@@ -207,13 +207,16 @@ def test_a_real_pyarrow_write_failure_is_a_clear_cli_error(tmp_path):
 
 
 SLOW_PREPARE = r"""
-import pathlib, sys, time
+import pathlib, signal, sys, time
+# Ctrl-C as in a terminal: a test run started in the background (`cmd &`) inherits SIGINT ignored, and so would
+# this process (seen: the prepare ran to completion and exited 0)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import seqbench.data.iam.prepare as p
 real = p._parse_batch
 p._BATCH = 1
 def slow(items):
     pathlib.Path(sys.argv[3]).touch()
-    time.sleep(0.3)
+    time.sleep(5.0)  # long enough that the kill always lands while parsing, even on a slow machine
     return real(items)
 p._parse_batch = slow
 p.prepare_iam(sys.argv[1], sys.argv[2], workers=2, quiet=True)
