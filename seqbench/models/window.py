@@ -51,9 +51,6 @@ class SoftWindow(nn.Module):
         self.linear = nn.Linear(hidden_size, 3 * n_window)  # (48)
         init_window(self.linear, n_window)
 
-    def reset_parameters(self) -> None:
-        init_window(self.linear, self.K)
-
     def forward(self, h1: Tensor, kappa_prev: Tensor, onehot: Tensor, char_mask: Tensor,
                 u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``h1`` (B, H), ``kappa_prev`` (B, K), ``onehot`` (B, U, V), ``char_mask`` (B, U), ``u`` (U',) with
