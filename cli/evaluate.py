@@ -273,4 +273,10 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     if dynamic:
         pin["expected_dynamic"] = {k: mv["value"] for k, mv in dynamic["metrics"].items()}
         pin["eval_options"] = {**entry.eval_options, "dynamic_lr": dynamic["lr"]}
+    from seqbench.training.projection import describe as describe_projection
+    from seqbench.zoo.card import projection
+
+    proj = projection(entry, rec.metrics, training)
+    if proj is not None:
+        click.echo(f"what reaching the paper would take: {describe_projection(proj, training.get('unit', ''))}")
     click.echo("pin in the zoo entry: " + json.dumps(pin, sort_keys=True))

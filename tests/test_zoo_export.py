@@ -36,6 +36,9 @@ def test_zoo_export_writes_a_true_card_with_the_training_status(iam_root, tmp_pa
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md", "training_curve.png"}
     card = (out / "README.md").read_text()
     assert "Status: in training" in card and "CPU-hours" in card and "![validation loss" in card
+    # how far from the paper, and (with two validations) too few of them to measure a rate
+    assert "## What reaching the paper would take" in card and "Too few validations" in card
+    assert "what reaching the paper would take:" in res.output
     pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
     best_step = json.loads((run.out / "best" / "config.json").read_text())["step"]
     assert pin["training"]["steps"] == best_step and pin["training"]["cpu_hours"] > 0  # the exported weights' step

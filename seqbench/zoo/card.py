@@ -113,6 +113,16 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                  "|---|" + "---|" * len(alignment["fractions"]),
                  "| window's peak (characters / U, median) | " + " | ".join(f"{v:.2f}" for v in alignment["median"])
                  + " |", ""]
+    proj = projection(entry, results, training)
+    if proj is not None:
+        from seqbench.training.projection import describe as describe_projection
+
+        unit = training.get("unit", "")
+        target = f"the paper ({row.table}: {proj['target']:g} {unit})"
+        body += ["## What reaching the paper would take", "",
+                 f"On {entry.split}: {describe_projection(proj, unit, target)} The rate is measured on the run's "
+                 "validation curve, the gap on the split above: a projection at the measured rate, not a result.",
+                 ""]
     if training and training.get("curve"):
         body += ["## Training curve", "", f"![validation loss against core-hours]({training['curve']})", ""]
         valid = training.get("valid") or []
@@ -139,6 +149,30 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     body += ["Reproduce:", "", "```", f"seqbench eval --model zoo:{entry.name}", "```", "", "## License", "",
              entry.license, ""]
     return "\n".join(lines + [""] + body)
+
+
+def projection(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None,
+               training: Mapping[str, Any] | None) -> dict | None:
+    """:func:`seqbench.training.projection.project` of a card: the entry's main metric against the paper's,
+    at the rate of the run's validation curve. None where there is no curve, no paper value, or the curve is
+    in another unit than the metric (or the entry is scored on a generated sample)."""
+    from seqbench.evaluation.paper import PAPER
+    from seqbench.training.projection import project
+
+    row = PAPER.get(entry.paper or "")
+    if not results or not training or not training.get("valid") or row is None or entry.eval_options.get("sample"):
+        return None
+    main = entry.metrics[0] if entry.metrics else None
+    mv, target = results.get(main), row.metrics.get(main)
+    if mv is None or target is None or str(mv.get("unit", "")) != str(training.get("unit", "")):
+        return None
+    from seqbench.training.projection import current_stretch
+
+    stretch = current_stretch(training["valid"])
+    changes = training.get("schedule_changes") or []
+    change = changes[int(stretch[0]["regime"]) - 1] if stretch and int(stretch[0]["regime"]) > 0 and changes else None
+    return {**project(training["valid"], float(mv["value"]), float(target), change=change),
+            "target": float(target), "metric": main}
 
 
 def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
@@ -236,6 +270,7 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     it used, and its validation curve. CPU-hours: process CPU time where the run recorded it (cpu_s), else
     wall-clock time × threads. A run started with ``--init-from OTHER_RUN/best`` adds OTHER_RUN's CPU-hours
     (all of them: what the model cost) and names it in ``started_from``."""
+    from seqbench.training.projection import is_schedule_field
     from seqbench.training.trainer import read_metrics
 
     run = Path(run)
@@ -262,11 +297,16 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             last = float(e["elapsed_s"])
         clock.append(float(e["wall_s"]) if isinstance(e.get("wall_s"), (int, float)) else offset + last)
     steps_per_epoch = _steps_per_epoch(rec) if rec is not None else None
-    valid = []
+    valid, changes, regime = [], [], 0
     for e, t in zip(events, clock):
+        sched = {k: v for k, v in (e.get("changed") or {}).items() if is_schedule_field(k)}
+        if e["event"] == "resume" and sched:  # a new stretch of the schedule (--resume --set optimizer_args.lr=...)
+            regime += 1
+            changes.append({"step": e.get("step", 0), "changed": sched})
         if e["event"] == "valid":
             ep = e["step"] / steps_per_epoch if steps_per_epoch else float(e.get("epoch", 0))
             valid.append({"step": e["step"], "epoch": ep, "cpu_hours": t * threads / 3600, "loss": e["loss"],
+                          "regime": regime,
                           **({"window_alignment": e["window_alignment"]} if e.get("window_alignment") else {})})
     steps = int(state.get("step", valid[-1]["step"] if valid else 0))
     # the clock when last/ was written: the last event of that step or before (events after it are not in last/)
@@ -279,6 +319,7 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
         cpu = cpu * (t_at / wall) if wall > 0 else 0.0  # the run's CPU share up to that step
         wall, steps = t_at, at_step
         valid = [v for v in valid if v["step"] <= at_step]
+        changes = [c for c in changes if c["step"] <= at_step]
     import platform
 
     # a run started from another run's weights (--init-from RUN/best): that run's training counts too
@@ -299,7 +340,8 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
         # on the curve's own clock (wall × threads), so that it rises across the two runs
         for v in valid:
             v["cpu_hours"] += p["wall_hours"] * (p.get("threads") or 1)
-        valid = [{**v, "run": p["recipe"]} for v in p["valid"]] + [{**v, "run": rec.name if rec else ""} for v in valid]
+        valid = ([{**v, "run": p["recipe"], "regime": None} for v in p["valid"]]
+                 + [{**v, "run": rec.name if rec else ""} for v in valid])
     own_cpu, own_wall = cpu / 3600, wall / 3600
     return {"status": status, "steps": steps, "started_from": parent,
             "own_cpu_hours": own_cpu,
@@ -308,7 +350,8 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             "epochs": steps / steps_per_epoch if steps_per_epoch else float(state.get("epoch", 0)),
             "threads": threads,
             "hardware": hardware or f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} thread(s)",
-            "valid": valid, "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
+            "valid": valid, "schedule_changes": changes,
+            "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
                            if rec and rec.data.valid_limit else
                            f"the whole {rec.data.valid_split} split" if rec else "the run's validation set")}
@@ -350,4 +393,4 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
 
 
 __all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
-           "plot_curve"]
+           "plot_curve", "projection"]

@@ -1,0 +1,112 @@
+"""What reaching a target loss would take, from a run's validation curve.
+
+A model still in training says how far it is from the paper and how fast it is closing the gap. The rate is
+measured, not modelled: a least-squares line through the last validations of the current stretch of the
+schedule (since the last change of its settings, e.g. a lower learning rate on ``--resume --set``), in the
+loss's unit per core-hour. Where the rate over those last validations is lower than over the whole stretch,
+the curve is levelling off and the hours at the recent rate are a lower bound *for this schedule*; a change of
+schedule (a lower rate, say) can move the curve by a step, as the zoo's runs have shown.
+
+Losses here are lower-is-better (nats/line, bits/char), as all of the paper's are.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+#: validations the recent rate is fitted on
+RECENT = 5
+#: recipe fields whose change on ``--resume --set`` starts a new stretch of the schedule (others, such as
+#: max_steps or patience, change when a run stops, not how it learns)
+SCHEDULE_PREFIXES = ("optimizer_args.",)
+
+
+def is_schedule_field(key: str) -> bool:
+    """Whether changing this recipe field on resume changes how the run learns (a new stretch of its curve)."""
+    return any(key.startswith(p) for p in SCHEDULE_PREFIXES)
+
+
+def _slope(points: Sequence[Mapping[str, Any]]) -> float | None:
+    """Least-squares slope of loss against core-hours (unit per core-hour); None if the hours do not vary."""
+    xs = [float(p["cpu_hours"]) for p in points]
+    ys = [float(p["loss"]) for p in points]
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+
+
+def current_stretch(valid: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The validations since the last change of schedule: those of the highest ``regime`` (as
+    :func:`seqbench.zoo.card.training_status` numbers them; points of an earlier run have none)."""
+    own = [v for v in valid if v.get("regime") is not None]
+    if not own:
+        return []
+    k = max(int(v["regime"]) for v in own)
+    return [v for v in own if int(v["regime"]) == k]
+
+
+def project(valid: Sequence[Mapping[str, Any]], value: float, target: float, *, recent: int = RECENT,
+            change: Mapping[str, Any] | None = None) -> dict:
+    """How far ``value`` (the weights' score on the entry's split) is from ``target`` (the paper's), and at
+    the curve's recent rate how many more core-hours that would take.
+
+    ``valid``: validation points {"step", "cpu_hours", "loss", "regime"} in the same unit as ``value``
+    (the run's own validation set may be a subset of the entry's split: the *rate* is taken from it, the
+    *gap* from ``value``). Returns {"gap", "reached", "since_step", "validations", "rate_recent",
+    "rate_stretch", "hours", "levelling"}; rates are the loss's fall per core-hour (positive = improving),
+    ``hours`` is None where the recent rate is not an improvement or there are under 3 validations.
+    ``change``: the change of schedule that began the current stretch ({"step", "changed": {key: [old, new]}},
+    as training_status's ``schedule_changes`` lists them), reported as ``change``; None for a run's start."""
+    gap = float(value) - float(target)
+    out: dict[str, Any] = {"gap": gap, "reached": gap <= 0, "since_step": None, "change": None, "validations": 0,
+                           "rate_recent": None, "rate_stretch": None, "hours": None, "levelling": None}
+    stretch = current_stretch(valid)
+    if not stretch:
+        return out
+    out["since_step"] = int(change["step"]) if change else int(stretch[0]["step"])
+    out["change"] = dict(change) if change else None
+    out["validations"] = len(stretch)
+    if len(stretch) < 3:
+        return out
+    s_recent, s_all = _slope(stretch[-recent:]), _slope(stretch)
+    out["rate_recent"] = -s_recent if s_recent is not None else None
+    out["rate_stretch"] = -s_all if s_all is not None else None
+    if out["rate_recent"] is not None and out["rate_stretch"] is not None:
+        out["levelling"] = out["rate_recent"] < out["rate_stretch"]
+    if not out["reached"] and out["rate_recent"] is not None and out["rate_recent"] > 0:
+        out["hours"] = gap / out["rate_recent"]
+    return out
+
+
+def _g(x: Any) -> str:
+    return format(x, "g") if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+
+
+def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's value") -> str:
+    """One paragraph of :func:`project`'s answer, with its units."""
+    if p["reached"]:
+        return f"These weights are at or past {target_name} ({-p['gap']:.4g} {unit} better)."
+    text = f"{p['gap']:.4g} {unit} to go to {target_name}."
+    if p["validations"] < 3 or p["rate_recent"] is None:
+        return text + (f" Too few validations since step {p['since_step']:,} (the start of this stretch of the "
+                       "schedule) to measure a rate." if p["since_step"] is not None
+                       else " No validation curve to measure a rate on.")
+    n = min(RECENT, p["validations"])
+    what = "; ".join(f"{k} {_g(a)} → {_g(b)}" for k, (a, b) in (p.get("change") or {}).get("changed", {}).items())
+    since = (f"Since the last change of schedule (step {p['since_step']:,}{': ' + what if what else ''})"
+             if p.get("change") else f"Since this run's start (first validation at step {p['since_step']:,})")
+    text += (f" {since} the validation loss fell by "
+             f"{p['rate_recent']:.3g} {unit} per core-hour over its last {n} validations "
+             f"({p['rate_stretch']:.3g} over all {p['validations']}).")
+    if p["hours"] is None:
+        return text + " At that rate it does not get there: this schedule has levelled off."
+    text += f" At the recent rate that is about {p['hours']:.3g} more core-hours"
+    return text + ("; the rate is falling, so for this schedule that is a lower bound." if p["levelling"]
+                   else "; the rate is not falling yet.")
+
+
+__all__ = ["project", "describe", "current_stretch", "is_schedule_field", "RECENT", "SCHEDULE_PREFIXES"]

@@ -1,0 +1,84 @@
+"""What reaching the paper would take: the measured rate of a run's validation curve, per stretch of its
+schedule, and the card's section that says it."""
+from __future__ import annotations
+
+import pytest
+
+from seqbench.training import train
+from seqbench.training.projection import current_stretch, describe, is_schedule_field, project
+from seqbench.zoo import ZooEntry
+from seqbench.zoo.card import model_card, projection, training_status
+
+
+def _pts(losses, hours_per_point=0.5, regime=0, start_step=100):
+    return [{"step": start_step + 100 * i, "cpu_hours": hours_per_point * (i + 1), "loss": y, "regime": regime}
+            for i, y in enumerate(losses)]
+
+
+def test_a_straight_curve_gives_its_slope_and_the_hours_to_the_target():
+    valid = _pts([-900, -910, -920, -930, -940, -950])  # 20 nats/line per core-hour
+    p = project(valid, value=-950.0, target=-1090.0)
+    assert p["rate_recent"] == pytest.approx(20.0) and p["rate_stretch"] == pytest.approx(20.0)
+    assert p["gap"] == pytest.approx(140.0) and p["hours"] == pytest.approx(7.0)
+    assert not p["reached"] and p["levelling"] is False and p["validations"] == 6
+
+
+def test_a_levelling_curve_says_its_hours_are_a_lower_bound():
+    valid = _pts([1.60, 1.55, 1.52, 1.51, 1.505, 1.503, 1.502])
+    p = project(valid, value=1.46, target=1.27)
+    assert p["levelling"] is True and 0 < p["rate_recent"] < p["rate_stretch"]
+    assert p["hours"] == pytest.approx(0.19 / p["rate_recent"])
+    assert "lower bound" in describe(p, "bits/char")
+
+
+def test_a_curve_that_stopped_improving_gives_no_hours():
+    p = project(_pts([-950, -949, -951, -948, -947]), value=-940.0, target=-1096.9)
+    assert p["hours"] is None and p["rate_recent"] < 0
+    assert "levelled off" in describe(p, "nats/line")
+
+
+def test_only_the_stretch_since_the_last_change_of_schedule_counts():
+    earlier = [{**v, "regime": None} for v in _pts([-500, -700, -900])]  # a parent run's points
+    fast = _pts([-900, -920, -940, -960], regime=0)  # steep, at the old rate
+    slow = _pts([-970, -971, -972, -973], regime=1, start_step=600)  # 2 nats/line per core-hour since
+    assert current_stretch(earlier + fast + slow) == slow
+    p = project(earlier + fast + slow, value=-973.0, target=-1073.0,
+                change={"step": 550, "changed": {"optimizer_args.lr": [3e-4, 1e-4]}})
+    assert p["rate_recent"] == pytest.approx(2.0) and p["hours"] == pytest.approx(50.0)
+    text = describe(p, "nats/line")
+    assert "step 550: optimizer_args.lr 0.0003 → 0.0001" in text and "50 more core-hours" in text
+
+
+def test_a_reached_target_and_too_short_a_stretch_say_so():
+    assert project(_pts([-1100, -1101, -1102]), value=-1100.0, target=-1096.9)["reached"]
+    assert "at or past" in describe(project([], value=-1100.0, target=-1096.9), "nats/line")
+    short = project(_pts([-900, -910]), value=-900.0, target=-1096.9)
+    assert short["hours"] is None and "Too few validations" in describe(short, "nats/line")
+
+
+def test_only_optimiser_settings_start_a_new_stretch():
+    assert is_schedule_field("optimizer_args.lr")
+    assert not any(map(is_schedule_field, ("max_steps", "patience", "eval_every", "data.root")))
+
+
+def test_a_run_resumed_at_a_lower_rate_is_two_stretches_on_its_card(tmp_path, monkeypatch):
+    d = tmp_path / "r"
+    train("tiny-prediction", d, overrides={"max_steps": 6, "eval_every": 2}, quiet=True)
+    train("tiny-prediction", d, overrides={"max_steps": 8, "eval_every": 2}, quiet=True, resume=True)  # not a change of schedule
+    train("tiny-prediction", d, overrides={"max_steps": 16, "eval_every": 2, "optimizer_args.lr": 1e-3},
+          quiet=True, resume=True)
+    t = training_status(d)
+    assert [c["step"] for c in t["schedule_changes"]] == [8]
+    assert t["schedule_changes"][0]["changed"] == {"optimizer_args.lr": [3e-3, 1e-3]}
+    assert [v["regime"] for v in t["valid"]] == [0, 0, 0, 0, 1, 1, 1, 1]
+    entry = ZooEntry(name="proj-test", family="handwriting-prediction",
+                     config={"hidden_size": 32, "num_layers": 1, "n_mixtures": 3}, recipe="tiny-prediction",
+                     dataset="iam-ondb", dataset_config="graves2013", split="valid",
+                     metrics=("nll_nats_per_line",), description="test", license="test only", paper="table3-1layer")
+    results = {"nll_nats_per_line": {"value": t["valid"][-1]["loss"], "unit": t["unit"]}}
+    p = projection(entry, results, t)
+    assert p is not None and p["since_step"] == 8 and p["validations"] == 4 and p["target"] == -1025.7
+    card = model_card(entry, results, training=t)
+    assert "## What reaching the paper would take" in card and "step 8: optimizer_args.lr 0.003 → 0.001" in card
+    # a metric in another unit than the curve's: no projection rather than a wrong one
+    assert projection(entry, {"nll_nats_per_line": {"value": -1.0, "unit": "nats/point"}}, t) is None
