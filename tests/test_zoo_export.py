@@ -147,3 +147,33 @@ def test_zoo_export_of_a_synthesis_net_says_where_its_window_reads(iam_root, tmp
     card = (out / "README.md").read_text()
     assert "window alignment: teacher-forced on" in res.output
     assert "## Window alignment" in card and "window at 25/50/75/100 % of the line" in card
+
+
+def test_a_run_started_from_committed_zoo_weights_counts_their_training(iam_root, tmp_path, monkeypatch, entry):
+    """When the run folder is gone the next run starts from zoo/NAME: its card adds the CPU-hours that the
+    entry pins for those weights, and adds nothing when the folder holds other weights than the pinned ones."""
+    import dataclasses
+
+    from seqbench.zoo.card import training_status
+
+    data = {"data.source": "iam-ondb", "data.config": "graves2013", "data.root": str(iam_root),
+            "data.n_train": 0, "data.n_valid": 0}
+    run = train("tiny-prediction", tmp_path / "run", quiet=True, overrides={"max_steps": 4, "eval_every": 2, **data})
+    out = tmp_path / "zoo" / "export-test"
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out),
+                                   "--root", str(iam_root), "-q"])
+    assert res.exit_code == 0, res.output
+    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    pinned = {**pin["training"], "cpu_hours": 3.5}  # as if the lost run had trained for 3.5 CPU-hours
+    monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(
+        entry, weights_sha256=pin["weights_sha256"], training=pinned))
+    child = train("tiny-prediction", tmp_path / "child", quiet=True, init_from=str(out),
+                  overrides={"max_steps": 4, "eval_every": 2, **data})
+    t = training_status(child.out)
+    assert t["started_from"]["run"] == "zoo:export-test" and t["started_from"]["steps"] == pinned["steps"]
+    assert t["cpu_hours"] == pytest.approx(3.5 + t["own_cpu_hours"])
+    assert all(v["cpu_hours"] >= 3.5 for v in t["valid"])  # the curve goes on from the zoo model's hours
+    # other weights than the pinned ones: their pinned hours are not these weights' cost
+    monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(entry, weights_sha256="0" * 64, training=pinned))
+    t = training_status(child.out)
+    assert t["started_from"] is None and t["cpu_hours"] == pytest.approx(t["own_cpu_hours"])

@@ -326,15 +326,19 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     parent = None
     start = next((e for e in events if e["event"] == "start"), {})
     src = Path(start["init_from"]) if isinstance(start.get("init_from"), str) else None
+    try:
+        src_cfg = json.loads((src / "config.json").read_text()) if src is not None else {}
+    except (OSError, ValueError):
+        src_cfg = {}
+    from_step = src_cfg.get("step") if isinstance(src_cfg.get("step"), int) else None
     if src is not None and (src.parent / "metrics.jsonl").is_file() and _depth < 8:
-        p = training_status(src.parent, status="", _depth=_depth + 1)
+        # the parent's training up to the step its weights were taken from (not what it did after)
+        p = training_status(src.parent, status="", _depth=_depth + 1, at_step=from_step)
         parent = {"run": src.parent.name, "recipe": p["recipe"], "steps": p["steps"], "epochs": p["epochs"],
                   "cpu_hours": p["cpu_hours"], "wall_hours": p["wall_hours"],
                   **({"reinit": [str(r) for r in start["reinit"]]} if start.get("reinit") else {})}
-        try:
-            parent["from_step"] = int(json.loads((src / "config.json").read_text()).get("step"))
-        except (OSError, ValueError, TypeError):
-            pass
+        if from_step is not None:
+            parent["from_step"] = from_step
         # one curve for the model: the earlier run's validations, then this run's after all of its CPU-hours
         # (the validation sets may differ: each point is in its own run's unit and set)
         # on the curve's own clock (wall × threads), so that it rises across the two runs
@@ -342,6 +346,10 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             v["cpu_hours"] += p["wall_hours"] * (p.get("threads") or 1)
         valid = ([{**v, "run": p["recipe"], "regime": None} for v in p["valid"]]
                  + [{**v, "run": rec.name if rec else ""} for v in valid])
+    elif src is not None and isinstance(src_cfg.get("zoo"), dict):
+        parent = _zoo_parent(src_cfg, start)
+        for v in valid if parent else []:  # the curve goes on from the zoo model's core-hours
+            v["cpu_hours"] += parent["cpu_hours"]
     own_cpu, own_wall = cpu / 3600, wall / 3600
     return {"status": status, "steps": steps, "started_from": parent,
             "own_cpu_hours": own_cpu,
@@ -355,6 +363,24 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
                            if rec and rec.data.valid_limit else
                            f"the whole {rec.data.valid_split} split" if rec else "the run's validation set")}
+
+
+def _zoo_parent(cfg: Mapping[str, Any], start: Mapping[str, Any]) -> dict | None:
+    """A run started from a zoo model's folder (``--init-from zoo:NAME`` or ``zoo/NAME``, when the run folder
+    it came from is gone): that model's training, as its zoo entry pins it, counts toward this run's. Only
+    when the folder's weights are the ones the entry pins (else its pinned numbers are of other weights)."""
+    from seqbench.zoo import ZOO
+
+    name = cfg["zoo"].get("name")
+    entry = ZOO._items.get(name) if isinstance(name, str) else None
+    t = dict(entry.training) if entry is not None and entry.training else {}
+    if not t or not entry.weights_sha256 or cfg.get("weights_sha256") != entry.weights_sha256:
+        return None
+    hours = float(t.get("cpu_hours", 0.0))
+    return {"run": f"zoo:{name}", "recipe": t.get("recipe") or entry.recipe, "steps": int(t.get("steps", 0)),
+            "epochs": float(t.get("epochs", 0.0)), "cpu_hours": hours, "wall_hours": hours,
+            "from_step": int(t.get("steps", 0)),
+            **({"reinit": [str(r) for r in start["reinit"]]} if start.get("reinit") else {})}
 
 
 def _steps_per_epoch(rec) -> int | None:
