@@ -8,6 +8,9 @@ PTB windows. Prints medians and the ratio.
     python benchmarks/bench_train_throughput.py --threads 1
     python benchmarks/bench_train_throughput.py --threads 2
     python benchmarks/bench_train_throughput.py --task ptb --threads 1
+    # bf16 autocast (--set amp=true) against float32, on the same batches from the same weights:
+    python benchmarks/bench_train_throughput.py --compare amp --threads 1
+    python benchmarks/bench_train_throughput.py --task ptb --compare amp --threads 1
     # two 1-thread processes side by side (what two training runs at once get):
     python benchmarks/bench_train_throughput.py --threads 1 & python benchmarks/bench_train_throughput.py --threads 1
 """
@@ -27,13 +30,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--root", default=None, help="datasets root (default: $SEQBENCH_HOME/datasets)")
+    ap.add_argument("--compare", choices=["batching", "amp"], default="batching",
+                    help="batching: random against length-bucketed batches (synthesis); amp: float32 against "
+                         "bf16 autocast on the same batches")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
     from seqbench.training import get_recipe
     from seqbench.training.trainer import _Run
 
-    if a.task == "synthesis":
+    if a.compare == "amp":
+        configs = {"float32": {"amp": False}, "amp-bf16": {"amp": True}}
+        if a.task == "synthesis":
+            configs = {k: {**v, "data.bucket": True} for k, v in configs.items()}
+        name = "iam-synthesis-3x400" if a.task == "synthesis" else "ptb-char-1x1000"
+    elif a.task == "synthesis":
         configs = {"random": {"data.bucket": False}, "bucketed": {"data.bucket": True}}
         name = "iam-synthesis-3x400"
     else:
@@ -51,8 +62,9 @@ def main() -> None:
         runs[label] = (run, iter(run.train_batches.epoch(0)))
     times = {k: [] for k in runs}
     units = {k: [] for k in runs}
-    for k, (run, it) in runs.items():  # warm-up
-        run.train_step(next(it))
+    first = {}
+    for k, (run, it) in runs.items():  # warm-up (the same seed: the same weights and the same first batch)
+        first[k] = run.train_step(next(it))
     for _ in range(a.steps):
         for k, (run, it) in runs.items():  # interleaved: drifts in machine load hit both alike
             b = next(it)
@@ -69,7 +81,11 @@ def main() -> None:
         rate[k] = statistics.median(per)
         print(f"{k:>9}: median {statistics.median(times[k]):6.2f} s/step  {rate[k]:8.0f} real {unit}/s "
               f"(min {min(per):.0f}, max {max(per):.0f}, {a.steps} steps)")
-    if len(rate) == 2:
+    if a.compare == "amp":
+        f32, bf = first["float32"], first["amp-bf16"]
+        print(f"amp-bf16 / float32: {rate['amp-bf16'] / rate['float32']:.2f}x real {unit}/s; first step's loss "
+              f"{bf:.4f} vs {f32:.4f} {runs['float32'][0].recipe.unit} (relative difference {abs(bf - f32) / abs(f32):.1e})")
+    elif len(rate) == 2:
         print(f"bucketed / random: {rate['bucketed'] / rate['random']:.2f}x real {unit}/s")
 
 
