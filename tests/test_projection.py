@@ -57,7 +57,7 @@ def test_a_reached_target_and_too_short_a_stretch_say_so():
 
 
 def test_only_optimiser_settings_start_a_new_stretch():
-    assert is_schedule_field("optimizer_args.lr")
+    assert is_schedule_field("optimizer_args.lr") and is_schedule_field("lr_half_life")
     assert not any(map(is_schedule_field, ("max_steps", "patience", "eval_every", "data.root")))
 
 

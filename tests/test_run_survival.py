@@ -238,3 +238,13 @@ def test_init_from_verifies_the_weights_it_starts_from(tmp_path):
     (src / "model.safetensors").write_bytes(bytes(blob))
     with pytest.raises(WeightsChecksumError, match="does not match"):
         train("tiny-synthesis", tmp_path / "bad", overrides=over, quiet=True, init_from=str(src))
+
+
+def test_resume_may_start_a_decay_and_records_it(tmp_path):
+    d = _run(tmp_path)
+    train("tiny-prediction", d, overrides={"max_steps": 6, "lr_half_life": 1}, quiet=True, resume=True)
+    ev = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [e for e in ev if e["event"] == "resume"][-1]["changed"] == {"lr_half_life": [None, 1],
+                                                                         "max_steps": [4, 6]}
+    st = json.loads((d / "last" / "training_state.json").read_text())
+    assert [g["lr"] for g in st["param_groups"]] == pytest.approx([3e-3 * 0.5 ** 6] * len(st["param_groups"]))

@@ -438,3 +438,38 @@ def test_synthesis_validations_record_where_the_window_reads(tmp_path):
     assert valid and all(len(e["window_alignment"]) == 4 and all(v > 0 for v in e["window_alignment"])
                          for e in valid)
     assert all("window_alignment" not in e for e in read("p") if e["event"] == "valid")
+
+
+# ------------------------------------------------------------------ the learning-rate schedule
+def test_lr_factor_warms_up_linearly_then_halves_every_half_life():
+    rec = get_recipe("tiny-prediction").replace(lr_warmup_steps=4, lr_half_life=10)
+    assert [rec.lr_factor(k) for k in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert rec.lr_factor(13) == pytest.approx(0.5) and rec.lr_factor(23) == pytest.approx(0.25)
+    assert get_recipe("tiny-prediction").lr_factor(1000) == 1.0  # no schedule: the constant rate
+
+
+@pytest.mark.parametrize("field", ["lr_warmup_steps", "lr_half_life"])
+def test_a_bad_schedule_is_refused_naming_the_field(tmp_path, field):
+    with pytest.raises(SeqbenchError, match=f"{field} must be at least"):
+        train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={field: -1})
+
+
+def test_the_schedule_sets_each_steps_rate_and_resumes_exactly(tmp_path):
+    import json
+
+    kw = dict(quiet=True, overrides={"eval_every": 4, "lr_warmup_steps": 4, "lr_half_life": 2})
+    straight = train("tiny-prediction", tmp_path / "a", max_steps=8, **kw)
+    st = json.loads((tmp_path / "a" / "last" / "training_state.json").read_text())
+    base = get_recipe("tiny-prediction").optimizer_args["lr"]
+    # the 8th step (after 7) ran at base * 0.5 ** ((8 - 4) / 2)
+    assert [g["lr"] for g in st["param_groups"]] == pytest.approx([base * 0.25] * len(st["param_groups"]))
+    train("tiny-prediction", tmp_path / "b", max_steps=4, **kw)
+    resumed = train("tiny-prediction", tmp_path / "b", max_steps=8, resume=True, **kw)
+    from seqbench.models.io import load_state
+
+    sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert _valid_losses(straight) == _valid_losses(resumed)
+    ev = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    # recorded with the training loss: step 4 ran at the full rate (warm-up over), step 8 at a quarter
+    assert [e["lr"] for e in ev if e["event"] == "train"] == pytest.approx([base, base * 0.25])

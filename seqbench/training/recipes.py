@@ -52,6 +52,8 @@ class Recipe:
     weight_noise: str | None = None  # None, "fixed" or "adaptive"
     noise_std: float = 0.075  # fixed noise std / initial adaptive std (sections 3.1, 4.2)
     init_from: str | None = None  # recipe whose trained weights start this one (section 3.1)
+    lr_warmup_steps: int = 0  # the rate rises linearly over the first N steps (lr·(k+1)/N at step k); 0 = none
+    lr_half_life: int | None = None  # after the warm-up, the rate halves every N steps; None = constant
     max_epochs: int = 100
     max_steps: int | None = None
     eval_every: int = 0  # steps between validations; 0 = once per epoch
@@ -101,7 +103,9 @@ class Recipe:
             ("max_steps", self.max_steps, 1), ("data.reset_every", d.reset_every, 1),
             ("eval_every", self.eval_every, 0), ("patience", self.patience, 0),
             ("max_rollbacks", self.max_rollbacks, 0), ("data.n_train", d.n_train, 0),
-            ("data.n_valid", d.n_valid, 0), ("data.valid_limit", d.valid_limit, 1)) if v is not None and v < lo]
+            ("data.n_valid", d.n_valid, 0), ("data.valid_limit", d.valid_limit, 1),
+            ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1))
+            if v is not None and v < lo]
         if not self.noise_std >= 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
         if problems:
@@ -115,6 +119,17 @@ class Recipe:
         d = dict(d)
         d["data"] = DataSpec(**d["data"])
         return cls(**d)
+
+    def lr_factor(self, step: int) -> float:
+        """The factor on ``optimizer_args.lr`` for the optimiser step after ``step`` completed ones: a linear
+        warm-up over ``lr_warmup_steps``, then halving every ``lr_half_life`` steps. A function of the step
+        alone, so a resumed run continues the schedule exactly."""
+        f = 1.0
+        if self.lr_warmup_steps:
+            f = min(1.0, (step + 1) / self.lr_warmup_steps)
+        if self.lr_half_life:
+            f *= 0.5 ** (max(0, step + 1 - self.lr_warmup_steps) / self.lr_half_life)
+        return f
 
     @property
     def unit(self) -> str:

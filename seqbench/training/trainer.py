@@ -208,6 +208,7 @@ class _Run:
         self.noise = make_noise(recipe.weight_noise, self.model, recipe.noise_std)
         params = list(self.model.parameters()) + (list(self.noise.parameters()) if self.noise else [])
         self.opt = make_optimizer(recipe.optimizer, params, **recipe.optimizer_args)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]  # what the schedule's factor multiplies
         self.noise_gen = torch.Generator().manual_seed(recipe.seed + 7919)
         self.train_batches = make_batches(recipe.data, recipe.data.train_split, train=True, seed=recipe.seed,
                                           rank=self.rank, world=self.world)
@@ -377,6 +378,8 @@ class _Run:
             for k, v in self.recipe.optimizer_args.items():
                 if k in group:
                     group[k] = v
+        # the schedule multiplies the recipe's rate (the saved groups hold the last step's scheduled one)
+        self.base_lrs = [float(self.recipe.optimizer_args.get("lr", b)) for b in self.base_lrs]
         self.carry = _state_from(tensors, "carry", self.device)
         for k in ("step", "epoch", "batch_in_epoch", "best", "evals_since_best", "running", "rollbacks"):
             setattr(self, k, meta[k])
@@ -465,6 +468,10 @@ class _Run:
         _all_reduce(ok, self.world)
         if ok.item() < self.world:
             return self._handle_nan(b, float(loss.detach()))
+        if self.recipe.lr_warmup_steps or self.recipe.lr_half_life:
+            f = self.recipe.lr_factor(self.step)
+            for g, base in zip(self.opt.param_groups, self.base_lrs):
+                g["lr"] = base * f
         self.opt.step()
         if self.text:
             self.carry = detach_state(new_state)
@@ -630,7 +637,7 @@ class _Scorer(torch.nn.Module):
 # what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
 # rate, and the resume event records the change); everything else would make the resumed run another run
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "eval_every", "on_nan", "max_rollbacks",
-                    "optimizer_args.lr", "data.root", "description", "paper")
+                    "optimizer_args.lr", "lr_half_life", "data.root", "description", "paper")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -822,6 +829,8 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                         pbar.set_postfix_str(f"{run.running:.3f} {unit}")
                     if run.step % max(1, min(50, eval_every)) == 0:
                         run.record({"event": "train", "loss": loss, "running": run.running,
+                                    **({"lr": run.opt.param_groups[0]["lr"]}
+                                       if rec.lr_warmup_steps or rec.lr_half_life else {}),
                                     "elapsed_s": round(time.perf_counter() - t0, 3),
                                     "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
                     if run.step % eval_every == 0:
