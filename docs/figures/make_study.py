@@ -1,6 +1,11 @@
 """Draw an equal-budget schedule study from its run folders (docs/training.md's study figures).
 
-    python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...]
+    python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...] \
+        [--ylim LO,HI] [--final FILE]
+
+--final: JSON lines {"arm": RUN_FOLDER_NAME, "step", "valid_nats_per_line"} of validations made after a run's
+budget ended (its last/ weights on the same validation set), drawn at the run's stop time as open circles.
+--ylim: the loss axes' range (a diverged arm is then drawn clipped, and named so in the legend).
 
 Left: the running training loss (the trainer's moving average, as metrics.jsonl records it every 50 steps)
 against the run's wall-clock minutes; right: the validation loss at each validation, same clock. Each run's
@@ -36,7 +41,22 @@ def _at(tr: list[tuple[int, float, float]], step: int) -> float:
 def main(argv: list[str]) -> None:
     if len(argv) < 3:
         sys.exit(__doc__)
-    out, title, arms = Path(argv[0]), argv[1], [a.split("=", 1) for a in argv[2:]]
+    opts = {}
+    rest = []
+    it = iter(argv[2:])
+    for a in it:
+        if a in ("--ylim", "--final"):
+            opts[a] = next(it)
+        else:
+            rest.append(a)
+    out, title, arms = Path(argv[0]), argv[1], [a.split("=", 1) for a in rest]
+    ylim = tuple(float(x) for x in opts["--ylim"].split(",")) if "--ylim" in opts else None
+    final = {}
+    if "--final" in opts:
+        for line in Path(opts["--final"]).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                final[r["arm"]] = r
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,15 +71,24 @@ def main(argv: list[str]) -> None:
         # a validation has no clock of its own: its step's time, interpolated between the training events
         # (past the last one, at the last 50 steps' pace)
         va = [(_at(tr, e["step"]) / 60, e["loss"]) for e in ev if e["event"] == "valid" and tr]
+        stop = next((e["wall_s"] for e in reversed(ev) if e["event"] == "stop" and "wall_s" in e), None)
         tr = [(w / 60, r) for _, w, r in tr]
+        if ylim and any(not ylim[0] <= y <= ylim[1] for _, y in tr + va):
+            label += " (off the scale)"
         (line,) = ax1.plot(*zip(*tr), lw=1.2, label=label) if tr else ax1.plot([], [], label=label)
         if va:
             ax2.plot(*zip(*va), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
+        f = final.get(Path(folder).name)
+        if f is not None and stop is not None:
+            ax2.plot([va[-1][0], stop / 60] if va else [stop / 60], ([va[-1][1]] if va else []) + [f["valid_nats_per_line"]],
+                     "o--", ms=5, mfc="none", lw=1, color=line.get_color())
     for ax, what in ((ax1, "running training loss"), (ax2, "validation loss")):
         ax.set_xlabel("wall-clock minutes (1 thread, beside another 1-thread run)")
         ax.set_ylabel(f"{what} (nats/line)")
         ax.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
+        if ylim:
+            ax.set_ylim(*ylim)
+    ax1.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100), mode=0o644)
