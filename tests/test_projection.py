@@ -56,6 +56,17 @@ def test_a_reached_target_and_too_short_a_stretch_say_so():
     assert short["hours"] is None and "Too few validations" in describe(short, "nats/line")
 
 
+def test_a_stretch_no_longer_than_the_recent_fit_does_not_claim_whether_it_levels_off():
+    # 4 validations: the recent fit and the whole-stretch fit are the same points, nothing to compare
+    p = project(_pts([-900, -905, -915, -916]), value=-916.0, target=-1096.9)
+    assert p["levelling"] is None and p["hours"] is not None and p["validations"] == 4
+    text = describe(p, "nats/line")
+    assert "too few to tell whether it is levelling off" in text
+    assert "not falling yet" not in text and "lower bound" not in text and "over all" not in text
+    # one more validation than the recent fit: now it can tell
+    assert project(_pts([-900, -905, -915, -916, -917, -918]), value=-918.0, target=-1096.9)["levelling"] is True
+
+
 def test_only_optimiser_settings_start_a_new_stretch():
     assert is_schedule_field("optimizer_args.lr") and is_schedule_field("lr_half_life")
     assert not any(map(is_schedule_field, ("max_steps", "patience", "eval_every", "data.root")))

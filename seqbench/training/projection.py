@@ -58,7 +58,8 @@ def project(valid: Sequence[Mapping[str, Any]], value: float, target: float, *, 
     (the run's own validation set may be a subset of the entry's split: the *rate* is taken from it, the
     *gap* from ``value``). Returns {"gap", "reached", "since_step", "validations", "rate_recent",
     "rate_stretch", "hours", "levelling"}; rates are the loss's fall per core-hour (positive = improving),
-    ``hours`` is None where the recent rate is not an improvement or there are under 3 validations.
+    ``hours`` is None where the recent rate is not an improvement or there are under 3 validations;
+    ``levelling`` is None where the stretch has no more than ``recent`` validations (nothing to compare).
     ``change``: the change of schedule that began the current stretch ({"step", "changed": {key: [old, new]}},
     as training_status's ``schedule_changes`` lists them), reported as ``change``; None for a run's start."""
     gap = float(value) - float(target)
@@ -75,7 +76,8 @@ def project(valid: Sequence[Mapping[str, Any]], value: float, target: float, *, 
     s_recent, s_all = _slope(stretch[-recent:]), _slope(stretch)
     out["rate_recent"] = -s_recent if s_recent is not None else None
     out["rate_stretch"] = -s_all if s_all is not None else None
-    if out["rate_recent"] is not None and out["rate_stretch"] is not None:
+    # with no more validations than the recent fit takes, both fits are the same points: nothing to compare
+    if len(stretch) > recent and out["rate_recent"] is not None and out["rate_stretch"] is not None:
         out["levelling"] = out["rate_recent"] < out["rate_stretch"]
     if not out["reached"] and out["rate_recent"] is not None and out["rate_recent"] > 0:
         out["hours"] = gap / out["rate_recent"]
@@ -96,15 +98,18 @@ def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's va
                        "schedule) to measure a rate." if p["since_step"] is not None
                        else " No validation curve to measure a rate on.")
     n = min(RECENT, p["validations"])
+    over_all = (f" ({p['rate_stretch']:.3g} over all {p['validations']})" if p["validations"] > n else "")
     what = "; ".join(f"{k} {_g(a)} → {_g(b)}" for k, (a, b) in (p.get("change") or {}).get("changed", {}).items())
     since = (f"Since the last change of schedule (step {p['since_step']:,}{': ' + what if what else ''})"
              if p.get("change") else f"Since this run's start (first validation at step {p['since_step']:,})")
     text += (f" {since} the validation loss fell by "
-             f"{p['rate_recent']:.3g} {unit} per core-hour over its last {n} validations "
-             f"({p['rate_stretch']:.3g} over all {p['validations']}).")
+             f"{p['rate_recent']:.3g} {unit} per core-hour over its last {n} validations{over_all}.")
     if p["hours"] is None:
         return text + " At that rate it does not get there: this schedule has levelled off."
     text += f" At the recent rate that is about {p['hours']:.3g} more core-hours"
+    if p["levelling"] is None:
+        return text + (f"; with only {p['validations']} validations in this stretch there are too few to tell "
+                       "whether it is levelling off.")
     return text + ("; the rate is falling, so for this schedule that is a lower bound." if p["levelling"]
                    else "; the rate is not falling yet.")
 
