@@ -248,3 +248,27 @@ def test_resume_may_start_a_decay_and_records_it(tmp_path):
                                                                          "max_steps": [4, 6]}
     st = json.loads((d / "last" / "training_state.json").read_text())
     assert [g["lr"] for g in st["param_groups"]] == pytest.approx([3e-3 * 0.5 ** 6] * len(st["param_groups"]))
+
+
+def test_resume_may_start_a_decay_from_its_own_step(tmp_path):
+    d = _run(tmp_path)  # 4 steps at the constant rate
+    train("tiny-prediction", d, overrides={"max_steps": 6, "lr_half_life": 1, "lr_decay_start": 4}, quiet=True,
+          resume=True)
+    ev = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [e for e in ev if e["event"] == "resume"][-1]["changed"] == {
+        "lr_decay_start": [None, 4], "lr_half_life": [None, 1], "max_steps": [4, 6]}
+    st = json.loads((d / "last" / "training_state.json").read_text())
+    # the 6th step (after 5) ran at 3e-3 * 0.5 ** (6 - 4): two halvings since the resume, not six
+    assert [g["lr"] for g in st["param_groups"]] == pytest.approx([3e-3 * 0.5 ** 2] * len(st["param_groups"]))
+
+
+def test_lr_decay_start_resume_means_the_step_the_resume_starts_at(tmp_path):
+    d = _run(tmp_path)  # stopped after 4 steps
+    train("tiny-prediction", d, overrides={"max_steps": 6, "lr_half_life": 1, "lr_decay_start": "resume"},
+          quiet=True, resume=True)
+    ev = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [e for e in ev if e["event"] == "resume"][-1]["changed"]["lr_decay_start"] == [None, 4]
+    assert json.loads((d / "last" / "config.json").read_text())["recipe"]["lr_decay_start"] == 4
+    with pytest.raises(SeqbenchError, match="only works with --resume"):  # a fresh run has no step to start at
+        train("tiny-prediction", tmp_path / "fresh", overrides={"lr_decay_start": "resume"}, quiet=True,
+              max_steps=2)

@@ -446,9 +446,12 @@ def test_lr_factor_warms_up_linearly_then_halves_every_half_life():
     assert [rec.lr_factor(k) for k in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert rec.lr_factor(13) == pytest.approx(0.5) and rec.lr_factor(23) == pytest.approx(0.25)
     assert get_recipe("tiny-prediction").lr_factor(1000) == 1.0  # no schedule: the constant rate
+    # a decay that counts from a later step (a resume's): the full rate up to it, then halving
+    late = rec.replace(lr_decay_start=100)
+    assert late.lr_factor(50) == 1.0 and late.lr_factor(99) == 1.0 and late.lr_factor(109) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("field", ["lr_warmup_steps", "lr_half_life"])
+@pytest.mark.parametrize("field", ["lr_warmup_steps", "lr_half_life", "lr_decay_start"])
 def test_a_bad_schedule_is_refused_naming_the_field(tmp_path, field):
     with pytest.raises(SeqbenchError, match=f"{field} must be at least"):
         train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={field: -1})

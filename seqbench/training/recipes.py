@@ -54,6 +54,7 @@ class Recipe:
     init_from: str | None = None  # recipe whose trained weights start this one (section 3.1)
     lr_warmup_steps: int = 0  # the rate rises linearly over the first N steps (lr·(k+1)/N at step k); 0 = none
     lr_half_life: int | None = None  # after the warm-up, the rate halves every N steps; None = constant
+    lr_decay_start: int | None = None  # the step the halving counts from; None = the warm-up's end (0 without)
     max_epochs: int = 100
     max_steps: int | None = None
     eval_every: int = 0  # steps between validations; 0 = once per epoch
@@ -104,7 +105,8 @@ class Recipe:
             ("eval_every", self.eval_every, 0), ("patience", self.patience, 0),
             ("max_rollbacks", self.max_rollbacks, 0), ("data.n_train", d.n_train, 0),
             ("data.n_valid", d.n_valid, 0), ("data.valid_limit", d.valid_limit, 1),
-            ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1))
+            ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
+            ("lr_decay_start", self.lr_decay_start, 0))
             if v is not None and v < lo]
         if not self.noise_std >= 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
@@ -122,13 +124,16 @@ class Recipe:
 
     def lr_factor(self, step: int) -> float:
         """The factor on ``optimizer_args.lr`` for the optimiser step after ``step`` completed ones: a linear
-        warm-up over ``lr_warmup_steps``, then halving every ``lr_half_life`` steps. A function of the step
-        alone, so a resumed run continues the schedule exactly."""
+        warm-up over ``lr_warmup_steps``, then halving every ``lr_half_life`` steps counted from
+        ``lr_decay_start`` (default: the warm-up's end), so that ``--resume --set lr_decay_start=S --set
+        lr_half_life=H`` decays from the current rate at the resume's step S. A function of the step alone, so a
+        resumed run continues the schedule exactly."""
         f = 1.0
         if self.lr_warmup_steps:
             f = min(1.0, (step + 1) / self.lr_warmup_steps)
         if self.lr_half_life:
-            f *= 0.5 ** (max(0, step + 1 - self.lr_warmup_steps) / self.lr_half_life)
+            start = self.lr_warmup_steps if self.lr_decay_start is None else self.lr_decay_start
+            f *= 0.5 ** (max(0, step + 1 - start) / self.lr_half_life)
         return f
 
     @property
@@ -168,7 +173,9 @@ def _wrong_type(key: str, value: Any, cls: type, prefix: str = "") -> str | None
     if _fits(value, hint):
         return None
     want = str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    return f"{prefix}{key} must be {want}, not {value!r}"
+    hint_resume = ("; 'resume' (the step a --resume starts at) only works with --resume"
+                   if key == "lr_decay_start" and value == "resume" else "")
+    return f"{prefix}{key} must be {want}, not {value!r}{hint_resume}"
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")

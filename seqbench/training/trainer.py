@@ -637,7 +637,7 @@ class _Scorer(torch.nn.Module):
 # what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
 # rate, and the resume event records the change); everything else would make the resumed run another run
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "eval_every", "on_nan", "max_rollbacks",
-                    "optimizer_args.lr", "lr_half_life", "data.root", "description", "paper")
+                    "optimizer_args.lr", "lr_half_life", "lr_decay_start", "data.root", "description", "paper")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -667,6 +667,13 @@ def _resume_recipe(out: Path, recipe: str | Recipe | None, overrides: dict[str, 
     if name is not None and name != saved.name:
         raise SeqbenchError(f"{out} is a run of recipe {saved.name!r}, not {name!r}; resume it with --recipe "
                             f"{saved.name} (or no --recipe), or choose another --out folder")
+    if overrides and overrides.get("lr_decay_start") == "resume":  # decay from the step this resume starts at
+        try:
+            overrides = {**overrides, "lr_decay_start": int(json.loads(
+                (out / "last" / "training_state.json").read_text())["step"])}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{out}/last/training_state.json: cannot read the step for lr_decay_start=resume "
+                                  f"({type(e).__name__}: {e}); give the step as a number") from None
     rec = saved.replace(**overrides) if overrides else saved
     if isinstance(recipe, Recipe):  # a Recipe object: its fields are the changes asked for
         rec = saved.replace(**{k: v for k, v in _flat(recipe.to_dict()).items()
