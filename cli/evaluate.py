@@ -28,14 +28,17 @@ def register(cli: click.Group, prepare: click.Group) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Lines or text chunks per batch (default 16).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Text: steps per forward call (default 100).")
 @click.option("--chunk", type=click.IntRange(min=1), default=None, help="Text: predictions per independent stream (default: whole split).")
+@click.option("--join", type=click.Choice(["none", "space"]), default=None,
+              help="PTB char: how sentences join into one stream: none (end to end, the default) or space (the "
+                   "word-boundary symbol _ between them, still 49 symbols). See docs/evaluation.md.")
 @click.option("--metrics", default=None, help="Comma-separated metric names (default: the zoo entry's or the unit's).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N lines / tokens (a smoke run, recorded as such).")
 @click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False), help="Write the result record (JSON) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_size, window, chunk, metrics, limit,
-             root, out, as_json, quiet) -> None:
+def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_size, window, chunk, join, metrics,
+             limit, root, out, as_json, quiet) -> None:
     """Evaluate a model on a prepared split and print its metrics in named units.
 
     \b
@@ -47,15 +50,16 @@ def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_s
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None else None
     r = evaluate(model, dataset, config, split, metrics=names, dynamic=dynamic, dynamic_lr=dynamic_lr,
-                 batch_size=batch_size, window=window, chunk=chunk, device=device, limit=limit, root=root, out=out,
-                 progress=not quiet)
+                 batch_size=batch_size, window=window, chunk=chunk, join=join, device=device, limit=limit, root=root,
+                 out=out, progress=not quiet)
     if as_json:
         click.echo(r.to_json(), nl=False)
         return
     d = r.dataset
     click.echo(f"{r.model['reference']} on {d['name']} {d['version']} {d['config']}/{d['split']}"
                f"{' (generated sample, not the real corpus)' if d.get('generated_sample') else ''} "
-               f"({r.protocol['name']}{', first ' + str(d['limit']) + ' only: a smoke run' if d.get('limit') else ''})")
+               f"({r.protocol['name']}{', sentences joined by _' if r.protocol.get('join') == 'space' else ''}"
+               f"{', first ' + str(d['limit']) + ' only: a smoke run' if d.get('limit') else ''})")
     for name, mv in r.metrics.items():
         click.echo(f"  {name:24s} {mv['value']:.6g} {mv['unit']}")
     tp = r.throughput

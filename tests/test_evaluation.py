@@ -103,6 +103,22 @@ def test_text_results_do_not_depend_on_batch_size_or_window(ptb_root):
     assert runs[0].value("perplexity") == pytest.approx(2 ** (bpc * split["chars"] / split["words"]), rel=1e-9)
 
 
+def test_sentences_joined_by_space_are_one_more_prediction_each_and_recorded(ptb_root):
+    m = _tiny("lstm-lm", vocab_size=_char_vocab(ptb_root), unit="char")
+    plain = seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root)
+    joined = seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root, join="space")
+    split = seqbench.load_dataset("ptb", "char", "test", root=ptb_root).split_info
+    # a "_" between each two sentences: lines - 1 more predictions; C (for perplexity) counts the stream's symbols
+    assert joined.totals["units"] == plain.totals["units"] + split["lines"] - 1
+    assert joined.totals["chars"] == split["chars"] + split["lines"] - 1 and joined.totals["words"] == split["words"]
+    assert joined.value("perplexity") == pytest.approx(
+        2 ** (joined.value("bits_per_char") * joined.totals["chars"] / split["words"]), rel=1e-9)
+    assert (plain.protocol["join"], joined.protocol["join"]) == ("none", "space")
+    assert joined.value("bits_per_char") != plain.value("bits_per_char")
+    with pytest.raises(EvaluationError, match="join must be one of"):
+        seqbench.evaluate(m, "ptb", "char", "test", root=ptb_root, join="newline")
+
+
 def test_word_model_perplexity(ptb_root):
     V = seqbench.load_dataset("ptb", "word", "test", root=ptb_root).info["configs"]["word"]["vocab_size"]
     r = seqbench.evaluate(_tiny("lstm-lm", vocab_size=V, unit="word"), "ptb", "word", "test", root=ptb_root)
@@ -306,6 +322,7 @@ def test_cli_bad_references(iam_root, tmp_path):
     (dict(device="tpu"), "not a torch device"),
     (dict(metrics=[]), "no metric names given"),
     (dict(dynamic=True, dynamic_lr=-1.0), "dynamic_lr must be >= 0"),
+    (dict(join="space"), "applies to PTB char streams, not to handwriting"),
 ])
 def test_bad_options_are_clear_errors(iam_root, kw, message):
     with pytest.raises(EvaluationError, match=message):

@@ -74,6 +74,7 @@ def test_real_load_and_streams(real):
     chars = load_tokens(ds)
     assert chars.shape == (438662,) and chars.dtype == torch.int32
     assert load_tokens(ds, eol=True).shape == (442423,)
+    assert load_tokens(ds, join="space").shape == (442423 - 1,)  # a "_" between each two of the 3,761 sentences
     train = seqbench.load_dataset("ptb", "char", "train", root=root)  # several row groups: chunked Arrow
     assert load_tokens(train).shape == (4975414,) and load_tokens(train, eol=True).shape == (5017482,)
 
@@ -126,6 +127,16 @@ def test_tiny_prepare_load_and_counts(tmp_path):
     assert "".join("|" if t == eol_id else cv[t] for t in toks) == "the_cat_sat|a_mat|"
     with pytest.raises(seqbench.SeqbenchError, match="char config only"):
         load_tokens(ds, eol=True)
+    # the other way to mark a sentence's end with the file's own 49 symbols: "_" between sentences, none after
+    # the last; the default runs them together
+    assert "".join(cv[t] for t in load_tokens(ch, join="space").tolist()) == "the_cat_sat_a_mat"
+    assert "".join(cv[t] for t in load_tokens(ch).tolist()) == "the_cat_sata_mat"
+    with pytest.raises(seqbench.SeqbenchError, match="char config only"):
+        load_tokens(ds, join="space")
+    with pytest.raises(seqbench.SeqbenchError, match="choose one"):
+        load_tokens(ch, eol=True, join="space")
+    with pytest.raises(seqbench.SeqbenchError, match="join must be one of"):
+        load_tokens(ch, join="newline")
 
 
 def test_deterministic_bytes(tmp_path):

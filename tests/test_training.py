@@ -367,6 +367,13 @@ def test_ptb_char_checkpoint_samples_text(tmp_path):
         "model.vocab_size": V, "data.window": 10, "eval_every": 2})
     out = sample_text(tmp_path / "run" / "best", 20, prime="the_", seed=0)
     assert len(out.texts[0]) >= 20 and set(out.texts[0]) <= set("the_catsonmdgr a")
+    # data.join reaches the training and validation streams: one "_" more per sentence boundary
+    from seqbench.training.data import _text_tokens
+    from seqbench.training.recipes import DataSpec
+
+    spec = DataSpec(source="ptb", config="char", root=str(tmp_path / "datasets"))
+    plain, joined = _text_tokens(spec, "valid"), _text_tokens(DataSpec(**{**spec.__dict__, "join": "space"}), "valid")
+    assert len(joined) == len(plain) + len(lines) - 1
 
 
 def test_enwik8_recipe_runs_on_a_prepared_synthetic_corpus(tmp_path):
@@ -449,6 +456,13 @@ def test_lr_factor_warms_up_linearly_then_halves_every_half_life():
     # a decay that counts from a later step (a resume's): the full rate up to it, then halving
     late = rec.replace(lr_decay_start=100)
     assert late.lr_factor(50) == 1.0 and late.lr_factor(99) == 1.0 and late.lr_factor(109) == pytest.approx(0.5)
+
+
+def test_joining_sentences_is_refused_where_there_are_none(tmp_path):
+    with pytest.raises(SeqbenchError, match="data.join='space' applies to PTB char streams only"):
+        train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={"data.join": "space"})
+    with pytest.raises(SeqbenchError, match="data.join must be none or space"):
+        train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={"data.join": "eol"})
 
 
 @pytest.mark.parametrize("field", ["lr_warmup_steps", "lr_half_life", "lr_decay_start"])

@@ -145,13 +145,32 @@ class TokenStream(torch.utils.data.IterableDataset):
                 f"dropped={self.dropped})")
 
 
-def load_tokens(ds, *, eol: bool = False) -> torch.Tensor:
+#: how the sentences of a PTB char split are joined into one stream (``join``): "none" (the file's symbols end to
+#: end, the default: a sentence's first letter follows the previous one's last), "space" (the word-boundary symbol
+#: ``_`` between sentences: still 49 symbols, a newline read as the space it is); ``eol=True`` is the third way
+JOINS = ("none", "space")
+
+
+def _space_id(ds) -> int:
+    cfg = ds.info["configs"][ds.config]
+    path = ds.folder / cfg.get("vocab_file", f"{ds.config}/vocab.txt")
+    try:
+        vocab = path.read_text(encoding="utf-8").split("\n")[:-1]
+    except OSError as e:
+        raise SeqbenchError(f"{path}: cannot read the vocabulary ({e}); rerun: {ds.spec.prepare_command}") from None
+    if "_" not in vocab:
+        raise SeqbenchError(f"{path}: no word-boundary symbol '_' in the vocabulary; join='space' needs one")
+    return vocab.index("_")
+
+
+def load_tokens(ds, *, eol: bool = False, join: str | None = None) -> torch.Tensor:
     """A prepared split as one 1-D token tensor, without copying the decoded Arrow buffers.
 
     enwik8 (a ``bytes`` column): the split's bytes as ``torch.uint8``. PTB (an ``ids`` list
     column): the ids of all sentences in order as ``torch.int32``; the word config's rows already
     end with ``<eos>``; for the char config ``eol=True`` puts the end-of-line id (``eol_id`` in
-    info.json, one past the 49 symbols) after every sentence.
+    info.json, one past the 49 symbols) after every sentence, and ``join="space"`` puts the
+    word-boundary symbol ``_`` between sentences instead (49 symbols; see :data:`JOINS`).
 
     The tensor shares memory with the dataset's Arrow table; treat it as read-only.
 
@@ -159,26 +178,36 @@ def load_tokens(ds, *, eol: bool = False) -> torch.Tensor:
     >>> load_tokens(load_dataset("enwik8", "graves2013", "train")).shape  # doctest: +SKIP
     torch.Size([96000000])
     """
+    join = "none" if join is None else join
+    if join not in JOINS:
+        raise SeqbenchError(f"join must be one of {', '.join(JOINS)} (got {join!r})")
+    if join != "none" and eol:
+        raise SeqbenchError("eol=True and join='space' are two ways of marking a sentence's end; choose one")
     table = ds.to_arrow()
     names = table.schema.names
     if "bytes" in names:
-        if eol:
-            raise SeqbenchError(f"{ds.spec.name}: eol=True applies to PTB char streams only")
+        if eol or join != "none":
+            raise SeqbenchError(f"{ds.spec.name}: eol=True and join='space' apply to PTB char streams only")
         values = _binary_values(table.column("bytes"))
     elif "ids" in names:
         values = _list_values(table.column("ids"))
-        if eol:
+        if eol or join != "none":
             cfg = ds.info["configs"][ds.config]
             if "eol_id" not in cfg:
-                raise SeqbenchError(f"{ds.spec.name}/{ds.config}: eol=True applies to the char config only "
-                                    "(word rows already end with <eos>)")
+                raise SeqbenchError(f"{ds.spec.name}/{ds.config}: eol=True and join='space' apply to the char "
+                                    "config only (word rows already end with <eos>)")
             offsets = _list_offsets(table.column("ids"))
-            out = np.empty(len(values) + len(offsets) - 1, dtype=values.dtype)
-            ends = offsets[1:] + np.arange(1, len(offsets), dtype=np.int64) - 1  # eol positions
+            if eol:  # after every sentence, the last one included
+                ends = offsets[1:] + np.arange(1, len(offsets), dtype=np.int64) - 1
+                mark = cfg["eol_id"]
+            else:  # between sentences: none after the last
+                ends = offsets[1:-1] + np.arange(1, len(offsets) - 1, dtype=np.int64) - 1
+                mark = _space_id(ds)
+            out = np.empty(len(values) + len(ends), dtype=values.dtype)
             keep = np.ones(len(out), dtype=bool)
             keep[ends] = False
             out[keep] = values
-            out[ends] = cfg["eol_id"]
+            out[ends] = mark
             values = out
     else:
         raise SeqbenchError(f"{ds.path}: no 'bytes' or 'ids' column; not a text corpus split")
@@ -226,9 +255,10 @@ def _list_offsets(col) -> np.ndarray:
     return out
 
 
-def torch_view(ds, batch_size: int = 1, window: int = 100, *, eol: bool = False, **kwargs) -> TokenStream:
+def torch_view(ds, batch_size: int = 1, window: int = 100, *, eol: bool = False, join: str | None = None,
+               **kwargs) -> TokenStream:
     """``SplitDataset.to_torch`` for text corpora: a :class:`TokenStream` over the split."""
-    return TokenStream(load_tokens(ds, eol=eol), batch_size, window, **kwargs)
+    return TokenStream(load_tokens(ds, eol=eol, join=join), batch_size, window, **kwargs)
 
 
-__all__ = ["TokenStream", "Window", "load_tokens", "torch_view", "detach_state"]
+__all__ = ["JOINS", "TokenStream", "Window", "load_tokens", "torch_view", "detach_state"]

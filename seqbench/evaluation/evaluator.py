@@ -61,6 +61,7 @@ class Protocol:
     window: int = 100  # text: steps per forward call (state carried across windows)
     chunk: int | None = None  # text: predictions per independent stream; None = the whole split
     eol: bool = False  # PTB char: end-of-line symbol between sentences
+    join: str = "none"  # PTB char: "none" (sentences end to end) or "space" (``_`` between them); streams.JOINS
     dynamic_lr: float | None = None
     dynamic_momentum: float | None = None
     dtype: str = "float32"
@@ -280,11 +281,16 @@ def _text(model, ds, protocol: Protocol, limit: int | None, device, dtype, step,
     if V is not None and V < n_symbols:
         raise EvaluationError(f"the model has {V} outputs but {ds.spec.name}/{ds.config} has {n_symbols} symbols"
                               f"{' (with end-of-line)' if protocol.eol else ''}; it was trained on other data")
-    tokens = load_tokens(ds, eol=protocol.eol)
+    tokens = load_tokens(ds, eol=protocol.eol, join=protocol.join)
     if limit is not None:
         tokens = tokens[: limit + 1]
     si = ds.split_info
-    totals = Totals(unit=unit, chars=si.get("chars"), words=si.get("words"))
+    chars, words = si.get("chars"), si.get("words")
+    if protocol.eol:  # the stream's symbols and words: an end-of-line ends each sentence, like a word's <eos>
+        chars, words = si.get("chars_with_eol"), si.get("words_with_eos")
+    elif protocol.join == "space" and chars is not None:  # one "_" between each two sentences
+        chars = chars + si.get("lines", 1) - 1
+    totals = Totals(unit=unit, chars=chars, words=words)
     n_pred = max(len(tokens) - 1, 0)
     chunks = _chunks(n_pred, protocol.chunk)
     rank, world = _dist()
@@ -337,7 +343,8 @@ def _data_of_run(cfg: dict, resolved: ResolvedModel, config, split):
 # -- the public function ------------------------------------------------------------------------------------------------
 def evaluate(model: Any, dataset: str | None = None, config: str | None = None, split: str | None = None, *,
              metrics: Iterable[str] | None = None, dynamic: bool = False, batch_size: int | None = None,
-             window: int | None = None, chunk: int | None = None, eol: bool | None = None, device: str = "cpu",
+             window: int | None = None, chunk: int | None = None, eol: bool | None = None,
+             join: str | None = None, device: str = "cpu",
              dtype: str = "float32", dynamic_lr: float | None = None, dynamic_momentum: float = 0.0,
              limit: int | None = None, root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
              registry: Registry[ZooEntry] = ZOO, progress: bool = False) -> EvalResult:
@@ -366,6 +373,10 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
     for name, v in (("batch_size", batch_size), ("window", window), ("chunk", chunk)):
         if v is not None and v < 1:
             raise EvaluationError(f"{name} must be at least 1 (got {v}); leave it out for the default")
+    from seqbench.data.streams import JOINS
+
+    if join is not None and join not in JOINS:
+        raise EvaluationError(f"join must be one of {', '.join(JOINS)} (got {join!r})")
     if limit is not None and limit < 1:
         raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
     if dynamic and dynamic_lr is not None and not dynamic_lr >= 0:
@@ -404,6 +415,8 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         split = split or entry.split
     ds = load_dataset(dataset, config=config, split=split or "valid", root=root)
     handwriting = ds.spec.name == "iam-ondb"
+    if handwriting and join not in (None, "none"):
+        raise EvaluationError(f"join={join!r} applies to PTB char streams, not to handwriting ({ds.spec.name})")
     if eol is None:
         eol = bool(opts.get("eol", False))
         V = getattr(getattr(net, "config", None), "vocab_size", None)
@@ -418,7 +431,7 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         batch_size=batch_size or int(opts.get("batch_size", 16)),
         window=window or int(opts.get("window", 100)),
         chunk=chunk if chunk is not None else opts.get("chunk"),
-        eol=eol, dtype=dtype,
+        eol=eol, join=join if join is not None else opts.get("join", "none"), dtype=dtype,
         dynamic_lr=dynamic_lr if dynamic else None, dynamic_momentum=dynamic_momentum if dynamic else None)
     if protocol.batch_size < 1 or protocol.window < 1 or (protocol.chunk is not None and protocol.chunk < 1):
         raise EvaluationError("batch_size, window and chunk must be positive")

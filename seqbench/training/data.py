@@ -136,7 +136,8 @@ def _text_tokens(spec: DataSpec, split: str) -> torch.Tensor:
     import seqbench
     from seqbench.data.streams import load_tokens
 
-    return load_tokens(seqbench.load_dataset(spec.source, config=spec.config, split=split, root=spec.root))
+    return load_tokens(seqbench.load_dataset(spec.source, config=spec.config, split=split, root=spec.root),
+                       join=spec.join)
 
 
 def make_batches(spec: DataSpec, split: str, *, train: bool, seed: int, rank: int = 0, world: int = 1):

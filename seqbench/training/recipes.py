@@ -36,6 +36,7 @@ class DataSpec:
     require_text: bool = False  # handwriting: leave out lines without a transcription (synthesis recipes: True)
     valid_limit: int | None = None  # validate on N lines spread evenly over the split (text: its first N symbols)
     root: str | None = None  # datasets root of a prepared dataset (default: $SEQBENCH_HOME/datasets)
+    join: str = "none"  # PTB char: sentences end to end ("none") or with "_" between them ("space"); streams.JOINS
 
 
 @dataclass
@@ -108,6 +109,10 @@ class Recipe:
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
             ("lr_decay_start", self.lr_decay_start, 0))
             if v is not None and v < lo]
+        if d.join not in ("none", "space"):
+            problems.append(f"data.join must be none or space (got {d.join!r})")
+        elif d.join != "none" and (d.source, d.config) != ("ptb", "char"):
+            problems.append(f"data.join={d.join!r} applies to PTB char streams only (source {d.source!r})")
         if not self.noise_std >= 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
         if problems:
