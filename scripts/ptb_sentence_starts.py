@@ -51,7 +51,9 @@ def main() -> None:
             bits[s:e] = -lp[torch.arange(e - s), toks[s + 1:e + 1]].numpy() / np.log(2)
     target = np.arange(1, n)
     sent = np.clip(np.searchsorted(offs, target, side="right") - 1, 0, len(offs) - 2)
-    pos = target - offs[sent]  # -1: the "_" before a sentence (join=space)
+    pos = target - offs[sent]
+    if a.join == "space":  # the "_" before sentence k (k >= 1) sits at offs[k] - 1: mark it -1
+        pos[np.isin(target, offs[1:-1] - 1)] = -1
     ids = toks.numpy()
     space = read_vocab("char", a.root).index("_")
     def gap(seg: np.ndarray) -> int:  # index of the sentence's first "_" (its length if it has one word)
