@@ -236,10 +236,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
                                 description=entry.description.removeprefix(_NOT_TRAINED))
     row = PAPER.get(entry.paper or "")
     main_metric = entry.metrics[0]
-    folder.mkdir(parents=True, exist_ok=True)
     same_unit = row is not None and rec.metrics.get(main_metric, {}).get("unit") == training.get("unit")
-    plot_curve(training, folder / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
-               paper=row.metrics.get(main_metric) if same_unit else None)
     training["curve"] = "training_curve.png"
     symbols = read_config(best).get("symbols")  # a text model's, from its run: what sampling it needs
     dynamic = None
@@ -264,8 +261,25 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         alignment = window_alignment(model, split, limit=EXPORT_ALIGNMENT_LINES)
         alignment.pop("per_line")
         click.echo(f"window alignment: {describe(alignment)}")
-    folder, sha = export(model, entry, folder, record=rec.to_dict(), training=training, symbols=symbols,
-                         dynamic=dynamic, alignment=alignment)
+    # the folder changes whole, after every score is in: its files are written to a staging folder beside it and
+    # then moved in, so a failure or an interrupt during the minutes of scoring leaves the old entry as it was
+    import os
+    import shutil
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = folder.with_name(f".{folder.name}.export-{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        stage.mkdir()
+        plot_curve(training, stage / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
+                   paper=row.metrics.get(main_metric) if same_unit else None)
+        _, sha = export(model, entry, stage, record=rec.to_dict(), training=training, symbols=symbols,
+                        dynamic=dynamic, alignment=alignment)
+        folder.mkdir(exist_ok=True)
+        for f in sorted(stage.iterdir(), key=lambda p: p.name != "model.safetensors"):  # the weights first
+            os.replace(f, folder / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     click.echo(f"wrote {folder} (weights sha256 {sha})")
     for k, mv in rec.metrics.items():
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")

@@ -80,6 +80,30 @@ def text_entry(monkeypatch, ptb_root):
     return e
 
 
+def test_a_failed_export_leaves_the_old_folder_as_it_was(iam_root, tmp_path, entry, monkeypatch):
+    run = train("tiny-prediction", tmp_path / "run", quiet=True,
+                overrides={"max_steps": 3, "eval_every": 3, "data.source": "iam-ondb", "data.config": "graves2013",
+                           "data.root": str(iam_root), "data.n_train": 0, "data.n_valid": 0})
+    out = tmp_path / "zoo" / "export-test"
+    args = ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out), "--root", str(iam_root), "-q"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = train("tiny-prediction", tmp_path / "run2", quiet=True,  # other weights, another curve
+                  overrides={"max_steps": 3, "eval_every": 3, "data.source": "iam-ondb", "data.config": "graves2013",
+                             "data.root": str(iam_root), "data.n_train": 0, "data.n_valid": 0, "seed": 1})
+    args[2] = str(other.out)
+    import seqbench.zoo.card as card
+
+    def broken(*a, **k):  # the last step fails: after the curve and the weights were written to the staging folder
+        raise OSError("disk full")
+
+    monkeypatch.setattr(card, "model_card", broken)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # not a byte changed, the curve included
+    assert [p.name for p in out.parent.iterdir()] == ["export-test"]  # and no staging folder left beside it
+
+
 def test_zoo_export_chooses_the_dynamic_rate_on_valid_and_the_entry_reproduces_it(ptb_root, tmp_path, text_entry,
                                                                                   monkeypatch):
     import dataclasses
