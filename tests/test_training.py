@@ -461,7 +461,7 @@ def test_lr_factor_warms_up_linearly_then_halves_every_half_life():
 def test_joining_sentences_is_refused_where_there_are_none(tmp_path):
     with pytest.raises(SeqbenchError, match="data.join='space' applies to PTB char streams only"):
         train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={"data.join": "space"})
-    with pytest.raises(SeqbenchError, match="data.join must be none or space"):
+    with pytest.raises(SeqbenchError, match="data.join must be one of none, space"):
         train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={"data.join": "eol"})
 
 

@@ -109,8 +109,9 @@ class Recipe:
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
             ("lr_decay_start", self.lr_decay_start, 0))
             if v is not None and v < lo]
-        if d.join not in ("none", "space"):
-            problems.append(f"data.join must be none or space (got {d.join!r})")
+        from seqbench.data.streams import JOINS
+        if d.join not in JOINS:
+            problems.append(f"data.join must be one of {', '.join(JOINS)} (got {d.join!r})")
         elif d.join != "none" and (d.source, d.config) != ("ptb", "char"):
             problems.append(f"data.join={d.join!r} applies to PTB char streams only (source {d.source!r})")
         if not self.noise_std >= 0:
