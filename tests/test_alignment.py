@@ -64,3 +64,10 @@ def test_alignment_needs_a_network_that_reads_a_text():
         window_alignment(m, Lines(1, 8, 2))
     with pytest.raises(SeqbenchError, match="limit must be at least 1"):
         window_alignment(synthesis(0.25), Lines(1, 8, 2), limit=0)
+
+
+def test_spread_indices_are_the_validation_subset_formula():
+    from seqbench.data.base import spread_indices
+    assert spread_indices(10, 3) == [0, 3, 6]
+    assert spread_indices(1438, 256)[:3] == [0, 5, 11] and len(set(spread_indices(1438, 256))) == 256
+    assert spread_indices(5, None) == spread_indices(5, 9) == [0, 1, 2, 3, 4]

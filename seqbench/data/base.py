@@ -83,6 +83,15 @@ def dataset_dir(spec: DatasetSpec, root: str | os.PathLike | None = None) -> Pat
     return datasets_root(root) / spec.name / spec.version
 
 
+def spread_indices(n: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n)`` (every writer's forms, not the first few), or all of
+    them when ``limit`` is None or at least ``n``: the fixed validation subset of ``data.valid_limit`` and the
+    lines the window alignment reads."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    return [(k * n) // limit for k in range(limit)]
+
+
 def dump_json(obj: Any, path: str | os.PathLike) -> None:
     """Deterministic JSON (sorted keys, fixed indent), so reruns are byte-identical.
 

@@ -20,18 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqbench.data.base import spread_indices
 from seqbench.errors import SeqbenchError
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 UNIT = "fraction of the line's characters"
 _VANISHED = 1e-12  # φ below this everywhere: the window reads nothing
-
-
-def _spread(n: int, limit: int | None) -> list[int]:
-    """``limit`` indices spread evenly over range(n) (all of them when limit is None or ≥ n)."""
-    if limit is None or limit >= n:
-        return list(range(n))
-    return sorted({int(i) for i in np.linspace(0, n - 1, limit).round()})
 
 
 @torch.no_grad()
@@ -57,7 +51,7 @@ def window_alignment(model: Any, dataset: Any, *, limit: int | None = 32) -> dic
     model.eval()
     rows = []
     try:
-        for i in _spread(len(tds), limit):
+        for i in spread_indices(len(tds), limit):
             it = tds[i]
             strokes = it["strokes"].to(param)
             T, U = len(strokes), len(it["chars"])

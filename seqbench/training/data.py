@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from seqbench.data.base import spread_indices
 from seqbench.errors import SeqbenchError
 from seqbench.training.recipes import DataSpec
 
@@ -112,7 +113,7 @@ class _Spread:
 
     def __init__(self, items, n: int):
         self.base = items
-        self.index = [(k * len(items)) // n for k in range(n)]
+        self.index = spread_indices(len(items), n)
 
     def __len__(self) -> int:
         return len(self.index)
