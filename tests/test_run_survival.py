@@ -272,3 +272,36 @@ def test_lr_decay_start_resume_means_the_step_the_resume_starts_at(tmp_path):
     with pytest.raises(SeqbenchError, match="only works with --resume"):  # a fresh run has no step to start at
         train("tiny-prediction", tmp_path / "fresh", overrides={"lr_decay_start": "resume"}, quiet=True,
               max_steps=2)
+
+
+def test_an_error_in_a_validation_keeps_the_steps_done_and_resumes_exactly(tmp_path, monkeypatch):
+    """An error between two steps (seen: an ImportError inside a validation) ends the run, but last/ holds the
+    step it reached, not the previous validation's, and --resume goes on to the same weights."""
+    from seqbench.training import trainer
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref = train("tiny-prediction", tmp_path / "ref", overrides=OVER, quiet=True)
+        real, calls = trainer._Run.validate, []
+
+        def failing(self, *a, **kw):
+            calls.append(self.step)
+            if len(calls) == 3:
+                raise RuntimeError("a module that is not there")
+            return real(self, *a, **kw)
+
+        monkeypatch.setattr(trainer._Run, "validate", failing)
+        with pytest.raises(RuntimeError, match="not there"):
+            train("tiny-prediction", tmp_path / "r", overrides=OVER, quiet=True)
+        monkeypatch.setattr(trainer._Run, "validate", real)
+        out = tmp_path / "r"
+        assert json.loads((out / "last" / "training_state.json").read_text())["step"] == calls[-1] == 6
+        events = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert events[-1]["event"] == "checkpoint" and events[-1]["reason"] == "error"
+        assert "not there" in events[-1]["error"]
+        res = train("tiny-prediction", out, overrides=OVER, quiet=True, resume=True)
+    finally:
+        torch.set_num_threads(n)
+    assert res.steps == OVER["max_steps"]
+    assert _same(_weights(out / "last"), _weights(ref.out / "last"))

@@ -810,6 +810,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     run._snapshot_take()
     stopped = ""
     recent: list[float] = []  # the last step times, to stop before a step that would cross the budget
+    in_step = False
     with run.stop_flag:
         try:
             while not stopped:
@@ -824,13 +825,16 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                     if stopped:
                         break
                     ts = time.perf_counter()
+                    in_step = True  # from here to the counters' update the state is no step's state
                     loss = run.train_step(b)
                     recent = (recent + [time.perf_counter() - ts])[-8:]
                     run.batch_in_epoch += 1
                     if loss is None:  # rolled back
+                        in_step = False
                         continue
                     run.step += 1
                     run.running = loss if run.running is None else 0.95 * run.running + 0.05 * loss
+                    in_step = False
                     if pbar is not None:
                         pbar.update(1)
                         pbar.set_postfix_str(f"{run.running:.3f} {unit}")
@@ -857,6 +861,10 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                 if run.stop_flag.signal or _evaluate(run, final=True) != "validated":
                     run.save(best=False)
                     run.record({"event": "checkpoint", "reason": stopped or "stop", "validated": False})
+        except Exception as e:
+            if not in_step:  # between two steps (a validation, a plot, a record that failed): keep the steps done
+                _checkpoint_on_error(run, e)
+            raise
         finally:
             if pbar is not None:
                 pbar.close()
@@ -865,6 +873,23 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
     return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best, unit=unit,
                        history=run.history, stopped=stopped, recipe=rec.name)
+
+
+def _checkpoint_on_error(run: _Run, error: Exception) -> None:
+    """An error between two steps (in a validation, say) ends the run, but the steps since the last checkpoint
+    are whole: save last/ so that ``--resume`` goes on from this step once the cause is fixed, and say so. A
+    failure to save is logged and the first error is the one raised."""
+    what = f"{type(error).__name__}: {error}"
+    try:
+        run.save(best=False)
+        run.record({"event": "checkpoint", "reason": "error", "validated": False, "error": what[:500]})
+    except Exception as e2:  # the disk that failed the first time may fail again
+        log.error("step %d: %s stopped the run, and its checkpoint could not be saved either (%s: %s); "
+                  "last/ is the previous checkpoint", run.step, what, type(e2).__name__, e2)
+        return
+    if run.main:
+        log.error("step %d: %s stopped the run; last/ in %s holds this step: fix the cause and continue with "
+                  "--resume", run.step, what, run.out)
 
 
 def _leave_group(world: int) -> None:
