@@ -202,13 +202,15 @@ def _pin(name: str, **fields: Any) -> None:
 _TRAINED: dict[str, dict[str, Any]] = {
     "synth-3layer": dict(
         recipe="iam-synthesis-3x400-fast",
-        weights_sha256="0645a55cc6b1372c0dbc67b0e95f5b0ae63e43008b277437043c11bba19ee548",
-        expected={"nll_nats_per_line": -974.3334816453852, "nll_nats_per_line_raw": 3555.2413676008964,
-                  "nll_nats_per_point": -1.5790754577510113, "nll_nats_per_point_raw": 5.761881835856859,
-                  "sse_per_point": 0.7083838692269914},
+        weights_sha256="c847965ea45f068b7c881419967bd95c27c1fdaaf385db50d362ab4dcfccb1e0",
+        expected={"nll_nats_per_line": -975.6779593910727, "nll_nats_per_line_raw": 3553.896889855209,
+                  "nll_nats_per_point": -1.5812544158302537, "nll_nats_per_point_raw": 5.759702877777617,
+                  "sse_per_point": 0.7058631211434397},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
-        training={"status": "in training", "steps": 5000, "epochs": 7.462686567164179,
-                  "cpu_hours": 8.161235327546079, "recipe": "iam-synthesis-3x400-fast"}),
+        training={"status": "paused at issue #15's 12-hour budget, not at the paper's number: validation was "
+                            "still falling by about 1 nats/line per 200 steps at Adam 1e-5 with a decay",
+                  "steps": 5800, "epochs": 8.656716417910447,
+                  "cpu_hours": 9.032047602538274, "recipe": "iam-synthesis-3x400-fast"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",
