@@ -226,17 +226,21 @@ _TRAINED: dict[str, dict[str, Any]] = {
                   "cpu_hours": 1.5431749863434758, "recipe": "ptb-char-1x1000-fast"}),
     "ptb-char-wn": dict(
         recipe="ptb-char-1x1000-wn-fast",
-        weights_sha256="a8ed112c1841c09ece4fa0885737ebda6471f0647dcb83ebd796711338e5841c",
-        expected={"bits_per_char": 1.4426106883279246, "perplexity": 263.9396421499878,
-                  "error_rate": 0.30223110784865764},
-        # dynamic: SGD lr 3e-3, chosen on the first 100,000 symbols of valid among 1e-4, 3e-4, 1e-3, 3e-3 (the
-        # grid's top: a higher rate may be better still)
-        eval_options={"dynamic_lr": 0.003},
-        expected_dynamic={"bits_per_char": 1.4184960332591137, "perplexity": 240.45111459162283,
-                          "error_rate": 0.2981117537232624},
+        weights_sha256="5adf92bcc9f0bee25e7cc6c54d34de7fadced3401e28ad92644a2a296a9dcc2b",
+        expected={"bits_per_char": 1.4420588206216722, "perplexity": 263.377264099423,
+                  "error_rate": 0.30191879378381026},
+        # dynamic: SGD lr 1e-2, chosen on the first 100,000 symbols of valid among 1e-3, 3e-3, 1e-2 (1.5205,
+        # 1.5062, 1.5052: the grid's top again, by 0.001). On the whole test stream it gains only 0.005 bits/char
+        # over static, where 3e-3 gained 0.024 on the step-14,100 weights: a 100,000-symbol prefix is too short
+        # to choose the rate; choose on the whole validation split next time (the export's default)
+        eval_options={"dynamic_lr": 0.01},
+        expected_dynamic={"bits_per_char": 1.4371967164263442, "perplexity": 258.47405832777366,
+                          "error_rate": 0.3004050964184188},
         data_fingerprint="818429806d673ab6c8dc717b68a464af63647c4905f144ee84f3e2592657b43a",
-        training={"status": "in training", "steps": 14100, "epochs": 9.073359073359073,
-                  "cpu_hours": 5.154056872822887, "recipe": "ptb-char-1x1000-wn-fast"}),
+        training={"status": "stopped improving at step 15,600 (validation 1.4834 bits/char; early stopping at "
+                            "18,600 while the rate decayed): the best this schedule gave within issue #16's "
+                            "8-hour budget", "steps": 15600, "epochs": 10.038610038610038,
+                  "cpu_hours": 5.676012970262523, "recipe": "ptb-char-1x1000-wn-fast"}),
 }
 for _name, _fields in _TRAINED.items():
     _pin(_name, **_fields)
