@@ -24,6 +24,8 @@ most one and the last window is padded: padded targets are ``ignore_index`` (-10
 """
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -59,11 +61,15 @@ class Window:
 
 
 def detach_state(state: Any) -> Any:
-    """``state`` (a tensor, or a nested tuple/list of them) cut from the graph; anything else as it is."""
+    """``state`` (a tensor, or nested tuples, lists or dataclasses of them) cut from the graph; anything else as
+    it is."""
     if isinstance(state, torch.Tensor):
         return state.detach()
     if isinstance(state, (tuple, list)):
         return type(state)(detach_state(s) for s in state)
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(state, **{f.name: detach_state(getattr(state, f.name))
+                                             for f in dataclasses.fields(state) if f.init})
     return state
 
 

@@ -100,6 +100,8 @@ class HandwritingSynthesis(SeqModel):
         cfg = self.config
         if state is None:
             state = self.initial_state(B, inputs)
+        elif isinstance(state, (list, tuple)):  # a carried state read back from a run folder: its fields in order
+            state = SynthesisState(*state)
         onehot = nn.functional.one_hot(chars, cfg.vocab_size).to(inputs.dtype)  # (B, U, V)
         cmask = char_mask.to(inputs.dtype)  # (B, U)
         U = chars.shape[1]

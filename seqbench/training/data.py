@@ -15,32 +15,61 @@ from seqbench.training.recipes import DataSpec
 
 @dataclass
 class Batch:
-    data: dict[str, Any]  # what model.score takes
+    """One optimiser step's data. Truncated BPTT, the same for both modalities: ``reset`` starts the network from
+    a zero state, else from the state the previous batch ended in (a text window continuing its streams, or the
+    next time chunk of the same handwriting lines); ``carry`` says whether the next batch continues from this
+    one's final state; ``whole`` says whether the sequences' losses are complete with this batch (False for
+    every chunk of a handwriting batch but its last: the trainer reports nats/line over whole lines)."""
+
+    data: dict[str, Any]  # what model.score_with_state takes
     ids: list[str]  # what to name when something goes wrong (line ids, or "window K")
-    reset: bool = True  # text: start from a zero state
+    reset: bool = True
+    carry: bool = False
+    whole: bool = True
 
 
 class SequenceBatches:
-    """Handwriting lines in shuffled batches (a fresh permutation per epoch, from the seed)."""
+    """Handwriting lines in shuffled batches (a fresh permutation per epoch, from the seed).
+
+    With ``chunk`` (``data.chunk``, truncated BPTT), each batch of lines is cut into time chunks of ``chunk``
+    points, one optimiser step each, the recurrent state carried from chunk to chunk of the same lines and reset
+    when the batch's lines end (Graves section 3.2: shorter sequences, more frequent updates). The number of
+    chunks is that of the longest line of the global batch, so every process of a DDP run takes the same number
+    of steps. An epoch's steps are its chunks; ``epoch(e, skip=k)`` resumes after the k-th."""
 
     kind = "sequences"
 
     def __init__(self, items, collate: Callable, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int = 0,
-                 rank: int = 0, world: int = 1, by_length: bool = False, pool: int = 64):
+                 rank: int = 0, world: int = 1, by_length: bool = False, pool: int = 64, chunk: int | None = None):
         self.items, self.collate, self.B = items, collate, batch_size
         self.shuffle, self.drop_last, self.seed, self.rank, self.world = shuffle, drop_last, seed, rank, world
-        self.by_length, self.pool = by_length, max(1, pool)
+        self.by_length, self.pool, self.chunk = by_length, max(1, pool), chunk
         if batch_size % world:
             raise SeqbenchError(f"batch size {batch_size} is not divisible by the {world} processes")
         self._lengths = None
-        if by_length:
+        if by_length or chunk:
             lengths = getattr(items, "lengths", None)
             self._lengths = (lengths() if callable(lengths) else
                              torch.tensor([len(items[i]["strokes"]) for i in range(len(items))]))
 
-    def __len__(self) -> int:
+    def n_batches(self) -> int:
+        """Batches of lines per epoch."""
         n = len(self.items)
         return n // self.B if self.drop_last and n >= self.B else -(-n // self.B)
+
+    def __len__(self) -> int:
+        """Optimiser steps per epoch: the batches, or with ``chunk`` their chunks (counted on epoch 0's batches;
+        bucketed batches hold lines of similar length, so other epochs differ by a few steps)."""
+        if not self.chunk:
+            return self.n_batches()
+        return sum(self._n_chunks(idx) for idx in self._batches(self.order(0)))
+
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        return [order[k * self.B:(k + 1) * self.B] for k in range(self.n_batches())]
+
+    def _n_chunks(self, idx: list[int]) -> int:
+        longest = int(self._lengths[idx].max()) if idx else 0
+        return max(1, -(-longest // self.chunk))
 
     def order(self, epoch: int) -> list[int]:
         """The sequence order of ``epoch``: batch k is ``order[k*B:(k+1)*B]``. A function of the seed and the epoch
@@ -58,7 +87,7 @@ class SequenceBatches:
         perm = torch.randperm(n, generator=g)
         if not self.by_length:
             return perm.tolist()
-        n_full = len(self) * self.B if self.drop_last else n
+        n_full = self.n_batches() * self.B if self.drop_last else n
         chunk = self.B * self.pool
         batches = []
         for a in range(0, n_full, chunk):
@@ -69,16 +98,38 @@ class SequenceBatches:
         return torch.cat([batches[i] for i in shuffled] + [perm[n_full:]]).tolist()
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
-        order = self.order(epoch)
-        for k in range(skip, len(self)):
-            idx = order[k * self.B:(k + 1) * self.B]
+        done = 0  # steps (batches, or chunks) of this epoch before the current batch
+        for idx in self._batches(self.order(epoch)):
+            n = self._n_chunks(idx) if self.chunk else 1
+            if done + n <= skip:
+                done += n
+                continue
             per = -(-len(idx) // self.world)
             mine = idx[self.rank * per:(self.rank + 1) * per]
+            first, done = max(0, skip - done), done + n
             if not mine:
                 continue
             items = [self.items[i] for i in mine]
-            data = self.collate(items)
-            yield Batch(data={k2: v for k2, v in data.items() if torch.is_tensor(v)}, ids=[it["id"] for it in items])
+            data = {k: v for k, v in self.collate(items).items() if torch.is_tensor(v)}
+            ids = [it["id"] for it in items]
+            if not self.chunk:
+                yield Batch(data=data, ids=ids)
+                continue
+            longest = int(self._lengths[idx].max())
+            if data["mask"].shape[1] < longest:  # DDP: this process's lines are shorter than the global batch's
+                data = {k: (_pad_time(v, longest) if k in _TIMED else v) for k, v in data.items()}
+            for j in range(first, n):
+                a, b = j * self.chunk, (j + 1) * self.chunk
+                yield Batch(data={k: (v[:, a:b] if k in _TIMED else v) for k, v in data.items()},  # (B, ≤chunk, ...)
+                            ids=ids, reset=j == 0, carry=j < n - 1, whole=j == n - 1)
+
+
+def _pad_time(v: torch.Tensor, T: int) -> torch.Tensor:
+    pad = v.new_zeros((v.shape[0], T - v.shape[1], *v.shape[2:]))
+    return torch.cat([v, pad], dim=1)
+
+
+_TIMED = ("inputs", "targets", "mask")  # the time-indexed tensors of a handwriting batch (B, T, ...)
 
 
 class WindowBatches:
@@ -104,7 +155,7 @@ class WindowBatches:
             w = self.stream[k]
             r = self.rows
             yield Batch(data={"inputs": w.inputs[r], "targets": w.targets[r], "mask": w.mask[r]},
-                        ids=[f"window {k}"], reset=w.reset)
+                        ids=[f"window {k}"], reset=w.reset, carry=True)
 
 
 class _Spread:
@@ -154,7 +205,7 @@ def make_batches(spec: DataSpec, split: str, *, train: bool, seed: int, rank: in
         if not train and spec.valid_limit is not None and spec.valid_limit < len(items):
             items = _Spread(items, spec.valid_limit)
         return SequenceBatches(items, collate, spec.batch_size, shuffle=train, drop_last=train, seed=seed,
-                               rank=rank, world=world, by_length=spec.bucket)
+                               rank=rank, world=world, by_length=spec.bucket, chunk=spec.chunk if train else None)
     if spec.source in ("toy-text", "ptb", "enwik8"):
         if spec.source == "toy-text":
             n = spec.n_train if split == spec.train_split else spec.n_valid

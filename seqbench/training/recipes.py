@@ -37,6 +37,9 @@ class DataSpec:
     valid_limit: int | None = None  # validate on N lines spread evenly over the split (text: its first N symbols)
     root: str | None = None  # datasets root of a prepared dataset (default: $SEQBENCH_HOME/datasets)
     join: str = "none"  # PTB char: sentences end to end ("none") or with "_" between them ("space"); streams.JOINS
+    # handwriting: truncated BPTT, one optimiser step per chunk of this many points, the state carried from chunk
+    # to chunk of the same lines (section 3.2; the text counterpart is ``window``); None = whole lines per step
+    chunk: int | None = None
 
 
 @dataclass
@@ -107,13 +110,16 @@ class Recipe:
             ("max_rollbacks", self.max_rollbacks, 0), ("data.n_train", d.n_train, 0),
             ("data.n_valid", d.n_valid, 0), ("data.valid_limit", d.valid_limit, 1),
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
-            ("lr_decay_start", self.lr_decay_start, 0))
+            ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1))
             if v is not None and v < lo]
         from seqbench.data.streams import JOINS
         if d.join not in JOINS:
             problems.append(f"data.join must be one of {', '.join(JOINS)} (got {d.join!r})")
         elif d.join != "none" and (d.source, d.config) != ("ptb", "char"):
             problems.append(f"data.join={d.join!r} applies to PTB char streams only (source {d.source!r})")
+        if d.chunk is not None and d.source not in ("iam-ondb", "toy-handwriting"):
+            problems.append(f"data.chunk cuts handwriting lines into time chunks; for text ({d.source!r}) the "
+                            "truncated-BPTT length is data.window")
         if not self.noise_std >= 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
         if problems:

@@ -38,13 +38,16 @@ import torch
 
 from seqbench.data.streams import detach_state
 from seqbench.errors import SeqbenchError
-from seqbench.paths import atomic_write_text, check_output_path, recover_folders, replace_folder
+from seqbench.paths import atomic_write_text, check_output_path
 from seqbench.models import SeqModel, build_model, is_conditional, is_text
-from seqbench.models.io import CheckpointError, load_into, load_state, read_config, save_pretrained, side_info
+from seqbench.models.io import CheckpointError, load_into, load_state, read_config, side_info
 from seqbench.training.data import Batch, make_batches, n_training_sequences
 from seqbench.training.noise import make_noise
 from seqbench.training.optim import make_optimizer
 from seqbench.training.recipes import Recipe, get_recipe
+from seqbench.training.runfolder import (  # noqa: F401  (read_metrics, the state helpers: public through here too)
+    RESUMABLE_FIELDS, _recover_folders, _resume_recipe, _state_from, _state_tensors, read_metrics,
+    restore_checkpoint, save_checkpoint)
 
 log = logging.getLogger(__name__)
 LN2 = math.log(2.0)
@@ -102,60 +105,6 @@ def _all_reduce(t: torch.Tensor, world: int) -> torch.Tensor:
 
 def _to(data: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in data.items()}
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
-    for idx, st in sd["state"].items():
-        meta["state"][str(idx)] = {}
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                meta["state"][str(idx)][k] = v
-    return tensors, meta
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {int(i): dict(v) for i, v in meta["state"].items()}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _state_tensors(state: Any, prefix: str) -> dict[str, torch.Tensor]:
-    """Flatten a carried text state into named tensors: a tensor is ``prefix``, a list or tuple of states
-    ``prefix.0``, ``prefix.1``, ... (any network's state; an LSTM stack's (h, c) pairs are ``prefix.n.h`` and
-    ``prefix.n.c``, as before)."""
-    if state is None:
-        return {}
-    if torch.is_tensor(state):
-        return {prefix: state.detach().cpu().contiguous()}
-    out = {}
-    for n, st in enumerate(state):
-        if isinstance(st, tuple) and len(st) == 2 and all(torch.is_tensor(x) for x in st):
-            out[f"{prefix}.{n}.h"] = st[0].detach().cpu().contiguous()
-            out[f"{prefix}.{n}.c"] = st[1].detach().cpu().contiguous()
-        else:
-            out.update(_state_tensors(st, f"{prefix}.{n}"))
-    return out
-
-
-def _state_from(tensors: dict[str, torch.Tensor], prefix: str, device) -> Any:
-    """The inverse of :func:`_state_tensors` (lists and tuples come back as lists, (h, c) pairs as tuples);
-    None when nothing was saved under ``prefix``."""
-    if prefix in tensors:
-        return tensors[prefix].to(device)
-    if f"{prefix}.h" in tensors:
-        return tensors[f"{prefix}.h"].to(device), tensors[f"{prefix}.c"].to(device)
-    out, n = [], 0
-    while any(k == f"{prefix}.{n}" or k.startswith(f"{prefix}.{n}.") for k in tensors):
-        out.append(_state_from(tensors, f"{prefix}.{n}", device))
-        n += 1
-    return out or None
 
 
 def plot_losses(history: list[dict], path: Path, unit: str) -> None:
@@ -226,7 +175,9 @@ class _Run:
         self.best: float | None = None
         self.evals_since_best = 0
         self.rollbacks = 0
-        self.carry = None  # text: the state carried between windows
+        self.carry = None  # the state carried between text windows or handwriting chunks
+        self.partial: torch.Tensor | None = None  # truncated BPTT: (nll, units, lines) of the batch's chunks so far
+        self.last_loss: float | None = None  # the last whole batch's loss (what train events report)
         self.history: list[dict] = []
         self.running: float | None = None
         self._snapshot: dict | None = None
@@ -319,33 +270,8 @@ class _Run:
         return {}
 
     def save(self, best: bool) -> None:
-        """Write last/ (weights, config, optimiser and RNG state) and, if ``best``, best/: each folder is filled
-        under a temporary name and swapped in, so that a kill at any moment leaves the previous folder or the
-        new one whole, never a mixture (see :func:`_recover_folders`)."""
-        if not self.main:
-            return
-        from safetensors.torch import save_file
-
-        tensors, meta = _flatten_optimizer(self.opt)
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.noise"] = self.noise_gen.get_state()
-        if self.noise:
-            tensors.update({f"noise.{k}": v.cpu() for k, v in self.noise.state_dict().items()})
-        tensors.update(_state_tensors(self.carry, "carry"))
-        meta.update(step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, best=self.best,
-                    evals_since_best=self.evals_since_best, running=self.running, rollbacks=self.rollbacks,
-                    wall_s=round(self.wall_s(), 3), cpu_s=round(self.cpu_s(), 3))
-
-        def fill_last(folder: Path) -> None:
-            save_pretrained(self.model, folder, self._extra())
-            save_file(tensors, str(folder / "training_state.safetensors"))
-            (folder / "training_state.json").write_text(json.dumps(meta))
-
-        # best/ first: a kill between the two leaves last/ at the previous checkpoint, whose resume replays
-        # this step and writes the same best/ again (the other order could leave a stale best/ for good)
-        if best:
-            _replace_folder(self.out, "best", lambda folder: save_pretrained(self.model, folder, self._extra()))
-        _replace_folder(self.out, "last", fill_last)
+        """Write last/ and, if ``best``, best/ (:func:`seqbench.training.runfolder.save_checkpoint`)."""
+        save_checkpoint(self, best)
 
     def wall_s(self) -> float:
         """Wall-clock seconds this run has trained, over all its resumes."""
@@ -356,42 +282,8 @@ class _Run:
         return self.cpu_before + (time.process_time() - self.cpu_start)
 
     def resume(self) -> None:
-        last = self.out / "last"
-        cfg = read_config(last)
-        saved = cfg.get("recipe") if isinstance(cfg.get("recipe"), dict) else {}
-        if saved.get("model") != self.recipe.model or saved.get("family") != self.recipe.family:
-            raise CheckpointError(f"{last}: its network ({saved.get('family')} {saved.get('model')}) is not the "
-                                  f"recipe's ({self.recipe.family} {self.recipe.model}); use a new --out folder")
-        load_into(self.model, load_state(last), where=str(last))
-        tensors, meta = _read_training_state(last)
-        try:
-            self.opt.load_state_dict(_unflatten_optimizer(tensors, meta))
-            torch.set_rng_state(tensors["rng.torch"])
-            self.noise_gen.set_state(tensors["rng.noise"])
-            if self.noise:
-                self.noise.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("noise.")})
-        except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            raise CheckpointError(f"{last}/training_state.safetensors: unreadable ({type(e).__name__}: {e}); "
-                                  "cannot resume exactly: start a new run, or --init-from this folder") from None
-        # the recipe's optimiser settings are what this run uses from now on (resume allows a new lr only)
-        for group in self.opt.param_groups:
-            for k, v in self.recipe.optimizer_args.items():
-                if k in group:
-                    group[k] = v
-        # the schedule multiplies the recipe's rate (the saved groups hold the last step's scheduled one)
-        self.base_lrs = [float(self.recipe.optimizer_args.get("lr", b)) for b in self.base_lrs]
-        self.carry = _state_from(tensors, "carry", self.device)
-        for k in ("step", "epoch", "batch_in_epoch", "best", "evals_since_best", "running", "rollbacks"):
-            setattr(self, k, meta[k])
-        self.history = [h for h in read_metrics(self.out / "metrics.jsonl") if h.get("step", 0) <= self.step]
-        if "wall_s" in meta:
-            self.wall_before, self.cpu_before = float(meta["wall_s"]), float(meta.get("cpu_s", 0.0))
-        else:  # a state written before seqbench counted time: the run's last elapsed time up to this step
-            self.wall_before = max((float(h["elapsed_s"]) for h in self.history
-                                    if isinstance(h.get("elapsed_s"), (int, float))), default=0.0)
-            self.cpu_before = self.wall_before * torch.get_num_threads()  # an estimate: wall time × threads
-        if self.main:
-            atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+        """Continue from last/ exactly (:func:`seqbench.training.runfolder.restore_checkpoint`)."""
+        restore_checkpoint(self)
 
     def init_from(self, ref: str | Path, reinit: tuple[str, ...] = ()) -> Path:
         """Start from the weights of a checkpoint folder or a zoo model (``zoo:NAME``), verified like every other
@@ -445,14 +337,15 @@ class _Run:
         if self.noise and s["noise"] is not None:
             self.noise.load_state_dict(s["noise"])
 
-    def train_step(self, b: Batch) -> float | None:
+    def train_step(self, b: Batch) -> bool:
+        """One optimiser step on ``b``; False when it was rolled back instead. ``last_loss`` is then the loss of
+        the last whole batch in the run's unit: with truncated BPTT the chunks of a batch add up, so that
+        handwriting still reports nats/line over whole lines."""
         data = _to(b.data, self.device)
         self.opt.zero_grad(set_to_none=True)
         if self.noise:
             self.noise.perturb(self.noise_gen)
-        state = None
-        if self.text:
-            state = None if b.reset or self.carry is None else detach_state(self.carry)
+        state = None if b.reset or self.carry is None else detach_state(self.carry)
         nll, n, new_state = self._score(data, state)
         loss = nll.sum() / len(nll)  # summed NLL per sequence, averaged over the sequences (see module doc)
         loss.backward()
@@ -473,10 +366,14 @@ class _Run:
             for g, base in zip(self.opt.param_groups, self.base_lrs):
                 g["lr"] = base * f
         self.opt.step()
-        if self.text:
-            self.carry = detach_state(new_state)
+        self.carry = detach_state(new_state) if b.carry else None
         _all_reduce(stats, self.world)
-        return self._loss_value(*stats.tolist())
+        if self.partial is not None and not b.reset:  # a later chunk of the same lines: nll and units add up
+            stats[:2] += self.partial[:2]
+        self.partial = None if b.whole else stats
+        if b.whole and bool(torch.isfinite(stats).all()):  # NaN: a chunk of these lines was rolled back
+            self.last_loss = self._loss_value(*stats.tolist())
+        return True
 
     def opt_params(self):
         for g in self.opt.param_groups:
@@ -490,7 +387,7 @@ class _Run:
         self.record({"event": "nan", "message": msg, "ids": b.ids, "loss": loss if math.isfinite(loss) else str(loss)})
         log.warning(msg)
         self._nan_or_rollback(msg, "Lower the learning rate or check the data of that batch.")
-        return None
+        return False
 
     def _checkpoints_left(self) -> str:
         """What a stopped run leaves, for its messages: the checkpoints that exist, with their steps."""
@@ -514,6 +411,8 @@ class _Run:
         self._rollback()
         self.rollbacks += 1
         self.carry = None
+        if self.partial is not None:  # the handwriting lines in progress lost a chunk: their loss is not whole
+            self.partial = torch.full((3,), math.nan, dtype=torch.float64)
         self.record({"event": "rollback", "to": "last validation", "rollbacks": self.rollbacks})
 
 
@@ -545,65 +444,6 @@ class _StopFlag:
         self._old = {}
 
 
-def _replace_folder(out: Path, name: str, fill) -> None:
-    """``out/name`` swapped in whole (:func:`seqbench.paths.replace_folder`)."""
-    replace_folder(out, name, fill)
-
-
-def _recover_folders(out: Path) -> None:
-    """After a kill during :func:`_replace_folder`: put ``.last.old`` / ``.best.old`` back where the new folder
-    never arrived, and delete unfinished temporary folders (:func:`seqbench.paths.recover_folders`)."""
-    recover_folders(out, ("last", "best"))
-
-
-_STATE_FIELDS = {"step": int, "epoch": int, "batch_in_epoch": int, "best": (float, int, type(None)),
-                 "evals_since_best": int, "running": (float, int, type(None)), "rollbacks": int,
-                 "param_groups": list, "state": dict}
-
-
-def _read_training_state(last: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """last/training_state.{safetensors,json}, checked field by field; any problem is a CheckpointError."""
-    from safetensors.torch import load_file
-
-    path = last / "training_state.json"
-    try:
-        tensors = load_file(str(last / "training_state.safetensors"))
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except Exception as e:  # missing, truncated, not JSON, not UTF-8
-        raise CheckpointError(f"{last}: training state unreadable ({type(e).__name__}: {e}); cannot resume "
-                              "exactly: start a new run, or --init-from this folder") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: training state unreadable (not a JSON object); cannot resume exactly")
-    bad = [f"{k} (missing)" if k not in meta else f"{k} ({type(meta[k]).__name__})"
-           for k, t in _STATE_FIELDS.items() if k not in meta or not isinstance(meta[k], t)
-           or (t is int and isinstance(meta[k], bool))]
-    bad += [f"{k} (missing)" for k in ("rng.torch", "rng.noise") if k not in tensors]
-    if bad:
-        raise CheckpointError(f"{path}: training state unreadable (bad fields: {', '.join(bad)}); cannot resume "
-                              "exactly: start a new run, or --init-from this folder")
-    return tensors, meta
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The events of a metrics.jsonl; a line cut short by a kill (or otherwise not a JSON object) is skipped
-    with a warning naming the line."""
-    if not path.is_file():
-        return []
-    events = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            ev = json.loads(line)
-        except json.JSONDecodeError:
-            ev = None
-        if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
-            log.warning("%s:%d: not a whole event (a write cut short?); skipped", path, n)
-            continue
-        events.append(ev)
-    return events
-
-
 def _clone(obj):
     if torch.is_tensor(obj):
         return obj.detach().clone()
@@ -615,11 +455,9 @@ def _clone(obj):
 
 
 def _score_model(model: SeqModel, data: dict, state, text: bool):
-    """(summed NLL in nats per sequence, units per sequence, carried state): the network's own scoring."""
-    if text:
-        return model.score_with_state(data, state)
-    nll, n = model.score(data)
-    return nll, n, None
+    """(summed NLL in nats per sequence, units per sequence, the state to carry on): the network's own scoring,
+    from ``state`` (None: a zero state)."""
+    return model.score_with_state(data, state)
 
 
 class _Scorer(torch.nn.Module):
@@ -632,63 +470,6 @@ class _Scorer(torch.nn.Module):
 
     def forward(self, data: dict, state=None):
         return _score_model(self.model, data, state, self.text)
-
-
-# what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
-# rate, and the resume event records the change); everything else would make the resumed run another run
-RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "eval_every", "on_nan", "max_rollbacks",
-                    "optimizer_args.lr", "lr_half_life", "lr_decay_start", "data.root", "description", "paper")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k in ("data", "model", "optimizer_args"):
-            out.update(_flat(v, f"{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
-def _saved_recipe(out: Path) -> Recipe:
-    cfg = read_config(out / "last")
-    try:
-        return Recipe.from_dict(cfg["recipe"])
-    except (KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{out}/last/config.json: its 'recipe' entry is unreadable ({type(e).__name__}: "
-                              f"{e}); cannot resume: start a new run, or --init-from {out}/last") from None
-
-
-def _resume_recipe(out: Path, recipe: str | Recipe | None, overrides: dict[str, Any]) -> tuple[Recipe, dict]:
-    """The recipe a resumed run continues with: the one saved in last/config.json, with the overrides that
-    resume can honour (RESUMABLE_FIELDS); any other change is refused, naming it."""
-    saved = _saved_recipe(out)
-    name = recipe.name if isinstance(recipe, Recipe) else recipe
-    if name is not None and name != saved.name:
-        raise SeqbenchError(f"{out} is a run of recipe {saved.name!r}, not {name!r}; resume it with --recipe "
-                            f"{saved.name} (or no --recipe), or choose another --out folder")
-    if overrides and overrides.get("lr_decay_start") == "resume":  # decay from the step this resume starts at
-        try:
-            overrides = {**overrides, "lr_decay_start": int(json.loads(
-                (out / "last" / "training_state.json").read_text())["step"])}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{out}/last/training_state.json: cannot read the step for lr_decay_start=resume "
-                                  f"({type(e).__name__}: {e}); give the step as a number") from None
-    rec = saved.replace(**overrides) if overrides else saved
-    if isinstance(recipe, Recipe):  # a Recipe object: its fields are the changes asked for
-        rec = saved.replace(**{k: v for k, v in _flat(recipe.to_dict()).items()
-                               if k != "name" and _flat(saved.to_dict()).get(k, object()) != v})
-    before, after = _flat(saved.to_dict()), _flat(rec.to_dict())
-    changed = {k: (before.get(k), after.get(k)) for k in sorted(set(before) | set(after))
-               if before.get(k) != after.get(k)}
-    refused = [k for k in changed if k not in RESUMABLE_FIELDS]
-    if refused:
-        raise SeqbenchError(
-            f"{out}: --resume cannot change {', '.join(f'{k} ({changed[k][0]!r} -> {changed[k][1]!r})' for k in refused)}: "
-            f"the restored optimiser state, batches and weights belong to the saved values. Resume may change "
-            f"{', '.join(RESUMABLE_FIELDS)}; for anything else start a new run with --init-from {out}/best")
-    return rec, changed
-
 
 def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
           resume: bool = False, device: str = "cpu", max_steps: int | None = None, init_from: str | None = None,
@@ -826,19 +607,22 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                         break
                     ts = time.perf_counter()
                     in_step = True  # from here to the counters' update the state is no step's state
-                    loss = run.train_step(b)
+                    taken = run.train_step(b)
                     recent = (recent + [time.perf_counter() - ts])[-8:]
                     run.batch_in_epoch += 1
-                    if loss is None:  # rolled back
+                    if not taken:  # rolled back
                         in_step = False
                         continue
                     run.step += 1
-                    run.running = loss if run.running is None else 0.95 * run.running + 0.05 * loss
+                    loss = run.last_loss
+                    if b.whole and loss is not None:
+                        run.running = loss if run.running is None else 0.95 * run.running + 0.05 * loss
                     in_step = False
                     if pbar is not None:
                         pbar.update(1)
-                        pbar.set_postfix_str(f"{run.running:.3f} {unit}")
-                    if run.step % max(1, min(50, eval_every)) == 0:
+                        if run.running is not None:
+                            pbar.set_postfix_str(f"{run.running:.3f} {unit}")
+                    if run.step % max(1, min(50, eval_every)) == 0 and loss is not None:
                         run.record({"event": "train", "loss": loss, "running": run.running,
                                     **({"lr": run.opt.param_groups[0]["lr"]}
                                        if rec.lr_warmup_steps or rec.lr_half_life else {}),
@@ -852,7 +636,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                 else:
                     run.epoch += 1
                     run.batch_in_epoch = 0
-                    run.carry = None
+                    run.carry = run.partial = None
                     continue
                 break
             last_valid = next((h["step"] for h in reversed(run.history) if h["event"] == "valid"), None)
