@@ -20,9 +20,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["tiny-prediction", "tiny-text"])
-def test_two_processes_match_one(tmp_path, recipe):
-    steps = ["--max-steps", "6", "--set", "eval_every=3"]
+@pytest.mark.parametrize("recipe,extra", [("tiny-prediction", {}), ("tiny-text", {}),
+                                          ("tiny-synthesis", {"data.chunk": 9})])  # truncated BPTT: state carried
+def test_two_processes_match_one(tmp_path, recipe, extra):
+    steps = ["--max-steps", "6", "--set", "eval_every=3", *[a for k, v in extra.items() for a in ("--set", f"{k}={v}")]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQBENCH_DDP_BACKEND": "gloo"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "seqbench.cli.main", "train", "--recipe", recipe,
@@ -33,7 +34,7 @@ def test_two_processes_match_one(tmp_path, recipe):
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = train(recipe, tmp_path / "one", max_steps=6, overrides={"eval_every": 3}, quiet=True)
+        one = train(recipe, tmp_path / "one", max_steps=6, overrides={"eval_every": 3, **extra}, quiet=True)
     finally:
         torch.set_num_threads(n)
     a, b = load_state(tmp_path / "ddp" / "last"), load_state(tmp_path / "one" / "last")

@@ -490,3 +490,122 @@ def test_the_schedule_sets_each_steps_rate_and_resumes_exactly(tmp_path):
     ev = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     # recorded with the training loss: step 4 ran at the full rate (warm-up over), step 8 at a quarter
     assert [e["lr"] for e in ev if e["event"] == "train"] == pytest.approx([base, base * 0.25])
+
+
+# ------------------------------------------------------------------ truncated BPTT for handwriting (data.chunk)
+@pytest.mark.parametrize("name", ["tiny-prediction", "tiny-synthesis"])
+def test_chunks_with_the_carried_state_score_as_the_whole_lines(name):
+    """The state carried from chunk to chunk (h, c of every layer; for synthesis also κ and the window vector w)
+    makes the chunks' summed NLL that of the whole lines: what truncated BPTT cuts is the gradient, not the
+    forward pass."""
+    from seqbench.data.streams import detach_state
+
+    torch.manual_seed(0)
+    rec = get_recipe(name)
+    from seqbench.models import build_model
+
+    model = build_model(rec.family, **rec.model).double()
+    batches = make_batches(rec.replace(**{"data.chunk": 7}).data, "train", train=True, seed=0)
+    whole = make_batches(rec.data, "train", train=True, seed=0)
+    chunks = list(batches.epoch(0))
+    first = next(iter(whole.epoch(0)))
+    n_chunks = -(-first.data["mask"].shape[1] // 7)
+    assert [c.reset for c in chunks[:n_chunks]] == [True] + [False] * (n_chunks - 1)
+    assert [c.whole for c in chunks[:n_chunks]] == [False] * (n_chunks - 1) + [True]
+    assert chunks[n_chunks].reset  # the next batch's lines start from a zero state
+    d = lambda b: {k: (v.double() if v.is_floating_point() else v) for k, v in b.data.items()}  # noqa: E731
+    nll_whole, n_whole = model.score(d(first))
+    state, nll, n = None, 0, 0
+    for c in chunks[:n_chunks]:
+        a, m, state = model.score_with_state(d(c), None if c.reset else detach_state(state))
+        nll, n = nll + a, n + m
+    torch.testing.assert_close(nll, nll_whole, rtol=1e-10, atol=1e-8)
+    assert torch.equal(n, n_whole)
+
+
+def test_chunked_training_reports_nats_per_whole_line(tmp_path):
+    """With chunks, the logged training loss is still nats/line over the batch's whole lines (the chunks add
+    up): at a rate too small to move the weights it is the whole-line score of that batch."""
+    from seqbench.training.trainer import _Run
+
+    rec = get_recipe("tiny-prediction").replace(**{"data.chunk": 11, "optimizer": "sgd",
+                                                   "optimizer_args": {"lr": 1e-30, "momentum": 0.0}})
+    run = _Run(rec, tmp_path / "r", "cpu", quiet=True)
+    whole = next(iter(make_batches(get_recipe("tiny-prediction").data, "train", train=True, seed=0).epoch(0)))
+    with torch.no_grad():
+        nll, _ = run.model.score(whole.data)
+    for b in run.train_batches.epoch(0):
+        assert run.train_step(b)
+        if b.whole:
+            break
+    assert run.last_loss == pytest.approx(float(nll.sum()) / len(nll), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-prediction", "tiny-synthesis-awn"])
+def test_chunked_training_resumes_exactly_inside_a_batch(tmp_path, name):
+    import json
+
+    kw = dict(quiet=True, overrides={"eval_every": 5, "data.chunk": 8})
+    spec = get_recipe(name).replace(**{"data.chunk": 8}).data
+    wholes = [b.whole for b in make_batches(spec, "train", train=True, seed=0).epoch(0)]
+    stop = next(k for k in range(12, len(wholes)) if not wholes[k - 1])  # between two chunks of the same lines
+    straight = train(name, tmp_path / "a", max_steps=23, **kw)
+    train(name, tmp_path / "b", max_steps=stop, **kw)
+    st = json.loads((tmp_path / "b" / "last" / "training_state.json").read_text())
+    assert st["partial"] is not None  # the lines in progress: their loss so far is part of the state
+    resumed = train(name, tmp_path / "b", max_steps=23, resume=True, **kw)
+    from seqbench.models.io import load_state
+
+    sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    valid = lambda r: [(e["step"], e["loss"]) for e in r.history if e["event"] == "valid" and e["step"] != stop]  # noqa: E731
+    assert valid(straight) == valid(resumed)
+    ta = [e for e in straight.history if e["event"] == "train"]
+    tb = [e for e in resumed.history if e["event"] == "train"]
+    assert [e["loss"] for e in ta] == [e["loss"] for e in tb]
+
+
+def test_an_epoch_of_chunks_counts_its_steps():
+    spec = get_recipe("tiny-prediction").data
+    b = make_batches(spec, "train", train=True, seed=0)
+    c = make_batches(spec.__class__(**{**spec.__dict__, "chunk": 6}), "train", train=True, seed=0)
+    assert len(c) == sum(1 for _ in c.epoch(0)) > len(b)
+    assert sum(x.whole for x in c.epoch(0)) == len(b)  # every batch of lines ends once
+
+
+def test_chunk_is_refused_for_text(tmp_path):
+    with pytest.raises(SeqbenchError, match="data.window"):
+        train("tiny-text", tmp_path / "r", max_steps=2, quiet=True, overrides={"data.chunk": 10})
+
+
+# ------------------------------------------------------------------ restore-best (lr_plateau)
+def test_restore_best_steps_the_rate_down_from_the_best_weights_and_resumes_exactly(tmp_path):
+    import json
+
+    from seqbench.models.io import load_state
+
+    kw = dict(quiet=True, overrides={"eval_every": 4, "lr_plateau": 1, "optimizer_args.lr": 0.03, "patience": 100})
+    straight = train("tiny-prediction", tmp_path / "a", max_steps=40, **kw)
+    ev = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    steps = [e for e in ev if e["event"] == "restore_best"]
+    assert steps, "a rate of 0.03 never stalled in 10 validations"
+    assert [e["lr_scale"] for e in steps] == [0.5 ** (k + 1) for k in range(len(steps))]
+    # each step went back to the weights of the best validation so far
+    first = steps[0]
+    valid = [e for e in ev if e["event"] == "valid" and e["step"] <= first["step"]]
+    assert first["best"] == min(e["loss"] for e in valid) and first["best_step"] in [e["step"] for e in valid]
+    train("tiny-prediction", tmp_path / "b", max_steps=22, **kw)  # its validation at the stop is off the schedule
+    resumed = train("tiny-prediction", tmp_path / "b", max_steps=40, resume=True, **kw)
+    sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    on_schedule = lambda r: [(e["step"], e["loss"]) for e in r.history if e["event"] == "valid" and e["step"] % 4 == 0]  # noqa: E731
+    assert on_schedule(straight) == on_schedule(resumed)
+    assert [e for e in straight.history if e["event"] == "restore_best"] == \
+        [e for e in resumed.history if e["event"] == "restore_best"]
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 2.0, float("nan")])
+def test_a_plateau_factor_outside_0_1_is_refused(tmp_path, value):
+    with pytest.raises(SeqbenchError, match="lr_plateau_factor must be between 0 and 1"):
+        train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True,
+              overrides={"lr_plateau": 2, "lr_plateau_factor": value})

@@ -59,6 +59,10 @@ class Recipe:
     lr_warmup_steps: int = 0  # the rate rises linearly over the first N steps (lr·(k+1)/N at step k); 0 = none
     lr_half_life: int | None = None  # after the warm-up, the rate halves every N steps; None = constant
     lr_decay_start: int | None = None  # the step the halving counts from; None = the warm-up's end (0 without)
+    # restore-best: after this many validations without a new best (and as many since the last step), the rate is
+    # multiplied by lr_plateau_factor and the weights go back to the best validated ones; None = never
+    lr_plateau: int | None = None
+    lr_plateau_factor: float = 0.5
     max_epochs: int = 100
     max_steps: int | None = None
     eval_every: int = 0  # steps between validations; 0 = once per epoch
@@ -110,7 +114,7 @@ class Recipe:
             ("max_rollbacks", self.max_rollbacks, 0), ("data.n_train", d.n_train, 0),
             ("data.n_valid", d.n_valid, 0), ("data.valid_limit", d.valid_limit, 1),
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
-            ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1))
+            ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1), ("lr_plateau", self.lr_plateau, 1))
             if v is not None and v < lo]
         from seqbench.data.streams import JOINS
         if d.join not in JOINS:
@@ -120,6 +124,8 @@ class Recipe:
         if d.chunk is not None and d.source not in ("iam-ondb", "toy-handwriting"):
             problems.append(f"data.chunk cuts handwriting lines into time chunks; for text ({d.source!r}) the "
                             "truncated-BPTT length is data.window")
+        if not 0 < self.lr_plateau_factor < 1:  # also refuses NaN
+            problems.append(f"lr_plateau_factor must be between 0 and 1 (got {self.lr_plateau_factor})")
         if not self.noise_std >= 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
         if problems:

@@ -102,9 +102,12 @@ def save_checkpoint(run: "_Run", best: bool) -> None:
     if run.noise:
         tensors.update({f"noise.{k}": v.cpu() for k, v in run.noise.state_dict().items()})
     tensors.update(_state_tensors(run.carry, "carry"))
+    if run.best_weights is not None:  # restore-best goes back to these (best/ may hold a stop's better weights)
+        tensors.update({f"best_weights.{k}": v.detach().cpu().contiguous() for k, v in run.best_weights.items()})
     meta.update(step=run.step, epoch=run.epoch, batch_in_epoch=run.batch_in_epoch, best=run.best,
                 evals_since_best=run.evals_since_best, running=run.running, rollbacks=run.rollbacks,
                 partial=None if run.partial is None else run.partial.tolist(), last_loss=run.last_loss,
+                lr_scale=run.lr_scale, evals_since_change=run.evals_since_change, best_saved=run.best_saved,
                 wall_s=round(run.wall_s(), 3), cpu_s=round(run.cpu_s(), 3))
 
     def fill_last(folder: Path) -> None:
@@ -156,6 +159,21 @@ def restore_checkpoint(run: "_Run") -> None:
         raise CheckpointError(f"{last_dir}/training_state.json: 'partial' is {partial!r}, not three numbers; cannot "
                               "resume exactly: start a new run, or --init-from this folder")
     run.partial = None if partial is None else torch.tensor(partial, dtype=torch.float64)
+    # restore-best steps (absent before them: the rate as the recipe gives it)
+    scale, since = meta.get("lr_scale", 1.0), meta.get("evals_since_change", run.evals_since_best)
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and 0 < scale <= 1
+            and isinstance(since, int) and not isinstance(since, bool) and since >= 0):
+        raise CheckpointError(f"{last_dir}/training_state.json: 'lr_scale' {scale!r} or 'evals_since_change' "
+                              f"{since!r} out of range; cannot resume exactly: start a new run, or --init-from this "
+                              "folder")
+    run.lr_scale, run.evals_since_change = float(scale), since
+    saved = meta.get("best_saved", run.best)  # before off-schedule validations were told apart: the best
+    run.best_saved = float(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) else run.best
+    kept = {k[len("best_weights."):]: v.to(run.device) for k, v in tensors.items() if k.startswith("best_weights.")}
+    if kept:
+        run.best_weights = kept
+    elif run.recipe.lr_plateau and (run.out / "best" / "config.json").is_file():  # restore-best turned on at resume
+        run.best_weights = {k: v.to(run.device) for k, v in load_state(run.out / "best").items()}
     run.last_loss = float(last) if isinstance(last, (int, float)) and not isinstance(last, bool) else None
     run.history = [h for h in read_metrics(run.out / "metrics.jsonl") if h.get("step", 0) <= run.step]
     if "wall_s" in meta:
@@ -230,7 +248,8 @@ def read_metrics(path: Path) -> list[dict]:
 # what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
 # rate, and the resume event records the change); everything else would make the resumed run another run
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "eval_every", "on_nan", "max_rollbacks",
-                    "optimizer_args.lr", "lr_half_life", "lr_decay_start", "data.root", "description", "paper")
+                    "optimizer_args.lr", "lr_half_life", "lr_decay_start", "lr_plateau", "lr_plateau_factor",
+                    "data.root", "description", "paper")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

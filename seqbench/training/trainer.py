@@ -174,6 +174,10 @@ class _Run:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None
         self.evals_since_best = 0
+        self.best_saved: float | None = None  # the validation loss of the weights in best/
+        self.evals_since_change = 0  # validations since the best or the last restore-best step, whichever is later
+        self.lr_scale = 1.0  # what the restore-best steps have multiplied the rate by
+        self.best_weights: dict[str, torch.Tensor] | None = None  # with lr_plateau: a copy of the best weights
         self.rollbacks = 0
         self.carry = None  # the state carried between text windows or handwriting chunks
         self.partial: torch.Tensor | None = None  # truncated BPTT: (nll, units, lines) of the batch's chunks so far
@@ -361,8 +365,8 @@ class _Run:
         _all_reduce(ok, self.world)
         if ok.item() < self.world:
             return self._handle_nan(b, float(loss.detach()))
-        if self.recipe.lr_warmup_steps or self.recipe.lr_half_life:
-            f = self.recipe.lr_factor(self.step)
+        if self.recipe.lr_warmup_steps or self.recipe.lr_half_life or self.lr_scale != 1.0:
+            f = self.recipe.lr_factor(self.step) * self.lr_scale
             for g, base in zip(self.opt.param_groups, self.base_lrs):
                 g["lr"] = base * f
         self.opt.step()
@@ -625,7 +629,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                     if run.step % max(1, min(50, eval_every)) == 0 and loss is not None:
                         run.record({"event": "train", "loss": loss, "running": run.running,
                                     **({"lr": run.opt.param_groups[0]["lr"]}
-                                       if rec.lr_warmup_steps or rec.lr_half_life else {}),
+                                       if rec.lr_warmup_steps or rec.lr_half_life or rec.lr_plateau else {}),
                                     "elapsed_s": round(time.perf_counter() - t0, 3),
                                     "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
                     if run.step % eval_every == 0:
@@ -655,7 +659,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     if run.main:
         plot_losses(run.history, run.out / "loss.png", unit)
     run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
-    return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best, unit=unit,
+    return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best_saved, unit=unit,
                        history=run.history, stopped=stopped, recipe=rec.name)
 
 
@@ -701,6 +705,25 @@ def _stop_reason(run: _Run, deadline: float | None, next_step_s: float) -> str:
     return "time_limit" if over else ""
 
 
+def _restore_best(run: _Run) -> None:
+    """Restore-best (``lr_plateau``): validation stopped improving at this rate, so the rate steps down by
+    ``lr_plateau_factor`` and the weights go back to the best validated ones (the optimiser's moments stay: they
+    are a scale, not a direction). Every process holds the same copy, so DDP stays in step."""
+    run.lr_scale *= run.recipe.lr_plateau_factor
+    run.evals_since_change = 0
+    run.model.load_state_dict(run.best_weights)
+    run.carry = run.partial = None
+    rates = [base * run.recipe.lr_factor(run.step) * run.lr_scale for base in run.base_lrs]
+    for g, lr in zip(run.opt.param_groups, rates):
+        g["lr"] = lr
+    best_step = next((h["step"] for h in reversed(run.history) if h.get("event") == "valid"
+                      and h.get("loss") == run.best), None)
+    run.record({"event": "restore_best", "lr": rates[0], "lr_scale": run.lr_scale, "best_step": best_step,
+                "best": run.best})
+    log.info("step %d: no better validation in %d; back to the best weights (step %s) at lr %.3g", run.step,
+             run.recipe.lr_plateau, best_step, rates[0])
+
+
 def _evaluate(run: _Run, final: bool = False) -> str:
     """Validate and checkpoint. Returns "validated", "early_stopping", or "interrupted" (a signal or the budget
     came first: nothing was recorded or saved). ``final``: the validation at a stop, skipped when the last one
@@ -719,13 +742,28 @@ def _evaluate(run: _Run, final: bool = False) -> str:
         log.warning(msg)
         run._nan_or_rollback(msg, "Lower the learning rate; the weights of that step were not saved.")
         return "validated"
-    improved = run.best is None or v["loss"] < run.best
+    # A validation off the schedule (the one at a stop) changes nothing the run does next: patience, restore-best
+    # and the best they compare with count scheduled validations only, so that a run resumed from it takes the
+    # same steps as one never stopped. best/ is still the best weights seen (best_saved: their loss).
+    scheduled = not final or run.step % (run.recipe.eval_every or len(run.train_batches)) == 0
+    improved = scheduled and (run.best is None or v["loss"] < run.best)
     if improved:
-        run.best, run.evals_since_best = v["loss"], 0
-    else:
+        run.best, run.evals_since_best, run.evals_since_change = v["loss"], 0, 0
+        if run.recipe.lr_plateau:
+            run.best_weights = {k: t.detach().clone() for k, t in run.model.state_dict().items()}
+    elif scheduled:
         run.evals_since_best += 1
-    run.record({"event": "valid", **v, "best": run.best, "valid_s": round(run.valid_s, 2)})
-    run.save(best=improved)
+        run.evals_since_change += 1
+    save_best = run.best_saved is None or v["loss"] < run.best_saved
+    if save_best:
+        run.best_saved = v["loss"]
+    run.record({"event": "valid", **v, "best": run.best if run.best is not None else v["loss"],
+                "valid_s": round(run.valid_s, 2), **({} if scheduled else {"scheduled": False})})
+    plateau = run.recipe.lr_plateau
+    if plateau and run.evals_since_change >= plateau and run.best_weights is not None \
+            and run.evals_since_best < run.recipe.patience:
+        _restore_best(run)
+    run.save(best=save_best)
     run._snapshot_take()
     if run.main:
         plot_losses(run.history, run.out / "loss.png", run.recipe.unit)
