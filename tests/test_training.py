@@ -609,3 +609,53 @@ def test_a_plateau_factor_outside_0_1_is_refused(tmp_path, value):
     with pytest.raises(SeqbenchError, match="lr_plateau_factor must be between 0 and 1"):
         train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True,
               overrides={"lr_plateau": 2, "lr_plateau_factor": value})
+
+
+# ------------------------------------------------------------------ text windows at a random offset each epoch
+def test_random_offset_moves_the_windows_each_epoch_and_is_a_function_of_seed_and_epoch():
+    spec = get_recipe("tiny-text").replace(**{"data.random_offset": True}).data
+    b = make_batches(spec, "train", train=True, seed=3)
+    first = lambda e: next(iter(b.epoch(e))).data["inputs"]  # noqa: E731
+    offsets = [b.offset(e) for e in range(6)]
+    assert all(0 <= o < spec.window for o in offsets) and len(set(offsets)) > 1
+    assert torch.equal(first(2), first(2))
+    e1, e2 = next(e for e in range(6) if offsets[e] != offsets[0]), 0
+    assert not torch.equal(first(e1), first(e2))
+    plain = make_batches(get_recipe("tiny-text").data, "train", train=True, seed=3)
+    assert plain.offset(5) == 0  # off by default: the same windows every epoch
+
+
+def test_random_offset_training_resumes_exactly_across_epochs(tmp_path):
+    from seqbench.models.io import load_state
+
+    kw = dict(quiet=True, overrides={"eval_every": 20, "data.random_offset": True, "max_steps": 120})
+    straight = train("tiny-text", tmp_path / "a", **kw)
+    assert straight.epochs >= 2  # tiny-text has about 50 windows an epoch: the offset changed twice
+    train("tiny-text", tmp_path / "b", **{**kw, "overrides": {**kw["overrides"], "max_steps": 60}})
+    resumed = train("tiny-text", tmp_path / "b", resume=True, **kw)
+    sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_random_offset_is_refused_for_handwriting(tmp_path):
+    with pytest.raises(SeqbenchError, match="data.random_offset moves the windows of text"):
+        train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True, overrides={"data.random_offset": True})
+
+
+# ------------------------------------------------------------------ gradient norm clipping
+def test_clip_norm_bounds_each_update(tmp_path):
+    from seqbench.training.trainer import _Run
+
+    rec = get_recipe("tiny-text").replace(**{"clip_norm": 1e-3, "optimizer": "sgd",
+                                             "optimizer_args": {"lr": 1.0, "momentum": 0.0}})
+    run = _Run(rec, tmp_path / "r", "cpu", quiet=True)
+    before = [p.detach().clone() for p in run.model.parameters()]
+    assert run.train_step(next(iter(run.train_batches.epoch(0))))
+    step = torch.cat([(p.detach() - q).flatten() for p, q in zip(run.model.parameters(), before)])
+    assert 0 < float(step.norm()) <= 1e-3 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_clip_norm_that_is_not_a_positive_finite_number_is_refused(tmp_path, value):
+    with pytest.raises(SeqbenchError, match="clip_norm must be a finite number > 0"):
+        train("tiny-text", tmp_path / "r", max_steps=2, quiet=True, overrides={"clip_norm": value})

@@ -133,26 +133,43 @@ _TIMED = ("inputs", "targets", "mask")  # the time-indexed tensors of a handwrit
 
 
 class WindowBatches:
-    """Text as B parallel streams in windows (seqbench.data.streams.TokenStream); the state is carried."""
+    """Text as B parallel streams in windows (seqbench.data.streams.TokenStream); the state is carried.
+
+    With ``random_offset`` (``data.random_offset``) each epoch's streams start ``o`` tokens into the corpus, ``o``
+    drawn in [0, window) from the seed and the epoch (epoch 0 included), so the window boundaries move from epoch
+    to epoch; resume stays exact (the offset is a function of the seed and the epoch)."""
 
     kind = "windows"
 
     def __init__(self, tokens: torch.Tensor, batch_size: int, window: int, *, reset_every: int | None,
-                 drop_last: bool, rank: int = 0, world: int = 1):
-        from seqbench.data.streams import TokenStream
-
+                 drop_last: bool, rank: int = 0, world: int = 1, random_offset: bool = False, seed: int = 0):
         if batch_size % world:
             raise SeqbenchError(f"batch size {batch_size} is not divisible by the {world} processes")
-        self.stream = TokenStream(tokens, batch_size, window, reset_every=reset_every, drop_last=drop_last)
+        self.tokens, self.B, self.window, self.random_offset, self.seed = tokens, batch_size, window, random_offset, seed
+        self._kw = dict(reset_every=reset_every, drop_last=drop_last)
+        self.stream = self._stream(0)
         per = batch_size // world
         self.rows = slice(rank * per, (rank + 1) * per)
+
+    def offset(self, epoch: int) -> int:
+        if not self.random_offset:
+            return 0
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return int(torch.randint(self.window, (1,), generator=g))
+
+    def _stream(self, epoch: int):
+        from seqbench.data.streams import TokenStream
+
+        o = self.offset(epoch)
+        return TokenStream(self.tokens[o:], self.B, self.window, **self._kw)
 
     def __len__(self) -> int:
         return len(self.stream)
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
-        for k in range(skip, len(self.stream)):
-            w = self.stream[k]
+        stream = self._stream(epoch) if self.random_offset else self.stream
+        for k in range(skip, len(stream)):
+            w = stream[k]
             r = self.rows
             yield Batch(data={"inputs": w.inputs[r], "targets": w.targets[r], "mask": w.mask[r]},
                         ids=[f"window {k}"], reset=w.reset, carry=True)
@@ -215,7 +232,8 @@ def make_batches(spec: DataSpec, split: str, *, train: bool, seed: int, rank: in
         if not train and spec.valid_limit is not None:
             tokens = tokens[:spec.valid_limit + 1]
         return WindowBatches(tokens, spec.batch_size, spec.window, reset_every=spec.reset_every if train else None,
-                             drop_last=train, rank=rank, world=world)
+                             drop_last=train, rank=rank, world=world, random_offset=spec.random_offset and train,
+                             seed=seed)
     from seqbench.registry import unknown_name
 
     raise unknown_name("data source", spec.source, ["iam-ondb", "ptb", "enwik8", "toy-handwriting", "toy-text"])

@@ -13,6 +13,7 @@ UnknownNameError: unknown recipe 'iam-synthesys-3x400'. Did you mean 'iam-synthe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,9 @@ class DataSpec:
     # handwriting: truncated BPTT, one optimiser step per chunk of this many points, the state carried from chunk
     # to chunk of the same lines (section 3.2; the text counterpart is ``window``); None = whole lines per step
     chunk: int | None = None
+    # text: each epoch's streams start at a random offset in [0, window) drawn from the seed and the epoch, so the
+    # windows differ from epoch to epoch (Krueger et al. 2016, Cooijmans et al. 2016); False = the same windows
+    random_offset: bool = False
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Recipe:
     optimizer_args: dict[str, Any] = field(default_factory=dict)
     clip_lstm: float | None = None  # clamp of the LSTM gate-input derivatives (section 4.2)
     clip_output: float | None = None  # clamp of the output-layer derivatives
+    clip_norm: float | None = None  # then the whole gradient rescaled to at most this L2 norm (not the paper's)
     weight_noise: str | None = None  # None, "fixed" or "adaptive"
     noise_std: float = 0.075  # fixed noise std / initial adaptive std (sections 3.1, 4.2)
     init_from: str | None = None  # recipe whose trained weights start this one (section 3.1)
@@ -116,11 +121,17 @@ class Recipe:
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
             ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1), ("lr_plateau", self.lr_plateau, 1))
             if v is not None and v < lo]
+        problems += [f"{name} must be a finite number > 0 (got {v})" for name, v in (
+            ("clip_norm", self.clip_norm), ("clip_lstm", self.clip_lstm), ("clip_output", self.clip_output))
+            if v is not None and not (0 < v < math.inf)]
         from seqbench.data.streams import JOINS
         if d.join not in JOINS:
             problems.append(f"data.join must be one of {', '.join(JOINS)} (got {d.join!r})")
         elif d.join != "none" and (d.source, d.config) != ("ptb", "char"):
             problems.append(f"data.join={d.join!r} applies to PTB char streams only (source {d.source!r})")
+        if d.random_offset and d.source in ("iam-ondb", "toy-handwriting"):
+            problems.append("data.random_offset moves the windows of text streams; handwriting lines are "
+                            "shuffled whole (data.chunk cuts them)")
         if d.chunk is not None and d.source not in ("iam-ondb", "toy-handwriting"):
             problems.append(f"data.chunk cuts handwriting lines into time chunks; for text ({d.source!r}) the "
                             "truncated-BPTT length is data.window")

@@ -365,6 +365,8 @@ class _Run:
         _all_reduce(ok, self.world)
         if ok.item() < self.world:
             return self._handle_nan(b, float(loss.detach()))
+        if self.recipe.clip_norm is not None:  # after the derivative clipping of the backward pass
+            torch.nn.utils.clip_grad_norm_(list(self.opt_params()), self.recipe.clip_norm)
         if self.recipe.lr_warmup_steps or self.recipe.lr_half_life or self.lr_scale != 1.0:
             f = self.recipe.lr_factor(self.step) * self.lr_scale
             for g, base in zip(self.opt.param_groups, self.base_lrs):
