@@ -633,6 +633,7 @@ def test_random_offset_training_resumes_exactly_across_epochs(tmp_path):
     assert straight.epochs >= 2  # tiny-text has about 50 windows an epoch: the offset changed twice
     train("tiny-text", tmp_path / "b", **{**kw, "overrides": {**kw["overrides"], "max_steps": 60}})
     resumed = train("tiny-text", tmp_path / "b", resume=True, **kw)
+    assert resumed.steps == straight.steps == 120
     sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
