@@ -71,3 +71,20 @@ def test_spread_indices_are_the_validation_subset_formula():
     assert spread_indices(10, 3) == [0, 3, 6]
     assert spread_indices(1438, 256)[:3] == [0, 5, 11] and len(set(spread_indices(1438, 256))) == 256
     assert spread_indices(5, None) == spread_indices(5, 9) == [0, 1, 2, 3, 4]
+
+
+def _with_width(rate: float, beta: float):
+    m = synthesis(rate)
+    with torch.no_grad():
+        m.window.linear.weight[K:2 * K] = 0
+        m.window.linear.bias[K:2 * K] = math.log(beta)
+    return m
+
+
+def test_sharpness_tells_a_window_on_one_character_from_a_wide_band():
+    # β = 30: exp(-30 (κ - u)²) is one character wide; β = 0.01: a band over about 20 of the 40 characters
+    sharp = window_alignment(_with_width(0.25, 30.0), Lines(2, 96, 40), limit=None)
+    wide = window_alignment(_with_width(0.25, 0.01), Lines(2, 96, 40), limit=None)
+    assert sharp["sharpness"] > 0.6 and wide["sharpness"] < 0.15
+    assert len(sharp["sharpness_per_line"]) == 2
+    assert "sharpness (mean max_u φ / Σ_u φ) is" in describe(sharp)

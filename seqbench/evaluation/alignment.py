@@ -9,6 +9,10 @@ the line's U characters (where φ has vanished everywhere, the median of the Gau
 window that follows the writing reads about 0.25, 0.5, 0.75 and 1; a dead one reads
 (U+1)/U, past the end, from the first quarter on.
 
+How sharply it reads (``sharpness``): at every point t, max_u φ(t, u) / Σ_u φ(t, u) over u = 1..U+1, averaged
+over the line's points where φ has not vanished, then over the lines. A window that reads one character at a time
+scores near 1; a wide band spread over k characters about 1/k.
+
 >>> r = window_alignment(model, seqbench.load_dataset("iam-ondb", "graves2013", "valid"), limit=32)  # doctest: +SKIP
 >>> r["median"]  # doctest: +SKIP
 [0.27, 0.52, 0.76, 1.0]
@@ -34,8 +38,10 @@ def window_alignment(model: Any, dataset: Any, *, limit: int | None = 32) -> dic
     evenly over ``dataset`` (a prepared IAM-OnDB split, or any sequence of items with ``strokes`` (T, 3) and
     ``chars`` (U,), such as its ``to_torch(require_text=True)`` view).
 
-    Returns ``{"lines", "fractions", "median", "per_line", "unit"}``: ``median[j]`` is the median over lines of
-    the window's peak position at ``fractions[j]`` of the line's points, in characters / U."""
+    Returns ``{"lines", "fractions", "median", "per_line", "unit", "sharpness", "sharpness_per_line"}``:
+    ``median[j]`` is the median over lines of the window's peak position at ``fractions[j]`` of the line's
+    points, in characters / U; ``sharpness`` the mean over lines of the mean over points of
+    max_u φ(t, u) / Σ_u φ(t, u) (module docstring)."""
     from seqbench.models import is_conditional
 
     if not is_conditional(model):
@@ -49,7 +55,7 @@ def window_alignment(model: Any, dataset: Any, *, limit: int | None = 32) -> dic
     param = next(model.parameters())
     was_training = model.training
     model.eval()
-    rows = []
+    rows, sharp = [], []
     try:
         for i in spread_indices(len(tds), limit):
             it = tds[i]
@@ -73,20 +79,41 @@ def window_alignment(model: Any, dataset: Any, *, limit: int | None = 32) -> dic
 
                 a = e
             rows.append([peaks[max(1, round(f * T))] for f in FRACTIONS])
+            sharp.append(_sharpness(model, inputs, chars, cmask))
     finally:
         model.train(was_training)
     if not rows:
         raise SeqbenchError("window alignment: none of the chosen lines has both points and characters")
     per_line = np.asarray(rows, dtype=np.float64)
+    known = [v for v in sharp if v is not None]
     return {"lines": len(rows), "fractions": list(FRACTIONS),
             "median": [round(float(v), 4) for v in np.median(per_line, axis=0)],
-            "per_line": per_line.tolist(), "unit": UNIT}
+            "per_line": per_line.tolist(), "unit": UNIT,
+            "sharpness": round(float(np.mean(known)), 4) if known else None, "sharpness_per_line": sharp}
+
+
+def _sharpness(model: Any, inputs: torch.Tensor, chars: torch.Tensor, cmask: torch.Tensor) -> float | None:
+    """Mean over the points of one line (batch of 1) of max_u φ(t, u) / Σ_u φ(t, u), where φ has not vanished;
+    None where it vanished at every point. One step at a time (the network's stepper): φ of every step."""
+    stepper = model.stepper(chars, cmask)
+    state = stepper.initial_state(1)
+    ratios = []
+    for t in range(inputs.shape[1]):
+        _, state = stepper.step(inputs[:, t], state)
+        phi = state.phi[0]  # (U + 1,)
+        total = float(phi.sum())
+        if total > _VANISHED:
+            ratios.append(float(phi.max()) / total)
+    return float(np.mean(ratios)) if ratios else None
 
 
 def describe(result: dict) -> str:
     """One sentence for a card or a log."""
     pct = "/".join(f"{round(100 * f)}" for f in result["fractions"])
     med = "/".join(f"{v:.2f}" for v in result["median"])
+    sharp = result.get("sharpness")
     return (f"teacher-forced on {result['lines']} lines, the window's peak at {pct} % of each line's points sits at "
             f"{med} of its characters (median; a window that follows the writing reads about 0.25/0.50/0.75/1.00, "
-            f"a dead one more than 1 from the first quarter on)")
+            f"a dead one more than 1 from the first quarter on)"
+            + ("" if sharp is None else f"; its sharpness (mean max_u φ / Σ_u φ) is {sharp:.2f}, 1 for a window "
+               "that reads one character at a time"))

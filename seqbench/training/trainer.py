@@ -242,8 +242,8 @@ class _Run:
             # a window that stopped reading its text does not show in the loss; this does (docs/training.md)
             from seqbench.evaluation.alignment import window_alignment
 
-            out["window_alignment"] = window_alignment(self.model, self.valid_batches.items,
-                                                       limit=ALIGNMENT_LINES)["median"]
+            wa = window_alignment(self.model, self.valid_batches.items, limit=ALIGNMENT_LINES)
+            out["window_alignment"], out["window_sharpness"] = wa["median"], wa["sharpness"]
         return out
 
     def _valid_batch(self, k: int, b: Batch, state) -> tuple[torch.Tensor, Any]:
