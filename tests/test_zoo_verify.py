@@ -125,14 +125,12 @@ def test_the_training_procedure_survives_a_new_card():
 
 
 @pytest.fixture(scope="module")
-def real_root(tmp_path_factory):
-    from seqbench.data.iam.prepare import prepare_iam
+def real_root(real_iam):
     from seqbench.data.ptb import prepare_ptb
 
-    root = tmp_path_factory.mktemp("real-zoo")
     if not PTB_SOURCE.exists():
         pytest.skip(f"real PTB not found at {PTB_SOURCE}")
-    prepare_iam(IAM_SOURCE, root, quiet=True)
+    root, _ = real_iam  # the session's prepared IAM-OnDB (tests/test_iam_real.py reads the same)
     prepare_ptb(PTB_SOURCE, root, quiet=True)
     return root
 
