@@ -126,6 +126,37 @@ def zoo_list(as_json) -> None:
         click.echo(f"    expected: {scores}   paper ({paper.table if paper else '-'}): {ref}")
 
 
+@zoo.command("verify")
+@click.argument("names", nargs=-1)
+@click.option("--quick", is_flag=True,
+              help="Score the pinned subset (the first 64 lines or 10,000 symbols of the split): seconds, not minutes.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines or bars, only the table.")
+def zoo_verify(names, quick, device, root, quiet) -> None:
+    """Check that zoo models reproduce their cards here: weights sha256, then each pinned metric.
+
+    Evaluates every entry with weights (or the NAMEs given) on its pinned split with its pinned options
+    (stream convention, dynamic-evaluation rate), prints a table of card value against measured value, and
+    exits with status 1 when any check disagrees beyond the entry's tolerance.
+
+    \b
+    Examples:
+      seqbench zoo verify --quick
+      seqbench zoo verify ptb-char ptb-char-wn
+    """
+    from seqbench.zoo.verify import ZooVerifyFailed, verify
+
+    echo = None if quiet else (lambda line: click.echo(line, err=True))
+    report = verify(list(names) or None, quick=quick, root=root, device=device, echo=echo, progress=not quiet)
+    click.echo(report.table())
+    click.echo(report.summary())
+    if not report.ok:
+        bad = ", ".join(sorted({f"zoo:{c.entry}" for c in report.failed}))
+        raise ZooVerifyFailed(f"{bad} did not reproduce {'its' if ',' not in bad else 'their'} card"
+                              f"{'' if ',' not in bad else 's'} (the rows marked NO above)")
+
+
 @zoo.command("fetch")
 @click.argument("name")
 def zoo_fetch(name) -> None:
@@ -261,6 +292,12 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         alignment = window_alignment(model, split, limit=EXPORT_ALIGNMENT_LINES)
         alignment.pop("per_line")
         click.echo(f"window alignment: {describe(alignment)}")
+    quick = _quick_values(str(best), entry, root, dynamic, quiet)  # `zoo verify --quick`'s values: seconds
+    from seqbench.zoo.card import procedure_of
+
+    # the run's history (the card's "Training procedure", written by hand) stays with the new card
+    procedure = procedure_of((folder / "README.md").read_text(encoding="utf-8")) if (folder / "README.md").is_file() \
+        else None
     # the folder changes whole, after every score is in: its files are written to a staging folder beside it and
     # then moved in, so a failure or an interrupt during the minutes of scoring leaves the old entry as it was
     import os
@@ -274,7 +311,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         plot_curve(training, stage / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
                    paper=row.metrics.get(main_metric) if same_unit else None)
         _, sha = export(model, entry, stage, record=rec.to_dict(), training=training, symbols=symbols,
-                        dynamic=dynamic, alignment=alignment)
+                        dynamic=dynamic, alignment=alignment, quick=quick, procedure=procedure)
         folder.mkdir(exist_ok=True)
         for f in sorted(stage.iterdir(), key=lambda p: p.name != "model.safetensors"):  # the weights first
             os.replace(f, folder / f.name)
@@ -291,6 +328,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     if dynamic:
         pin["expected_dynamic"] = {k: mv["value"] for k, mv in dynamic["metrics"].items()}
         pin["eval_options"] = {**entry.eval_options, "dynamic_lr": dynamic["lr"]}
+    pin["quick"] = quick
     from seqbench.training.projection import describe as describe_projection
     from seqbench.zoo.card import projection
 
@@ -298,3 +336,21 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     if proj is not None:
         click.echo(f"what reaching the paper would take: {describe_projection(proj, training.get('unit', ''))}")
     click.echo("pin in the zoo entry: " + json.dumps(pin, sort_keys=True))
+
+
+def _quick_values(model: str, entry, root, dynamic, quiet) -> dict:
+    """The quick check's pin: the entry's metrics on the first lines or symbols of its split (static, and dynamic
+    at the chosen rate), with the evaluation options `zoo verify --quick` uses for zoo:NAME."""
+    from seqbench.evaluation import evaluate
+    from seqbench.zoo.verify import quick_limit
+
+    n = quick_limit(entry)
+    kw = {k: entry.eval_options[k] for k in ("batch_size", "window", "chunk", "join") if k in entry.eval_options}
+    kw.update(metrics=entry.metrics, limit=n, root=root, progress=not quiet)
+    quick = {"limit": n, "expected": {k: mv["value"] for k, mv in evaluate(
+        model, entry.dataset, entry.dataset_config, entry.split, **kw).metrics.items()}}
+    if dynamic:
+        d = evaluate(model, entry.dataset, entry.dataset_config, entry.split, dynamic=True, dynamic_lr=dynamic["lr"],
+                     **kw)
+        quick["expected_dynamic"] = {k: mv["value"] for k, mv in d.metrics.items()}
+    return quick

@@ -64,6 +64,17 @@ def ptb_root(tmp_path_factory) -> Path:
     return d / "datasets"
 
 
+@pytest.fixture(scope="session")
+def real_iam(tmp_path_factory) -> tuple[Path, dict]:
+    """The real IAM-OnDB prepared once for the session from ../shared/data (datasets root, info.json); tests
+    that need it are marked ``data``. Other real datasets may be prepared into the same root."""
+    from seqbench.data.iam.prepare import prepare_iam
+
+    root = tmp_path_factory.mktemp("real")
+    report = prepare_iam(IAM_SOURCE, root, quiet=True)
+    return root, report.info
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "data" in item.keywords:

@@ -9,16 +9,13 @@ import pytest
 
 import seqbench
 from conftest import IAM_SOURCE
-from seqbench.data.iam.prepare import prepare_iam
 
 pytestmark = [pytest.mark.data(path=IAM_SOURCE), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("iam-real")
-    report = prepare_iam(IAM_SOURCE, root, quiet=True)
-    return root, report.info
+def prepared(real_iam):
+    return real_iam  # prepared once per session (conftest), shared with the zoo's real-data checks
 
 
 def test_official_counts(prepared):

@@ -85,10 +85,17 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "seqbench.cli.main", *args]
 
 
+@pytest.fixture(scope="module")
+def ref_400(tmp_path_factory):
+    """The uninterrupted 400-step run both signals are compared with (trained once for the two)."""
+    return train("tiny-prediction", tmp_path_factory.mktemp("ref") / "ref",
+                 overrides={"max_steps": 400, "eval_every": 100}, quiet=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_and_ctrl_c_leave_a_checkpoint_that_resumes_exactly(tmp_path, sig):
-    ref = train("tiny-prediction", tmp_path / "ref", overrides={"max_steps": 400, "eval_every": 100}, quiet=True)
+def test_sigterm_and_ctrl_c_leave_a_checkpoint_that_resumes_exactly(tmp_path, sig, ref_400):
+    ref = ref_400
     out = tmp_path / "run"
     args = ["train", "--recipe", "tiny-prediction", "--out", str(out), "-q", "--set", "max_steps=400",
             "--set", "eval_every=100"]

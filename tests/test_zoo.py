@@ -77,9 +77,13 @@ def _check_reproduces_its_card(e, **kw):
 
 @pytest.mark.data(path=IAM_SOURCE)
 @pytest.mark.slow
+@pytest.mark.fullzoo
 def test_every_trained_zoo_model_reproduces_its_card_on_the_real_data(tmp_path_factory):
     """`seqbench eval --model zoo:NAME --device cpu` for every paper-size model zoo/ holds, on the real
-    datasets prepared from ../shared/data (minutes: the whole split, the entry's protocol)."""
+    datasets prepared from ../shared/data: the whole split, the entry's protocol, dynamic evaluation included
+    (about 45 minutes on one thread). Deselected by default (the `fullzoo` marker): run before each export,
+    with `seqbench zoo verify` or `python -m pytest -m fullzoo` (docs/zoo.md). Every test run checks the same
+    entries on their pinned quick subsets (tests/test_zoo_verify.py)."""
     held = [e for e in entries() if mirror_folder(e.name) is not None and not e.smoke]
     if not held:
         pytest.skip("zoo/ holds no trained paper-size model yet")

@@ -46,6 +46,19 @@ def test_zoo_export_writes_a_true_card_with_the_training_status(iam_root, tmp_pa
     r = seqbench.evaluate(str(out), "iam-ondb", root=iam_root, metrics=list(entry.metrics))
     assert r.value("nll_nats_per_line") == pytest.approx(pin["expected"]["nll_nats_per_line"], rel=1e-6)
     assert f"{pin['expected']['nll_nats_per_line']:.6g}" in card
+    # the quick check's values: those of the first 64 lines, pinned and stated in the card
+    q = seqbench.evaluate(str(out), "iam-ondb", root=iam_root, metrics=list(entry.metrics), limit=64)
+    assert pin["quick"] == {"limit": 64, "expected": {k: mv["value"] for k, mv in q.metrics.items()}}
+    assert "## Quick check" in card and repr(pin["quick"]["expected"]["sse_per_point"]) in card
+    # the card's hand-written "Training procedure" stays when the run is exported again
+    history = "### 2026-12-02, steps 0–6\n\nA few steps of the tiny recipe."
+    (out / "README.md").write_text(card.replace("Reproduce:\n", f"## Training procedure\n\n{history}\n\nReproduce:\n"))
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out),
+                                   "--root", str(iam_root), "-q"])
+    assert res.exit_code == 0, res.output
+    from seqbench.zoo.card import procedure_of
+
+    assert procedure_of((out / "README.md").read_text()) == history
 
 
 def test_zoo_export_refuses_another_architecture_before_scoring(iam_root, tmp_path, entry):
@@ -134,6 +147,14 @@ def test_zoo_export_chooses_the_dynamic_rate_on_valid_and_the_entry_reproduces_i
     assert r.protocol["dynamic_lr"] == lr
     assert r.value("bits_per_char") == pytest.approx(pin["expected_dynamic"]["bits_per_char"], rel=1e-6)
     assert f"{pin['expected_dynamic']['bits_per_char']:.6g}" in card
+    # pinned whole, the entry passes `zoo verify --quick`: the export's quick values, static and dynamic
+    from seqbench.zoo.verify import verify
+
+    monkeypatch.setitem(ZOO._items, text_entry.name, dataclasses.replace(
+        text_entry, eval_options=pin["eval_options"], expected_dynamic=pin["expected_dynamic"],
+        expected=pin["expected"], weights_sha256=pin["weights_sha256"], quick=pin["quick"]))
+    report = verify(["export-text-test"], quick=True, root=ptb_root)
+    assert report.ok and sum("(dynamic, quick)" in c.what for c in report.checks) == 3, report.table()
 
 
 def test_zoo_export_dynamic_rates_are_checked_before_any_scoring(iam_root, tmp_path, entry):

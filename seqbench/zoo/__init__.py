@@ -64,6 +64,10 @@ class ZooEntry:
     # text models: the values of `seqbench eval --model zoo:NAME --dynamic` (SGD at eval_options["dynamic_lr"],
     # chosen on the validation split); empty where the model has no measured dynamic result
     expected_dynamic: dict[str, float] = field(default_factory=dict)
+    # the quick check (`seqbench zoo verify --quick`): {"limit": N, "expected": {...}, "expected_dynamic": {...}},
+    # the values of `seqbench eval --model zoo:NAME --limit N [--dynamic]` (the first N lines or symbols of the
+    # split), measured and printed to pin by `seqbench zoo export`
+    quick: dict[str, Any] = field(default_factory=dict)
 
     def status(self, mirrored: bool = False) -> str:
         """One line on where the model stands (``seqbench zoo list``): smoke model, in training (epochs,
@@ -207,7 +211,12 @@ _TRAINED: dict[str, dict[str, Any]] = {
                   "nll_nats_per_point": -1.5812544158302537, "nll_nats_per_point_raw": 5.759702877777617,
                   "sse_per_point": 0.7058631211434397},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
-        training={"status": "paused at issue #15's 12-hour budget, not at the paper's number: validation was "
+        # `seqbench zoo verify --quick`: `seqbench eval --model zoo:synth-3layer --limit 64`
+        quick={"limit": 64,
+               "expected": {"nll_nats_per_line": -772.6558781713247, "sse_per_point": 1.055771010397276,
+                            "nll_nats_per_point": -1.3963791885173462, "nll_nats_per_line_raw": 3289.3022568057922,
+                            "nll_nats_per_point_raw": 5.944578105090524}},
+        training={"status": "paused at its 12-hour training budget, not at the paper's number: validation was "
                             "still falling by about 1 nats/line per 200 steps at Adam 1e-5 with a decay",
                   "steps": 5800, "epochs": 8.656716417910447,
                   "cpu_hours": 9.032047602538274, "recipe": "iam-synthesis-3x400-fast"}),
@@ -221,6 +230,11 @@ _TRAINED: dict[str, dict[str, Any]] = {
         expected_dynamic={"bits_per_char": 1.4255174567379143, "perplexity": 247.06581326139496,
                           "error_rate": 0.29728651509935916},
         data_fingerprint="818429806d673ab6c8dc717b68a464af63647c4905f144ee84f3e2592657b43a",
+        # `seqbench zoo verify --quick`: `seqbench eval --model zoo:ptb-char --limit 10000` (static and dynamic)
+        quick={"limit": 10000,
+               "expected": {"bits_per_char": 1.4646667381085288, "perplexity": 287.4266053693549, "error_rate": 0.3046},
+               "expected_dynamic": {"bits_per_char": 1.440841620458523, "perplexity": 262.14111470603774,
+                                    "error_rate": 0.2994}},
         training={"status": "stopped improving at step 5,400 (validation 1.4923 bits/char); ptb-char-wn trains "
                             "on from it", "steps": 5400, "epochs": 3.474903474903475,
                   "cpu_hours": 1.5431749863434758, "recipe": "ptb-char-1x1000-fast"}),
@@ -237,9 +251,14 @@ _TRAINED: dict[str, dict[str, Any]] = {
         expected_dynamic={"bits_per_char": 1.4371967164263442, "perplexity": 258.47405832777366,
                           "error_rate": 0.3004050964184188},
         data_fingerprint="818429806d673ab6c8dc717b68a464af63647c4905f144ee84f3e2592657b43a",
+        # `seqbench zoo verify --quick`: `seqbench eval --model zoo:ptb-char-wn --limit 10000` (static and dynamic)
+        quick={"limit": 10000,
+               "expected": {"bits_per_char": 1.4571367911616837, "perplexity": 279.1820672317248, "error_rate": 0.305},
+               "expected_dynamic": {"bits_per_char": 1.4219808439394268, "perplexity": 243.7116268643015,
+                                    "error_rate": 0.2992}},
         training={"status": "stopped improving at step 15,600 (validation 1.4834 bits/char; early stopping at "
-                            "18,600 while the rate decayed): the best this schedule gave within issue #16's "
-                            "8-hour budget", "steps": 15600, "epochs": 10.038610038610038,
+                            "18,600 while the rate decayed): the best this schedule gave within its "
+                            "8-hour training budget", "steps": 15600, "epochs": 10.038610038610038,
                   "cpu_hours": 5.676012970262523, "recipe": "ptb-char-1x1000-wn-fast"}),
 }
 for _name, _fields in _TRAINED.items():
@@ -268,6 +287,9 @@ register(ZooEntry(
     expected={"nll_nats_per_line": -18.002411074108547, "nll_nats_per_point": -0.16267238922387242,
               "sse_per_point": 0.3488403831619814},
     tolerance=1e-4, eval_options={"sample": {"forms_per_split": 3, "seed": 0}}, smoke=True,
+    quick={"limit": 64,
+           "expected": {"nll_nats_per_line": -18.002408239576553, "nll_nats_per_point": -0.1626723636106315,
+                        "sse_per_point": 0.34884039082201607}},
     data_fingerprint="fa50bd7e5c171c4c484dc2952352ccf402f99a221c5034c4e70c0270aa570017"))
 
 

@@ -14,6 +14,11 @@ from seqbench.errors import SeqbenchError
 from seqbench.zoo import ZooEntry
 from seqbench.zoo.hub import CARD, CONFIG, WEIGHTS, sha256_file
 
+#: the card's section with the quick check's values (``seqbench zoo verify --quick`` reads them there)
+QUICK_HEADING = "## Quick check"
+#: the card's hand-written history of the run, stretch by stretch; ``zoo export`` carries it over to the new card
+PROCEDURE_HEADING = "## Training procedure"
+
 _DATASET_NAMES = {"iam-ondb": "IAM On-Line Handwriting Database", "ptb": "Penn Treebank", "enwik8": "enwik8"}
 _TASKS = {"iam-ondb": ("handwriting-generation", "Handwriting prediction"),
           "ptb": ("text-generation", "Language modelling"), "enwik8": ("text-generation", "Language modelling")}
@@ -29,13 +34,17 @@ def _yaml_scalar(v: Any) -> str:
 
 def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None = None,
                record: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
-               dynamic: Mapping[str, Any] | None = None, alignment: Mapping[str, Any] | None = None) -> str:
+               dynamic: Mapping[str, Any] | None = None, alignment: Mapping[str, Any] | None = None,
+               quick: Mapping[str, Any] | None = None, procedure: str | None = None) -> str:
     """The README.md of a zoo repo. ``results``: metric name → {"value", "unit"} (e.g. an eval record's
     ``metrics``); ``record``: the eval record that produced them (provenance shown in the card); ``training``:
     :func:`training_status` of the run the weights come from (a model still in training says so first);
     ``dynamic``: {"lr", "metrics", "selection"} of a dynamic evaluation on the entry's split, its rate chosen by
     :func:`seqbench.evaluation.evaluator.choose_dynamic_lr` on the validation split; ``alignment``: a synthesis
-    network's :func:`seqbench.evaluation.alignment.window_alignment` on the entry's split."""
+    network's :func:`seqbench.evaluation.alignment.window_alignment` on the entry's split; ``quick``: the quick
+    check's pin ({"limit", "expected", "expected_dynamic"}: :func:`quick_section`); ``procedure``: the body of
+    the "Training procedure" section (Markdown, the run's history stretch by stretch; :func:`procedure_of` reads
+    it back from a card)."""
     from seqbench.models import is_conditional
 
     results = dict(results or {})
@@ -142,13 +151,49 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                 body += ["The window column: where the soft window reads, teacher-forced on 16 of the validation "
                          "lines, as a fraction of each line's characters (median); about 0.25/0.50/0.75/1.00 "
                          "when it follows the writing (`seqbench.evaluation.alignment`).", ""]
+    if procedure and procedure.strip():
+        body += [PROCEDURE_HEADING, "", procedure.strip(), ""]
     if record:
         ds = record.get("dataset", {})
         body += [f"Measured by seqbench {record.get('seqbench_version', '?')} on {ds.get('name')} "
                  f"{ds.get('version')} (split fingerprint `{ds.get('fingerprint')}`), device {record.get('device')}.", ""]
-    body += ["Reproduce:", "", "```", f"seqbench eval --model zoo:{entry.name}", "```", "", "## License", "",
-             entry.license, ""]
+    body += ["Reproduce:", "", "```", f"seqbench eval --model zoo:{entry.name}", "```", ""]
+    if quick and quick.get("expected"):
+        body += quick_section(entry, quick)
+    body += ["## License", "", entry.license, ""]
     return "\n".join(lines + [""] + body)
+
+
+def quick_section(entry: ZooEntry, quick: Mapping[str, Any]) -> list[str]:
+    """The card's "Quick check" section: what ``seqbench zoo verify NAME --quick`` scores and the values it must
+    give (full precision: the command reads them here and compares them with the entry's pin)."""
+    from seqbench.models import is_text
+
+    n = int(quick["limit"])
+    unit = "symbols" if is_text(entry.family) else "lines"
+    dyn = quick.get("expected_dynamic") or {}
+    out = [QUICK_HEADING, "",
+           f"`seqbench zoo verify {entry.name} --quick` checks these weights on a subset of the split: it "
+           f"scores the first {n:,} {unit} of {entry.dataset} / {entry.dataset_config} / {entry.split} (`seqbench eval --model "
+           f"zoo:{entry.name} --limit {n}`{' and the same with `--dynamic`' if dyn else ''}) and compares with "
+           "these values, within the entry's tolerance. Not a benchmark number: the results above are on the "
+           "whole split.", "", "| metric | protocol | value |", "|---|---|---|"]
+    out += [f"| {k} | static | {float(v)!r} |" for k, v in quick["expected"].items()]
+    out += [f"| {k} | dynamic | {float(v)!r} |" for k, v in dyn.items()]
+    return out + [""]
+
+
+def procedure_of(card: str) -> str | None:
+    """The body of a card's "Training procedure" section (None where it has none): what ``zoo export`` carries
+    over to the card it writes, so that the run's history stays with its weights."""
+    if PROCEDURE_HEADING + "\n" not in card:
+        return None
+    body = card.split(PROCEDURE_HEADING + "\n", 1)[1]
+    # the section ends at the next heading of its level or the provenance line that follows it
+    import re
+
+    m = re.search(r"^(## |Measured by seqbench |Reproduce:$)", body, flags=re.M)
+    return (body[:m.start()] if m else body).strip() or None
 
 
 def projection(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None,
@@ -236,7 +281,8 @@ def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = 
 def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mapping[str, Mapping[str, Any]] | None = None,
            record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
            training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None,
-           symbols: Sequence[str] | None = None, alignment: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+           symbols: Sequence[str] | None = None, alignment: Mapping[str, Any] | None = None,
+           quick: Mapping[str, Any] | None = None, procedure: str | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
     the network's side information (:func:`seqbench.models.io.side_info`: a handwriting network's offset
@@ -260,7 +306,7 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
 
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training,
-                                                   dynamic, alignment))
+                                                   dynamic, alignment, quick=quick, procedure=procedure))
     return folder, sha
 
 
@@ -419,4 +465,4 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
 
 
 __all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
-           "plot_curve", "projection"]
+           "plot_curve", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING"]
