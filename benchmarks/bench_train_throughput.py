@@ -11,6 +11,9 @@ PTB windows. Prints medians and the ratio.
     # bf16 autocast (--set amp=true) against float32, on the same batches from the same weights:
     python benchmarks/bench_train_throughput.py --compare amp --threads 1
     python benchmarks/bench_train_throughput.py --task ptb --compare amp --threads 1
+    # truncated BPTT: whole lines against chunks of N points (data.chunk), bucketed batches of 4, the
+    # prediction or synthesis network; also the updates per second, which is what the chunks multiply:
+    python benchmarks/bench_train_throughput.py --task prediction --compare chunk --chunk 100 --batch 4
     # two 1-thread processes side by side (what two training runs at once get):
     python benchmarks/bench_train_throughput.py --threads 1 & python benchmarks/bench_train_throughput.py --threads 1
 """
@@ -25,28 +28,35 @@ import torch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["synthesis", "ptb"], default="synthesis")
+    ap.add_argument("--task", choices=["synthesis", "prediction", "ptb"], default="synthesis")
+    ap.add_argument("--chunk", type=int, default=100, help="--compare chunk: points per chunk")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--root", default=None, help="datasets root (default: $SEQBENCH_HOME/datasets)")
-    ap.add_argument("--compare", choices=["batching", "amp"], default="batching",
-                    help="batching: random against length-bucketed batches (synthesis); amp: float32 against "
-                         "bf16 autocast on the same batches")
+    ap.add_argument("--compare", choices=["batching", "amp", "chunk"], default="batching",
+                    help="batching: random against length-bucketed batches (handwriting); amp: float32 against "
+                         "bf16 autocast on the same batches; chunk: whole lines against data.chunk (handwriting)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
     from seqbench.training import get_recipe
     from seqbench.training.trainer import _Run
 
-    if a.compare == "amp":
+    hw = {"synthesis": "iam-synthesis-3x400", "prediction": "iam-prediction-3x400"}
+    if a.compare == "chunk":
+        if a.task not in hw:
+            ap.error("--compare chunk cuts handwriting lines: --task synthesis or prediction")
+        configs = {"whole": {"data.bucket": True}, "chunked": {"data.bucket": True, "data.chunk": a.chunk}}
+        name = hw[a.task]
+    elif a.compare == "amp":
         configs = {"float32": {"amp": False}, "amp-bf16": {"amp": True}}
-        if a.task == "synthesis":
+        if a.task in hw:
             configs = {k: {**v, "data.bucket": True} for k, v in configs.items()}
-        name = "iam-synthesis-3x400" if a.task == "synthesis" else "ptb-char-1x1000"
-    elif a.task == "synthesis":
+        name = hw.get(a.task, "ptb-char-1x1000")
+    elif a.task in hw:
         configs = {"random": {"data.bucket": False}, "bucketed": {"data.bucket": True}}
-        name = "iam-synthesis-3x400"
+        name = hw[a.task]
     else:
         configs = {"windows": {}}
         name = "ptb-char-1x1000"
@@ -64,16 +74,29 @@ def main() -> None:
     units = {k: [] for k in runs}
     first = {}
     for k, (run, it) in runs.items():  # warm-up (the same seed: the same weights and the same first batch)
-        first[k] = run.train_step(next(it))
+        b = next(it)
+        run.train_step(b)
+        while not b.whole:  # a chunked batch: its first whole loss is after its last chunk
+            b = next(it)
+            run.train_step(b)
+        first[k] = run.last_loss
+    # a timed "step" is one batch of lines: all its chunks with --compare chunk (their count is the updates)
+    updates = {k: [] for k in runs}
     for _ in range(a.steps):
         for k, (run, it) in runs.items():  # interleaved: drifts in machine load hit both alike
-            b = next(it)
-            n = int(b.data["mask"].sum())
-            t0 = time.perf_counter()
-            run.train_step(b)
-            times[k].append(time.perf_counter() - t0)
+            n = t = u = 0
+            while True:
+                b = next(it)
+                n += int(b.data["mask"].sum())
+                t0 = time.perf_counter()
+                run.train_step(b)
+                t, u = t + time.perf_counter() - t0, u + 1
+                if b.whole:
+                    break
+            times[k].append(t)
             units[k].append(n)
-    unit = "points" if a.task == "synthesis" else "symbols"
+            updates[k].append(u)
+    unit = "points" if a.task in hw else "symbols"
     print(f"{name}  threads {torch.get_num_threads()}  batch {runs[next(iter(runs))][0].recipe.data.batch_size}")
     rate = {}
     for k in runs:
@@ -85,6 +108,10 @@ def main() -> None:
         f32, bf = first["float32"], first["amp-bf16"]
         print(f"amp-bf16 / float32: {rate['amp-bf16'] / rate['float32']:.2f}x real {unit}/s; first step's loss "
               f"{bf:.4f} vs {f32:.4f} {runs['float32'][0].recipe.unit} (relative difference {abs(bf - f32) / abs(f32):.1e})")
+    elif a.compare == "chunk":
+        ups = {k: statistics.median([u / t for u, t in zip(updates[k], times[k])]) for k in runs}
+        print(f"chunked ({a.chunk} points) / whole lines: {rate['chunked'] / rate['whole']:.2f}x real {unit}/s, "
+              f"{ups['chunked'] / ups['whole']:.2f}x updates/s ({ups['chunked']:.2f} against {ups['whole']:.2f})")
     elif len(rate) == 2:
         print(f"bucketed / random: {rate['bucketed'] / rate['random']:.2f}x real {unit}/s")
 
