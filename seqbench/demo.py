@@ -24,6 +24,11 @@ ZOO_MODEL = "tiny-synth"
 SAMPLE_TEXT = "the quick brown fox"
 SAMPLE_BIAS = 0.5
 SAMPLE_SEED = 0
+#: The zoo's paper-size synthesis network, which the demo lets write one line (its weights ship in zoo/, and the
+#: offset statistics of its training data in its config.json, so no dataset is needed); the gallery's text.
+WRITER = "synth-3layer"
+WRITER_TEXT = "from his travels it might have been"
+WRITER_BIAS = 0.5
 
 
 @dataclass
@@ -39,6 +44,9 @@ class DemoResult:
     sample_svg: Path | None = None  # the model's handwriting of SAMPLE_TEXT
     sample_text: str = ""
     sample_points: int = 0
+    writer_png: Path | None = None  # zoo:synth-3layer's handwriting of WRITER_TEXT, with its attention window
+    writer_points: int = 0
+    writer_status: str = ""  # the zoo entry's status line (its score and where its training stands)
 
     @property
     def metrics(self) -> dict[str, dict]:
@@ -112,6 +120,24 @@ def run_demo(workdir: str | os.PathLike | None = None) -> DemoResult:
     sample = synthesize(loaded, SAMPLE_TEXT, bias=SAMPLE_BIAS, seed=SAMPLE_SEED)
     sample_svg = work / f"{ZOO_MODEL}-sample.svg"
     sample_svg.write_text(strokes_svg(*sample.points(0)))
+    writer_png, writer_points, writer_status = write_with_zoo_model(work)
     return DemoResult(report.path, report.info, shapes, svg, eval=result, record=record, card=dict(entry.expected),
                       card_tolerance=entry.tolerance, sample_svg=sample_svg, sample_text=SAMPLE_TEXT,
-                      sample_points=len(sample.offsets[0]))
+                      sample_points=len(sample.offsets[0]), writer_png=writer_png, writer_points=writer_points,
+                      writer_status=writer_status)
+
+
+def write_with_zoo_model(work: Path) -> tuple[Path, int, str]:
+    """zoo:synth-3layer writes :data:`WRITER_TEXT` at bias :data:`WRITER_BIAS` (seed 0), drawn with its attention
+    window to ``work/synth-3layer-sample.png``: (the picture, the points written, the entry's status)."""
+    from seqbench.sampling import draw, load_for_sampling, synthesize
+    from seqbench.zoo import get_entry
+
+    entry = get_entry(WRITER)
+    loaded = load_for_sampling(f"zoo:{WRITER}")  # offline from zoo/, sha256-checked; statistics in config.json
+    s = synthesize(loaded, WRITER_TEXT, bias=WRITER_BIAS, seed=SAMPLE_SEED)
+    png = work / f"{WRITER}-sample.png"
+    draw(s, png, attention=True, labels=[f"zoo:{WRITER}, bias {WRITER_BIAS}: {WRITER_TEXT!r}"])
+    score = entry.expected.get("nll_nats_per_line")
+    status = entry.status(mirrored=True) + (f"; {score:.1f} nats/line on testset_v" if score is not None else "")
+    return png, len(s.offsets[0]), status

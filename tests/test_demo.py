@@ -50,6 +50,13 @@ def test_demo_smoke_run(tmp_path):
     assert text.startswith("<svg") and text.count("<polyline") > 1
     assert "not a benchmark, and not comparable with the paper" in r.output
 
+    # ... and the zoo's paper-size synthesis network wrote the gallery's line, with its window, saying where it stands
+    png = tmp_path / "synth-3layer-sample.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{png}" in r.output and "'from his travels it might have been' at bias 0.5" in r.output
+    score = get_entry("synth-3layer").expected["nll_nats_per_line"]
+    assert f"{score:.1f} nats/line on testset_v" in r.output
+
 
 def test_version_and_help():
     r = CliRunner().invoke(cli, ["--version"])
