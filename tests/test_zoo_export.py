@@ -36,10 +36,18 @@ def test_zoo_export_writes_a_true_card_with_the_training_status(iam_root, tmp_pa
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md", "training_curve.png"}
     card = (out / "README.md").read_text()
     assert "Status: in training" in card and "CPU-hours" in card and "![validation loss" in card
-    # how far from the paper, and (with two validations) too few of them to measure a rate
-    assert "## What reaching the paper would take" in card and "Too few validations" in card
-    assert "what reaching the paper would take:" in res.output
+    # the generated sample is not the paper's corpus: no paper column, no projection to the paper's number
+    assert "Not beside the paper's Table 3" in card and "## What reaching the paper would take" not in card
+    assert "what reaching the paper would take:" not in res.output
     pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    # a record of the paper's corpus (the evaluator names its paper row then): the card sets the number beside
+    # the paper's, and says how far it is, with (two validations) too few of them to measure a rate
+    from seqbench.zoo.card import model_card, training_status
+
+    rec = seqbench.evaluate(str(run.out / "best"), "iam-ondb", root=iam_root, metrics=list(entry.metrics)).to_dict()
+    real = model_card(entry, rec["metrics"], {**rec, "paper": ["table3-1layer"]}, training_status(run.out))
+    assert "paper (Table 3) |" in real and "## What reaching the paper would take" in real
+    assert "Too few validations" in real
     best_step = json.loads((run.out / "best" / "config.json").read_text())["step"]
     assert pin["training"]["steps"] == best_step and pin["training"]["cpu_hours"] > 0  # the exported weights' step
     # the card's number is what eval of the exported folder prints
@@ -125,7 +133,8 @@ def test_zoo_export_chooses_the_dynamic_rate_on_valid_and_the_entry_reproduces_i
     assert lr == min(trials, key=trials.get)
     card = (out / "README.md").read_text()
     assert "## Dynamic evaluation" in card and f"{lr:g} (chosen)" in card and "never on test" in card
-    assert "paper (Table 1, dynamic)" in card and "| 1.29 |" in card
+    # a 30-line PTB is not the paper's corpus: its numbers never stand beside Table 1's
+    assert "paper (Table 1" not in card and "| 1.29 |" not in card and "Not beside the paper's Table 1" in card
     # the pinned entry: --dynamic uses its rate, and reproduces the card's dynamic number
     monkeypatch.setitem(ZOO._items, text_entry.name, dataclasses.replace(
         text_entry, eval_options=pin["eval_options"], expected_dynamic=pin["expected_dynamic"]))

@@ -13,6 +13,7 @@ UnknownNameError: unknown recipe 'iam-synthesys-3x400'. Did you mean 'iam-synthe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,11 @@ class Recipe:
                                 "optimizer_args.*)")
         wrong = [_wrong_type(k, v, Recipe) for k, v in top.items()]
         wrong += [_wrong_type(k, v, DataSpec, "data.") for k, v in data.items()]
+        # a NaN, an infinity or an integer beyond 64 bits is refused wherever it is given (model.*, optimizer_args.*
+        # included): it would train nothing, or end in an OverflowError deep inside torch
+        from seqbench.checks import numbers_problems
+
+        wrong += [p for k, v in changes.items() for p in numbers_problems(k, v)]
         wrong = [w for w in wrong if w]
         if wrong:
             raise SeqbenchError(f"recipe {self.name}: {'; '.join(wrong)}")
@@ -114,8 +120,24 @@ class Recipe:
             problems.append(f"data.join must be one of {', '.join(JOINS)} (got {d.join!r})")
         elif d.join != "none" and (d.source, d.config) != ("ptb", "char"):
             problems.append(f"data.join={d.join!r} applies to PTB char streams only (source {d.source!r})")
-        if not self.noise_std >= 0:
+        from seqbench.checks import numbers_problems, seed_problem
+
+        # every number must be finite and fit in 64 bits (a recipe file or an override may hold NaN or Infinity)
+        problems += [p for k, v in self.to_dict().items() for p in numbers_problems(k, v)]
+
+        def finite(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if finite(self.noise_std) and self.noise_std < 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
+        for name, v in (("clip_lstm", self.clip_lstm), ("clip_output", self.clip_output)):
+            if finite(v) and v <= 0:
+                problems.append(f"{name} must be > 0, or null for no clipping (got {v})")
+        lr = self.optimizer_args.get("lr")
+        if lr is not None and not (finite(lr) and lr > 0) and not numbers_problems("lr", lr):
+            problems.append(f"optimizer_args.lr must be a number > 0 (got {lr!r})")
+        if not numbers_problems("seed", self.seed):
+            problems += [p for p in (seed_problem("seed", self.seed),) if p]
         if problems:
             raise SeqbenchError(f"recipe {self.name}: {'; '.join(problems)}")
 
