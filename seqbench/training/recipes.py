@@ -133,9 +133,6 @@ class Recipe:
         for name, v in (("clip_lstm", self.clip_lstm), ("clip_output", self.clip_output)):
             if finite(v) and v <= 0:
                 problems.append(f"{name} must be > 0, or null for no clipping (got {v})")
-        lr = self.optimizer_args.get("lr")
-        if lr is not None and not (finite(lr) and lr > 0) and not numbers_problems("lr", lr):
-            problems.append(f"optimizer_args.lr must be a number > 0 (got {lr!r})")
         if not numbers_problems("seed", self.seed):
             problems += [p for p in (seed_problem("seed", self.seed),) if p]
         if problems:
