@@ -384,7 +384,9 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
     if limit is not None and limit < 1:
         raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
     if dynamic and dynamic_lr is not None and not (isinstance(dynamic_lr, (int, float)) and 0 <= dynamic_lr < math.inf):
-        raise EvaluationError(f"dynamic_lr must be a finite number >= 0 (got {dynamic_lr})")
+        raise EvaluationError(f"dynamic_lr must be >= 0 and finite (got {dynamic_lr})")
+    if dynamic and not (isinstance(dynamic_momentum, (int, float)) and 0 <= dynamic_momentum < 1):
+        raise EvaluationError(f"dynamic_momentum must be a number in [0, 1) (got {dynamic_momentum})")
     if metrics is not None:
         metrics = list(metrics)
         if not metrics:
