@@ -3,8 +3,11 @@ seqbench.zoo (torch and pandas are imported inside the commands)."""
 from __future__ import annotations
 
 import json
+import math
 
 import click
+
+from seqbench.cli import FiniteFloatRange
 
 EXPORT_ALIGNMENT_LINES = 64  # synthesis: lines spread over the entry's split whose window positions go in the card
 
@@ -23,7 +26,7 @@ def register(cli: click.Group, prepare: click.Group) -> None:
 @click.option("--split", default=None, help="Split (default: the zoo entry's, else valid).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dynamic", is_flag=True, help="Dynamic evaluation (the network trains on the data as it scores it).")
-@click.option("--dynamic-lr", type=click.FloatRange(min=0), default=None,
+@click.option("--dynamic-lr", type=FiniteFloatRange(min=0), default=None,
               help="SGD learning rate of --dynamic (default: the zoo entry's, chosen on its validation split; else 1e-4).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Lines or text chunks per batch (default 16).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="Text: steps per forward call (default 100).")
@@ -226,7 +229,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     from seqbench.evaluation import EvalResult, evaluate
     from seqbench.evaluation.paper import PAPER
     from seqbench.models import is_conditional, is_text
-    from seqbench.models.io import load_pretrained
+    from seqbench.models.io import load_pretrained, read_config
     from seqbench.zoo import get_entry
     from seqbench.zoo.card import check_exportable, export, plot_curve, training_status
 
@@ -238,26 +241,40 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         except ValueError:
             raise click.BadParameter(f"{dynamic_lrs!r}: give comma-separated numbers, e.g. 3e-5,1e-4,3e-4",
                                      param_hint="--dynamic-lrs") from None
-        if not lrs or any(not x >= 0 for x in lrs):
-            raise click.BadParameter(f"{dynamic_lrs!r}: give one or more rates >= 0", param_hint="--dynamic-lrs")
+        if not lrs or any(not 0 <= x < math.inf for x in lrs):
+            raise click.BadParameter(f"{dynamic_lrs!r}: give one or more finite rates >= 0",
+                                     param_hint="--dynamic-lrs")
         if not is_text(entry.family):
             raise click.BadParameter(f"zoo:{name} is a {entry.family} network: dynamic evaluation is exported for "
                                      "text models", param_hint="--dynamic-lrs")
     best = Path(run) / "best"
     model = load_pretrained(best)
+    from seqbench.models.io import weights_bytes
+    from seqbench.zoo.card import run_step, run_symbols
+
+    best_cfg = read_config(best)
+    at_step, symbols = run_step(best_cfg, best / "config.json"), run_symbols(best_cfg, model, best / "config.json")
     check_exportable(model, entry)  # before minutes of scoring
     if record:
         rec = EvalResult.load(record)
+        import hashlib
+
+        # the record must be of these weights and this entry's data: checked before anything is scored or written
+        check_exportable(model, entry, rec.to_dict(), weights_sha256=hashlib.sha256(weights_bytes(model)).hexdigest())
     else:
+        if entry.data_fingerprint is not None:  # the split that would be scored must be the data the entry pins
+            import seqbench
+
+            split = seqbench.load_dataset(entry.dataset, config=entry.dataset_config, split=entry.split, root=root)
+            check_exportable(model, entry, {"dataset": {"name": entry.dataset, "config": entry.dataset_config,
+                                                        "split": entry.split, "fingerprint": split.fingerprint}})
         rec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
                        root=root, progress=not quiet, **({"chunk": entry.eval_options["chunk"]}
                                                          if "chunk" in entry.eval_options else {}))
     import seqbench.zoo
 
     folder = Path(out) if out else Path(seqbench.zoo.__file__).resolve().parents[2] / "zoo" / name
-    from seqbench.models.io import read_config
-
-    training = training_status(run, status=status, at_step=read_config(best).get("step"))
+    training = training_status(run, status=status, at_step=at_step)
     # the card describes these weights: the run's recipe, and no "not yet trained" any more
     import dataclasses
 
@@ -267,9 +284,12 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
                                 description=entry.description.removeprefix(_NOT_TRAINED))
     row = PAPER.get(entry.paper or "")
     main_metric = entry.metrics[0]
-    same_unit = row is not None and rec.metrics.get(main_metric, {}).get("unit") == training.get("unit")
+    from seqbench.zoo.card import comparable_with_paper
+
+    # the paper's line goes on the curve only where its number may stand beside these results
+    same_unit = row is not None and rec.metrics.get(main_metric, {}).get("unit") == training.get("unit") \
+        and comparable_with_paper(rec.to_dict())
     training["curve"] = "training_curve.png"
-    symbols = read_config(best).get("symbols")  # a text model's, from its run: what sampling it needs
     dynamic = None
     if lrs:
         from seqbench.evaluation.evaluator import choose_dynamic_lr
@@ -279,10 +299,11 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         sel = choose_dynamic_lr(str(best), entry.dataset, entry.dataset_config, lrs, limit=select_limit,
                                 metric=entry.metrics[0], **kw)
         click.echo(f"dynamic learning rate {sel['chosen']:g}, chosen on {sel['split']}: "
-                   + ", ".join(f"{t['lr']:g} → {t['value']:.6g}" for t in sel["trials"]) + f" {sel['unit']}")
+                   + ", ".join(f"{t['lr']:g} → " + ("diverged" if t["value"] is None else f"{t['value']:.6g}")
+                             for t in sel["trials"]) + f" {sel['unit']}")
         drec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
                         dynamic=True, dynamic_lr=sel["chosen"], **kw)
-        dynamic = {"lr": sel["chosen"], "metrics": drec.metrics, "selection": sel}
+        dynamic = {"lr": sel["chosen"], "metrics": drec.metrics, "selection": sel, "record": drec.to_dict()}
     alignment = None
     if is_conditional(model):
         import seqbench
@@ -304,6 +325,9 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     import shutil
 
     folder.parent.mkdir(parents=True, exist_ok=True)
+    from seqbench.zoo.card import remove_stale_stages
+
+    remove_stale_stages(folder)  # what an export killed (kill -9, power loss) left beside it
     stage = folder.with_name(f".{folder.name}.export-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     try:
@@ -332,7 +356,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     from seqbench.training.projection import describe as describe_projection
     from seqbench.zoo.card import projection
 
-    proj = projection(entry, rec.metrics, training)
+    proj = projection(entry, rec.metrics, training, rec.to_dict())
     if proj is not None:
         click.echo(f"what reaching the paper would take: {describe_projection(proj, training.get('unit', ''))}")
     click.echo("pin in the zoo entry: " + json.dumps(pin, sort_keys=True))

@@ -31,6 +31,12 @@ class _Group(click.Group):
         except OSError as e:
             # the file system refused (no space, no permission, a file where a folder should be): say which
             # path and why, not a traceback; an OSError without a path is a bug and keeps its traceback
+            import errno
+
+            if e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                # the disk filled (or went read-only) under a write that does not name its file: still no traceback
+                self._fail(f"{e.strerror or e}: free disk space (or fix the file system), then rerun; outputs are "
+                           "written whole or not at all, so those written before are intact")
             if e.filename is None:
                 raise
             where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import click
 
+from seqbench.checks import SEED_MAX
+from seqbench.cli import FiniteFloatRange
+
 
 @click.command("sample")
 @click.option("--model", "model", required=True,
@@ -10,10 +13,11 @@ import click
               "or package.module:factory; resolved and sha256-checked as seqbench eval does.")
 @click.option("--text", "texts", multiple=True,
               help="Text to write (synthesis); repeat for several lines (at most 100, 1,000 characters each).")
-@click.option("--bias", type=float, default=0.0, show_default=True,
+@click.option("--bias", type=FiniteFloatRange(), default=0.0, show_default=True,
               help="Sampling bias b >= 0: sigma = exp(sigma_hat - b), pi ~ exp(pi_hat (1 + b)). Paper: 0.15; "
               "1 with priming.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same sample).")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
+              help="Random seed (same seed, same sample).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False, path_type=str),
               help="Picture (.svg, .png, .pdf) for handwriting; text file (or - for stdout) for a language model.")
 @click.option("--png", default=None, type=click.Path(dir_okay=False, path_type=str),
@@ -38,7 +42,7 @@ import click
 @click.option("--prime-text", default="", help="Language model: the string to continue.")
 @click.option("--length", type=int, default=200, show_default=True,
               help="Language model: symbols to write (at most 100,000).")
-@click.option("--temperature", type=float, default=1.0, show_default=True,
+@click.option("--temperature", type=FiniteFloatRange(), default=1.0, show_default=True,
               help="Language model: softmax temperature (1 = the model, 0 = greedy).")
 def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, generated_only, data_root,
                max_steps, allow_nonletter, steps, n, prime_text, length, temperature) -> None:

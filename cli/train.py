@@ -5,6 +5,8 @@ import json
 
 import click
 
+from seqbench.cli import FiniteFloatRange
+
 
 def _parse_set(values: tuple[str, ...]) -> dict:
     out = {}
@@ -32,7 +34,7 @@ def _parse_set(values: tuple[str, ...]) -> dict:
                    "initialisation instead of the loaded weights; repeatable.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many optimiser steps.")
-@click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
+@click.option("--max-minutes", type=FiniteFloatRange(min=0), default=None,
               help="Wall-clock budget: the run ends within it, with a checkpoint (and a validation where it "
                    "fits); resume with --resume. Ctrl-C and SIGTERM also stop with a checkpoint.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -60,6 +62,10 @@ def train_cmd(recipe, out, resume, init_from, reinit, device, max_steps, max_min
         return
     if not recipe and not (resume and out):
         raise click.UsageError("give --recipe NAME (or --list; --resume --out FOLDER needs no recipe)")
+    if resume and init_from:
+        raise click.UsageError("--init-from starts a new run from other weights; --resume continues the run in --out "
+                               "from its own last/ checkpoint: give one of them (a new --out folder to start from "
+                               f"{init_from})")
     if recipe:
         get_recipe(recipe)  # unknown names fail here, with suggestions
     res = train(recipe, out or f"runs/{recipe}", overrides=_parse_set(sets), resume=resume, device=device,

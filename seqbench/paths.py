@@ -60,6 +60,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_pin_problem(pin: object, key: str = "weights_sha256") -> str | None:
+    """What is wrong with ``pin`` as a recorded sha256 (anything but 64 lowercase hex digits: a number, an empty
+    or truncated string ...), or None. A pin of the wrong type must refuse what it pins, never mean "no pin"."""
+    import re
+
+    if isinstance(pin, str) and re.fullmatch(r"[0-9a-f]{64}", pin):
+        return None
+    return f"{key!r} is {str(pin)[:80]!r} ({type(pin).__name__}), not a sha256 (64 lowercase hex digits)"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], mode: int | None = None) -> Path:
     """Write ``path`` whole or not at all: ``write`` fills a temporary sibling (a unique name, so concurrent
     writers do not collide), which then replaces ``path`` by a rename. Creates the parents; ``mode``: the
@@ -68,14 +78,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], mod
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        with named_os_errors(p):
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            if mode is not None:
+                os.chmod(tmp, mode)
         os.replace(tmp, p)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return p
+
+
+class named_os_errors:
+    """Give an OSError raised inside the block without a file name (a write() that finds the disk full, a
+    quota exceeded) the name of ``path``, so that it says which output failed (and the CLI shows it as an
+    error, not a traceback)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), os.fspath(self.path)) from e
+        return False
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
@@ -105,7 +133,7 @@ def atomic_write_all(outputs: Sequence[tuple[Path, bytes]], mode: int = 0o644) -
             made += reversed(missing)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
             temps.append(tmp)
-            with os.fdopen(fd, "wb") as f:
+            with named_os_errors(path), os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.chmod(tmp, mode)
         for (path, _), tmp in zip(outputs, temps):

@@ -117,6 +117,11 @@ CASES = [
      "does not match the network's config"),
     ("config-family-mistyped", lambda t: _copy_tiny(t, _set("model", {"family": 3})), HW, "\"model\" entry must be"),
     ("bit-flipped-weights", _bit_flipped, HW, "does not match the pinned"),
+    # a pin of the wrong type refuses, like a wrong pin: it never means "no check"
+    ("pin-a-number-bit-flipped", lambda t: (_bit_flipped(t), _copy_pin(t, 123))[0], HW,
+     "'weights_sha256' is '123' (int), not a sha256"),
+    ("pin-truncated", lambda t: _copy_pin(t, "c8479"), HW, "'weights_sha256' is 'c8479' (str), not a sha256"),
+    ("weights-all-1e30", lambda t: _huge(t), HW, "output is not finite (NaN or infinite) at step 1"),
     ("nan-when-drawn", lambda t: _prediction(t, _overflows), PRED, "output is not finite (NaN or infinite) at step 1"),
     ("nan-weights", lambda t: _prediction(t, _nan_weight), PRED, "output is not finite (NaN or infinite)"),
     ("os-system", lambda t: "os:system", PRED, "'os:' is not a model scheme"),
@@ -132,6 +137,31 @@ CASES = [
     ("lm-symbols-mistyped", lambda t: (_lm(t), _retype_symbols(t))[1], ["--prime-text", "ab"],
      "'symbols' is 7, not a list of symbols"),
 ]
+
+
+def _copy_pin(tmp, pin):
+    d = tmp / "model"
+    if not d.exists():
+        _copy_tiny(tmp)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["weights_sha256"] = pin
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def _huge(tmp):
+    """zoo/tiny-synth with every weight 1e30 (unpinned): its window is not finite at the first step, which the
+    stopping rule took for the end of the text (an empty picture, exit 0)."""
+    from seqbench.models.io import load_pretrained
+
+    d = _copy_tiny(tmp)
+    m = load_pretrained(d)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(1e30)
+    cfg = json.loads((d / "config.json").read_text())
+    save_pretrained(m, d, extra={k: v for k, v in cfg.items() if k != "model"})
+    return d
 
 
 def _retype_symbols(tmp):
@@ -219,3 +249,32 @@ def test_a_good_request_still_writes_everything(tmp_path):
     assert all(oct(p.stat().st_mode & 0o777) == "0o644" for p in (tmp_path / "out").iterdir())
     vocab = json.loads((ZOO_TINY / "config.json").read_text())["vocab"]
     assert vocab["name"] == GRAVES57.name
+
+
+@pytest.mark.parametrize("pin", [123, "c8479", None, ["x"]], ids=["int", "truncated", "null", "list"])
+def test_a_malformed_pin_is_refused_by_eval_and_every_loader(tmp_path, pin):
+    from seqbench.models.io import CheckpointError, load_pretrained
+    from seqbench.zoo.hub import WeightsChecksumError, resolve
+
+    d = _bit_flipped(tmp_path)
+    _copy_pin(tmp_path, pin)
+    with pytest.raises(WeightsChecksumError, match="not a sha256"):
+        resolve(str(d))
+    with pytest.raises(CheckpointError, match="not a sha256"):
+        load_pretrained(d)
+    r = _run(["eval", "--model", str(d), "--dataset", "iam-ondb", "--out", str(tmp_path / "out" / "r.json")])
+    _assert_clean_error(r, tmp_path, "not a sha256")
+
+
+def test_a_seed_out_of_range_is_refused(tmp_path):
+    from seqbench.sampling import sample
+    from seqbench.sampling.errors import SamplingError
+
+    for seed in (2 ** 70, -1):
+        r = _run(["sample", "--model", str(ZOO_TINY), *HW, "--seed", str(seed), *_outputs(tmp_path, False)])
+        assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output, r.output
+        with pytest.raises(SamplingError, match="out of range: a seed"):
+            sample(str(ZOO_TINY), text="hi", seed=seed)
+        with pytest.raises(SamplingError, match="out of range: a seed"):
+            sample(str(_lm(tmp_path)), length=5, seed=seed)
+    assert not (tmp_path / "out").exists()

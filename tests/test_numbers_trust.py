@@ -147,6 +147,46 @@ def test_records_with_non_finite_values_are_refused(tmp_path):
         EvalResult.load(tmp_path / "h.json")
 
 
+def test_a_score_too_large_for_a_float_is_infinite_not_an_overflow_error():
+    """2 ** bits_per_word of a diverged dynamic evaluation raised OverflowError before the finiteness check."""
+    from seqbench.metrics import Totals, compute
+
+    t = Totals(unit="char", chars=100, words=20)
+    t.add([1e6], [100], sequences=1)
+    v = compute(["bits_per_char", "perplexity"], t)
+    assert math.isfinite(v["bits_per_char"].value) and v["perplexity"].value == math.inf
+
+
+def _record(**model):
+    return {"model": {"reference": "zoo:x", "zoo": "x", "revision": None, **model},
+            "dataset": {"name": "ptb", "config": "char", "split": "test"}, "protocol": {"name": "static"},
+            "metrics": {"bits_per_char": {"value": 1.4, "unit": "bits/char"}}, "totals": {},
+            "seqbench_version": "0", "device": "cpu"}
+
+
+@pytest.mark.parametrize("model, expect", [
+    ({"revision": 12345}, "'model.revision' is '12345' (int), not text"),
+    ({"zoo": "ptb-char\n| forged | row |"}, "'model.zoo' holds a line break"),
+    ({"reference": ["a"]}, "'model.reference' is"),
+])
+def test_report_refuses_a_record_with_mistyped_model_fields(tmp_path, model, expect):
+    from seqbench.cli.main import cli
+
+    (tmp_path / "r.json").write_text(json.dumps(_record(**model)))
+    res = CliRunner().invoke(cli, ["report", str(tmp_path / "r.json")])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert res.output.startswith("error: ") and str(tmp_path / "r.json") in res.output and expect in res.output
+
+
+def test_a_markdown_cell_is_always_one_line():
+    import pandas as pd
+
+    from seqbench.evaluation.reporting import to_markdown
+
+    md = to_markdown(pd.DataFrame([{"model": "a\nb\r\nc|d\u2028e", "value": 1.0}]))
+    assert md.splitlines()[2] == "| a b c\\|d e | 1 |" and len(md.splitlines()) == 3
+
+
 def test_a_nan_validation_loss_is_never_best(tmp_path, monkeypatch):
     from seqbench.training import trainer
 

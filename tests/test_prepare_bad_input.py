@@ -521,6 +521,50 @@ def test_lines_whose_points_are_all_equal(tmp_path):
     assert not (tmp_path / "all" / "iam-ondb" / "1.0.0").exists() and not _leftovers(tmp_path / "all")
 
 
+def test_a_line_off_the_whiteboard_is_refused_and_never_reaches_the_statistics(tmp_path):
+    """One line with int32-extreme coordinates made std_dx 49 million (every other line then normalised to near
+    zero); it is now a recorded skip, and the statistics are those of the other lines."""
+    src = tmp_path / "src"
+    make_sample(src, extracted=True)
+    clean = _prepare(src, tmp_path / "clean").info["configs"]["graves2013"]["offset_stats"]["graves2013-offsets-v1"]
+    victim = _line_files(src)[0]  # a trainset form: it reaches the statistics
+    victim.write_bytes(_set_points(victim.read_bytes(), [(1000, 1100), (2147483647, -2147483648), (1010, 1120)]))
+    rep = _prepare(src, tmp_path / "out")
+    (skip,) = [s for s in rep.info["skipped"] if s["id"] == victim.stem]
+    assert "off the whiteboard" in skip["reason"]
+    st = rep.info["configs"]["graves2013"]["offset_stats"]["graves2013-offsets-v1"]
+    assert st["std_dx"] < 10 * clean["std_dx"] and st["std_dy"] < 10 * clean["std_dy"]
+    with pytest.raises(BadInputError, match="off the whiteboard"):
+        _prepare(src, tmp_path / "strict", strict=True)
+
+
+def test_a_utf8_transcript_is_stored_as_written(tmp_path):
+    """A transcript saved as UTF-8 (é as two bytes) was decoded as ISO-8859-1 and stored as 'thÃ©'."""
+    src = tmp_path / "src"
+    make_sample(src, extracted=True)
+    txt = sorted((src / "ascii").rglob("*.txt"))[0]
+    raw = txt.read_bytes()
+    head, body = raw.split(b"CSR:", 1)
+    lines = body.split(b"\n")
+    k = next(i for i, ln in enumerate(lines) if ln.strip())
+    lines[k] = "thé café".encode("utf-8")
+    txt.write_bytes(head + b"CSR:" + b"\n".join(lines))
+    _prepare(src, tmp_path / "out")
+    texts = []
+    for split in ("train", "valid", "unassigned"):
+        try:
+            texts += seqbench.load_dataset("iam-ondb", "graves2013", split, root=tmp_path / "out").to_arrow() \
+                .column("text").to_pylist()
+        except SeqbenchError:
+            pass
+    assert "thé café" in texts and not any("Ã" in (t or "") for t in texts)
+    # an ISO-8859-1 file (the official encoding) still reads as ISO-8859-1
+    from seqbench.data.iam.transcripts import parse_csr
+
+    assert parse_csr(b"CSR:\n\nth\xe9 caf\xe9\n") == ["thé café"]
+    assert parse_csr("CSR:\n\nthé café\n".encode("utf-8")) == ["thé café"]
+
+
 def test_non_finite_statistics_are_never_used():
     from seqbench.data.iam.transform import DegenerateStatisticsError, Flat, OffsetStats, OffsetTransform
 

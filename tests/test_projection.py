@@ -87,9 +87,12 @@ def test_a_run_resumed_at_a_lower_rate_is_two_stretches_on_its_card(tmp_path, mo
                      dataset="iam-ondb", dataset_config="graves2013", split="valid",
                      metrics=("nll_nats_per_line",), description="test", license="test only", paper="table3-1layer")
     results = {"nll_nats_per_line": {"value": t["valid"][-1]["loss"], "unit": t["unit"]}}
-    p = projection(entry, results, t)
+    # results of the paper's corpus, scored whole (the evaluator names the paper's row in such a record only)
+    real = {"paper": ["table3-1layer"], "dataset": {"name": "iam-ondb", "config": "graves2013", "split": "valid"}}
+    assert projection(entry, results, t) is None and projection(entry, results, t, {**real, "paper": []}) is None
+    p = projection(entry, results, t, real)
     assert p is not None and p["since_step"] == 8 and p["validations"] == 4 and p["target"] == -1025.7
-    card = model_card(entry, results, training=t)
+    card = model_card(entry, results, real, training=t)
     assert "## What reaching the paper would take" in card and "step 8: optimizer_args.lr 0.003 → 0.001" in card
     # a metric in another unit than the curve's: no projection rather than a wrong one
-    assert projection(entry, {"nll_nats_per_line": {"value": -1.0, "unit": "nats/point"}}, t) is None
+    assert projection(entry, {"nll_nats_per_line": {"value": -1.0, "unit": "nats/point"}}, t, real) is None

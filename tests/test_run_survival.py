@@ -210,6 +210,13 @@ def test_resume_needs_no_recipe_and_refuses_another_one(tmp_path):
     ("weight_noise=gaussian", "unknown weight noise 'gaussian'"),
     ("data.batch_size=0", "data.batch_size must be at least 1"),
     ("data.valid_limit=0", "data.valid_limit must be at least 1"),
+    ("optimizer_args.lr=NaN", "optimizer_args.lr must be a finite number, not nan"),
+    ("optimizer_args.lr=Infinity", "optimizer_args.lr must be a finite number, not inf"),
+    ("noise_std=-Infinity", "noise_std must be a finite number, not -inf"),
+    ("clip_lstm=NaN", "clip_lstm must be a finite number, not nan"),
+    ("seed=99999999999999999999999", "seed is 99999999999999999999999, out of the range of a 64-bit integer"),
+    ("seed=4294967296", "seed is 4294967296, out of range"),
+    ("model.hidden_size=99999999999999999999999", "model.hidden_size is 99999999999999999999999, out of the range"),
 ])
 def test_bad_settings_are_clear_errors_and_leave_no_run_folder(tmp_path, setting, message):
     from seqbench.cli.main import cli
@@ -312,3 +319,76 @@ def test_an_error_in_a_validation_keeps_the_steps_done_and_resumes_exactly(tmp_p
         torch.set_num_threads(n)
     assert res.steps == OVER["max_steps"]
     assert _same(_weights(out / "last"), _weights(ref.out / "last"))
+
+
+def test_resume_with_a_non_finite_learning_rate_is_refused_and_writes_nothing(tmp_path):
+    d = _run(tmp_path)
+    before = {p.name: p.read_bytes() for p in (d / "last").iterdir()}
+    log = (d / "metrics.jsonl").read_bytes()
+    for lr in (float("nan"), float("inf")):
+        with pytest.raises(SeqbenchError, match="optimizer_args.lr must be a finite number"):
+            train(None, d, overrides={"optimizer_args.lr": lr}, quiet=True, resume=True)
+    assert {p.name: p.read_bytes() for p in (d / "last").iterdir()} == before
+    assert (d / "metrics.jsonl").read_bytes() == log and b"NaN" not in (d / "recipe.json").read_bytes()
+
+
+def test_resume_with_init_from_is_refused_not_ignored(tmp_path):
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    d = _run(tmp_path)
+    log = (d / "metrics.jsonl").read_bytes()
+    res = CliRunner().invoke(cli, ["train", "--resume", "--out", str(d), "--init-from", str(d / "best"), "-q"])
+    assert res.exit_code == 2 and "--init-from" in res.output and "Traceback" not in res.output, res.output
+    with pytest.raises(SeqbenchError, match="init_from .* resume continues"):
+        train(None, d, resume=True, init_from=str(d / "best"), quiet=True)
+    assert (d / "metrics.jsonl").read_bytes() == log
+
+
+def _full_disk(monkeypatch):
+    """Every whole-file write (seqbench.paths) and every metrics.jsonl append finds the disk full."""
+    import builtins
+    import errno
+
+    import seqbench.paths as paths
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+    real_fdopen, real_open = os.fdopen, builtins.open
+    monkeypatch.setattr(paths.os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+    monkeypatch.setattr(builtins, "open", lambda file, mode="r", *a, **k: Full(real_open(file, mode, *a, **k))
+                        if "a" in mode and str(file).endswith("metrics.jsonl") else real_open(file, mode, *a, **k))
+
+
+def test_a_full_disk_during_training_is_a_clear_error(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    d = _run(tmp_path)
+    before = {p.name: p.read_bytes() for p in (d / "last").iterdir()}
+    _full_disk(monkeypatch)
+    res = CliRunner().invoke(cli, ["train", "--resume", "--out", str(d), "--max-steps", "8", "-q"])
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "No space left on device" in res.output, \
+        res.output
+    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (d / "last").iterdir()} == before  # the checkpoint survives
+    res = CliRunner().invoke(cli, ["train", "--recipe", "tiny-prediction", "--out", str(tmp_path / "new"), "-q",
+                                   "--max-steps", "2"])
+    assert res.exit_code == 0, res.output

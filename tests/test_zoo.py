@@ -123,9 +123,15 @@ def test_zoo_handwriting_models_carry_what_sampling_needs(tmp_path):
             assert loaded.stats is not None and loaded.stats.std_dx > 0, e.name
             if e.family == "handwriting-synthesis":
                 assert loaded.vocab is not None and loaded.vocab.size == e.config["vocab_size"], e.name
+    import hashlib
+
+    from seqbench.models.io import weights_bytes
+
     stats = {"mean_dx": 1.0, "std_dx": 2.0, "mean_dy": 0.5, "std_dy": 3.0}
-    folder, _ = export(_model(), _entry(), tmp_path / "z", record={"dataset": {
-        "offset_stats": stats, "name": "iam-ondb", "config": "graves2013", "split": "valid"}})
+    net = _model()
+    folder, _ = export(net, _entry(), tmp_path / "z", record={"dataset": {
+        "offset_stats": stats, "name": "iam-ondb", "config": "graves2013", "split": "valid"},
+        "model": {"weights_sha256": hashlib.sha256(weights_bytes(net)).hexdigest()}})
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["offset_stats"]["graves2013-offsets-v1"] == stats and "vocab" not in cfg  # a prediction net
 
@@ -139,6 +145,10 @@ def test_zoo_handwriting_models_carry_what_sampling_needs(tmp_path):
                                      "generated_sample": True}}, r"generated sample"),
     ("partial", "paper", {"dataset": {"name": "iam-ondb", "config": "graves2013", "split": "valid", "limit": 64}},
      r"first 64"),
+    ("other data", "paper", {"dataset": {"name": "iam-ondb", "config": "graves2013", "split": "valid",
+                                         "fingerprint": "f" * 64}}, r"but the entry pins the data"),
+    ("unknown weights", "paper", {"dataset": {"name": "iam-ondb", "config": "graves2013", "split": "valid"}},
+     r"the record scored the weights with sha256 None, not the ones exported"),
 ])
 def test_export_refuses_a_card_that_would_be_false(tmp_path, what, model, record, match):
     from seqbench.models import build_model

@@ -36,10 +36,18 @@ def test_zoo_export_writes_a_true_card_with_the_training_status(iam_root, tmp_pa
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md", "training_curve.png"}
     card = (out / "README.md").read_text()
     assert "Status: in training" in card and "CPU-hours" in card and "![validation loss" in card
-    # how far from the paper, and (with two validations) too few of them to measure a rate
-    assert "## What reaching the paper would take" in card and "Too few validations" in card
-    assert "what reaching the paper would take:" in res.output
+    # the generated sample is not the paper's corpus: no paper column, no projection to the paper's number
+    assert "Not beside the paper's Table 3" in card and "## What reaching the paper would take" not in card
+    assert "what reaching the paper would take:" not in res.output
     pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    # a record of the paper's corpus (the evaluator names its paper row then): the card sets the number beside
+    # the paper's, and says how far it is, with (two validations) too few of them to measure a rate
+    from seqbench.zoo.card import model_card, training_status
+
+    rec = seqbench.evaluate(str(run.out / "best"), "iam-ondb", root=iam_root, metrics=list(entry.metrics)).to_dict()
+    real = model_card(entry, rec["metrics"], {**rec, "paper": ["table3-1layer"]}, training_status(run.out))
+    assert "paper (Table 3) |" in real and "## What reaching the paper would take" in real
+    assert "Too few validations" in real
     best_step = json.loads((run.out / "best" / "config.json").read_text())["step"]
     assert pin["training"]["steps"] == best_step and pin["training"]["cpu_hours"] > 0  # the exported weights' step
     # the card's number is what eval of the exported folder prints
@@ -138,7 +146,8 @@ def test_zoo_export_chooses_the_dynamic_rate_on_valid_and_the_entry_reproduces_i
     assert lr == min(trials, key=trials.get)
     card = (out / "README.md").read_text()
     assert "## Dynamic evaluation" in card and f"{lr:g} (chosen)" in card and "never on test" in card
-    assert "paper (Table 1, dynamic)" in card and "| 1.29 |" in card
+    # a 30-line PTB is not the paper's corpus: its numbers never stand beside Table 1's
+    assert "paper (Table 1" not in card and "| 1.29 |" not in card and "Not beside the paper's Table 1" in card
     # the pinned entry: --dynamic uses its rate, and reproduces the card's dynamic number
     monkeypatch.setitem(ZOO._items, text_entry.name, dataclasses.replace(
         text_entry, eval_options=pin["eval_options"], expected_dynamic=pin["expected_dynamic"]))
@@ -222,3 +231,147 @@ def test_a_run_started_from_committed_zoo_weights_counts_their_training(iam_root
     monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(entry, weights_sha256="0" * 64, training=pinned))
     t = training_status(child.out)
     assert t["started_from"] is None and t["cpu_hours"] == pytest.approx(t["own_cpu_hours"])
+
+
+# ------------------------------------------------------------------ cards that would lie about their provenance
+def _tiny_run(tmp_path, iam_root, name="run", **kw):
+    return train("tiny-prediction", tmp_path / name, quiet=True,
+                 overrides={"max_steps": 3, "eval_every": 3, "data.source": "iam-ondb", "data.config": "graves2013",
+                            "data.root": str(iam_root), "data.n_train": 0, "data.n_valid": 0, **kw})
+
+
+def _export(run, out, iam_root, *extra):
+    return CliRunner().invoke(cli, ["zoo", "export", str(run), "--name", "export-test", "--out", str(out),
+                                    "--root", str(iam_root), "-q", *extra])
+
+
+def _clean_error(res, expect):
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert res.output.startswith("error: ") and "Traceback" not in res.output and expect in res.output, res.output
+
+
+def test_a_record_of_other_weights_is_refused(iam_root, tmp_path, entry):
+    run, other = _tiny_run(tmp_path, iam_root), _tiny_run(tmp_path, iam_root, "other", seed=1)
+    rec = tmp_path / "other.json"
+    seqbench.evaluate(str(other.out / "best"), "iam-ondb", root=iam_root, metrics=list(entry.metrics), out=rec)
+    out = tmp_path / "zoo" / "export-test"
+    _clean_error(_export(run.out, out, iam_root, "--record", str(rec)), "the record scored the weights with sha256")
+    assert not out.exists()
+    # the Python API refuses it too, before writing anything
+    from seqbench.evaluation import EvalResult
+    from seqbench.models.io import load_pretrained
+    from seqbench.zoo.card import ExportError, export
+
+    with pytest.raises(ExportError, match="the record scored the weights"):
+        export(load_pretrained(run.out / "best"), entry, tmp_path / "api", record=EvalResult.load(rec).to_dict())
+    assert not (tmp_path / "api").exists()
+    # its own record is taken
+    own = tmp_path / "own.json"
+    seqbench.evaluate(str(run.out / "best"), "iam-ondb", root=iam_root, metrics=list(entry.metrics), out=own)
+    assert _export(run.out, out, iam_root, "--record", str(own)).exit_code == 0
+
+
+def test_data_other_than_the_entry_pins_is_refused(iam_root, tmp_path, entry, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(entry, data_fingerprint="0" * 64))
+    run = _tiny_run(tmp_path, iam_root)
+    out = tmp_path / "zoo" / "export-test"
+    _clean_error(_export(run.out, out, iam_root), "but the entry pins the data " + "0" * 64)  # before scoring
+    rec = tmp_path / "rec.json"
+    seqbench.evaluate(str(run.out / "best"), "iam-ondb", root=iam_root, metrics=list(entry.metrics), out=rec)
+    _clean_error(_export(run.out, out, iam_root, "--record", str(rec)), "but the entry pins the data")
+    assert not out.exists()
+
+
+def test_a_damaged_run_folder_is_a_clear_error_or_a_skipped_line(iam_root, tmp_path, entry):
+    run = _tiny_run(tmp_path, iam_root)
+    out = tmp_path / "zoo" / "export-test"
+    with open(run.out / "metrics.jsonl", "a") as f:  # a hand-edited line: skipped (with a warning), like a cut one
+        f.write(json.dumps({"event": "valid", "step": "x", "loss": 1.0}) + "\n")
+    res = _export(run.out, out, iam_root)
+    assert res.exit_code == 0, res.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    cfg = json.loads((run.out / "best" / "config.json").read_text())
+    (run.out / "best" / "config.json").write_text(json.dumps({**cfg, "step": "forty"}))
+    _clean_error(_export(run.out, out, iam_root), "'step' is 'forty', not a whole number")
+    (run.out / "best" / "config.json").write_text(json.dumps(cfg))
+    state = json.loads((run.out / "last" / "training_state.json").read_text())
+    (run.out / "last" / "training_state.json").write_text(json.dumps({**state, "wall_s": "long"}))
+    _clean_error(_export(run.out, out, iam_root), "'wall_s' is 'long'")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_an_export_cleans_the_staging_folders_of_killed_exports(iam_root, tmp_path, entry):
+    import os
+
+    run = _tiny_run(tmp_path, iam_root)
+    out = tmp_path / "zoo" / "export-test"
+    out.parent.mkdir(parents=True)
+    dead = out.parent / ".export-test.export-999999999"  # above any pid the kernel hands out: its process is gone
+    (dead / "sub").mkdir(parents=True)
+    (dead / "model.safetensors").write_bytes(b"half")
+    live = out.parent / f".export-test.export-{os.getppid()}"  # a running export's: left alone
+    live.mkdir()
+    assert _export(run.out, out, iam_root).exit_code == 0
+    assert not dead.exists() and live.exists()
+
+
+def test_a_full_disk_during_export_is_a_clear_error_and_keeps_the_old_entry(iam_root, tmp_path, entry, monkeypatch):
+    import errno
+    import os
+
+    import seqbench.paths as paths
+
+    run = _tiny_run(tmp_path, iam_root)
+    out = tmp_path / "zoo" / "export-test"
+    assert _export(run.out, out, iam_root).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+    monkeypatch.setattr(paths.os, "fdopen", lambda *a, **k: Full(real(*a, **k)))
+    _clean_error(_export(run.out, out, iam_root), "No space left on device")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in out.parent.iterdir()] == ["export-test"]
+
+
+def test_one_diverging_dynamic_rate_loses_the_selection(ptb_root, tmp_path, text_entry):
+    from seqbench.evaluation.evaluator import NonFiniteScoreError, choose_dynamic_lr
+    from seqbench.models import build_model
+    from seqbench.models.io import save_pretrained
+
+    import torch
+
+    torch.manual_seed(0)
+    save_pretrained(build_model("lstm-lm", **text_entry.config), tmp_path / "lm")
+    sel = choose_dynamic_lr(str(tmp_path / "lm"), "ptb", "char", [1e-3, 1e12], limit=300, root=ptb_root)
+    assert sel["chosen"] == 1e-3
+    assert sel["trials"][1] == {"lr": 1e12, "value": None, "diverged": True}
+    from seqbench.zoo.card import _dynamic_section
+
+    assert "diverged" in "\n".join(_dynamic_section(text_entry, {"lr": 1e-3, "metrics": {}, "selection": sel}))
+    with pytest.raises(NonFiniteScoreError, match="at every rate"):
+        choose_dynamic_lr(str(tmp_path / "lm"), "ptb", "char", [1e12], limit=300, root=ptb_root)
+    # the eval command: a diverging rate is a clear error, not an OverflowError in 2 ** bits
+    res = CliRunner().invoke(cli, ["eval", "--model", str(tmp_path / "lm"), "--dataset", "ptb", "--config", "char",
+                                   "--split", "test", "--root", str(ptb_root), "-q", "--dynamic", "--dynamic-lr",
+                                   "1e12"])
+    _clean_error(res, "not finite")
+    for bad in ("nan", "inf"):
+        res = CliRunner().invoke(cli, ["eval", "--model", str(tmp_path / "lm"), "--dataset", "ptb", "--dynamic",
+                                       "--dynamic-lr", bad])
+        assert res.exit_code == 2 and "not a finite number" in res.output, res.output

@@ -52,6 +52,10 @@ class EvaluationError(SeqbenchError):
     """The model and the data do not fit together, or the options are inconsistent."""
 
 
+class NonFiniteScoreError(EvaluationError):
+    """The scores came out NaN or infinite (weights that hold them, or a dynamic evaluation that diverged)."""
+
+
 @dataclass
 class Protocol:
     """Everything that can change the numbers besides the model and the data (recorded in every result)."""
@@ -379,8 +383,10 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
         raise EvaluationError(f"join must be one of {', '.join(JOINS)} (got {join!r})")
     if limit is not None and limit < 1:
         raise EvaluationError(f"limit must be at least 1 (got {limit}); leave it out to score the whole split")
-    if dynamic and dynamic_lr is not None and not dynamic_lr >= 0:
-        raise EvaluationError(f"dynamic_lr must be >= 0 (got {dynamic_lr})")
+    if dynamic and dynamic_lr is not None and not (isinstance(dynamic_lr, (int, float)) and 0 <= dynamic_lr < math.inf):
+        raise EvaluationError(f"dynamic_lr must be >= 0 and finite (got {dynamic_lr})")
+    if dynamic and not (isinstance(dynamic_momentum, (int, float)) and 0 <= dynamic_momentum < 1):
+        raise EvaluationError(f"dynamic_momentum must be a number in [0, 1) (got {dynamic_momentum})")
     if metrics is not None:
         metrics = list(metrics)
         if not metrics:
@@ -477,7 +483,7 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
     values = compute(names, totals, skip_missing=metrics is None)
     bad = {k: v.value for k, v in values.items() if not math.isfinite(float(v.value))}
     if bad or not math.isfinite(totals.nll_nats):
-        raise EvaluationError(
+        raise NonFiniteScoreError(
             f"{resolved.reference} on {ds.spec.name}/{ds.config}/{ds.split}: the scores are not finite "
             f"({', '.join(f'{k} = {v}' for k, v in bad.items()) or f'summed NLL {totals.nll_nats}'}): the weights "
             "hold NaN or inf, or the network overflowed" + (" (dynamic evaluation: lower --dynamic-lr)" if dynamic
@@ -523,23 +529,34 @@ def choose_dynamic_lr(model: Any, dataset: str, config: str | None, lrs: Iterabl
                       limit: int | None = None, metric: str | None = None, **kwargs: Any) -> dict:
     """Choose dynamic evaluation's SGD rate on ``split`` (the validation split: never the split it is reported
     on), from ``lrs``: each is evaluated dynamically on the split (its first ``limit`` units where given) and the
-    lowest ``metric`` (default: the first of the results) wins. Returns {"split", "limit", "metric", "unit",
-    "trials": [{"lr", "value"}...], "chosen"}: what a card says of how its dynamic rate was found."""
+    lowest ``metric`` (default: the first of the results) wins. A rate whose evaluation diverges (scores that are
+    not finite) loses to every other: its trial says ``"diverged": True`` and has no value; only when every rate
+    diverges is there nothing to choose. Returns {"split", "limit", "metric", "unit", "trials": [{"lr", "value"}
+    ...], "chosen"}: what a card says of how its dynamic rate was found."""
     lrs = [float(x) for x in lrs]
-    if not lrs or any(not x >= 0 for x in lrs):
-        raise EvaluationError(f"give one or more dynamic learning rates >= 0 (got {lrs})")
+    if not lrs or any(not 0 <= x < math.inf for x in lrs):
+        raise EvaluationError(f"give one or more finite dynamic learning rates >= 0 (got {lrs})")
     if split == "test":
         raise EvaluationError("the dynamic learning rate is chosen on the validation split, never the test split")
     trials, unit = [], ""
     for lr in lrs:
-        r = evaluate(model, dataset, config, split, dynamic=True, dynamic_lr=lr, limit=limit, **kwargs)
+        try:
+            r = evaluate(model, dataset, config, split, dynamic=True, dynamic_lr=lr, limit=limit, **kwargs)
+        except NonFiniteScoreError as e:
+            trials.append({"lr": lr, "value": None, "diverged": True})
+            log.warning("dynamic lr %g on %s diverged: %s", lr, split, str(e).splitlines()[0])
+            continue
         metric = metric or next(iter(r.metrics))
         unit = r.metrics[metric]["unit"]
         trials.append({"lr": lr, "value": r.metrics[metric]["value"]})
         log.info("dynamic lr %g on %s: %s %.6g %s", lr, split, metric, trials[-1]["value"], unit)
-    best = min(trials, key=lambda t: t["value"])
+    scored = [t for t in trials if t["value"] is not None]
+    if not scored:
+        raise NonFiniteScoreError(f"dynamic evaluation diverged on {split} at every rate tried "
+                                  f"({', '.join(f'{x:g}' for x in lrs)}): give lower rates")
+    best = min(scored, key=lambda t: t["value"])
     return {"split": split, "limit": limit, "metric": metric, "unit": unit, "trials": trials, "chosen": best["lr"]}
 
 
-__all__ = ["evaluate", "choose_dynamic_lr", "Protocol", "EvaluationError", "score_batch", "score_handwriting",
+__all__ = ["evaluate", "choose_dynamic_lr", "Protocol", "EvaluationError", "NonFiniteScoreError", "score_batch", "score_handwriting",
            "score_text", "DEFAULT_DYNAMIC_LR"]

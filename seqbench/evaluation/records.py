@@ -94,6 +94,21 @@ class EvalResult:
             raise RecordError(f"{p}: {e}") from None
 
 
+def _text_fields(sec: dict, where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> list[str]:
+    """Problems of the fields of ``sec`` that must be one line of text (``required``) or text or null
+    (``optional``)."""
+    out = []
+    for k in required + optional:
+        if k not in sec or (sec[k] is None and k in optional):
+            continue
+        v = sec[k]
+        if not isinstance(v, str):
+            out.append(f"'{where}.{k}' is {str(v)[:40]!r} ({type(v).__name__}), not text")
+        elif any(c in v for c in "\r\n\x00"):
+            out.append(f"'{where}.{k}' holds a line break or NUL, not one line of text")
+    return out
+
+
 def _check_record(d: dict) -> None:
     """Refuse a record whose fields have the wrong shape (hand-edited, or another program's JSON), so that
     reading and tabulating it never fails deep inside with a KeyError or TypeError."""
@@ -113,6 +128,17 @@ def _check_record(d: dict) -> None:
         lacking = [k for k in ("name", "config", "split") if k not in d["dataset"]]
         if lacking:
             problems.append(f"'dataset' lacks {', '.join(lacking)}")
+        problems += _text_fields(d["dataset"], "dataset", ("name", "config", "split"),
+                                 ("version", "fingerprint", "dataset_fingerprint", "transform", "unit"))
+        limit = d["dataset"].get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            problems.append(f"'dataset.limit' is {str(limit)[:40]!r}, not null or a whole number >= 1")
+    if isinstance(d["model"], dict):
+        # what a table shows of the model: text of one line, or null; a number or a newline there is damage
+        problems += _text_fields(d["model"], "model", (), ("reference", "kind", "source", "folder", "repo_id",
+                                                          "revision", "weights_sha256", "zoo", "family"))
+    if isinstance(d["protocol"], dict):
+        problems += _text_fields(d["protocol"], "protocol", (), ("name",))
     if isinstance(d["metrics"], dict):
         for name, mv in d["metrics"].items():
             v = mv.get("value") if isinstance(mv, dict) else None

@@ -43,12 +43,19 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _cell(v) -> str:
+    """A Markdown table cell: one line whatever the value holds (a line break would end the row), pipes escaped."""
+    import re
+
+    return re.sub(r"[\r\n\x00-\x1f\x7f\u2028\u2029]+", " ", _fmt(v)).replace("|", "\\|")
+
+
 def to_markdown(df) -> str:
     """A GitHub Markdown table (written here: pandas' to_markdown needs the optional tabulate package)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 

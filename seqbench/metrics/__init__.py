@@ -256,7 +256,11 @@ def compute(names: Iterable[str], totals: Totals, *, skip_missing: bool = False)
                                   f"but this one predicts {totals.unit or 'an unknown unit'}s")
             # a per-unit metric names the unit it was computed over: nats/char, nats/byte, nats/word, nats/point
             unit = m.unit.replace("/unit", f"/{totals.unit}") if totals.unit else m.unit
-            out[name] = MetricValue(name, float(m.compute(totals)), unit)
+            try:
+                value = float(m.compute(totals))
+            except OverflowError:  # 2 ** bits of a diverged score: infinite, which every caller refuses by name
+                value = math.inf
+            out[name] = MetricValue(name, value, unit)
         except MetricError:
             if not skip_missing:
                 raise

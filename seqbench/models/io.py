@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from seqbench.errors import SeqbenchError
-from seqbench.paths import sha256_file
+from seqbench.paths import sha256_file, sha256_pin_problem
 from seqbench.models import SeqModel, meta_from_config_dict, model_from_config_dict
 
 WEIGHTS = "model.safetensors"
@@ -61,14 +61,20 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     return struct.pack("<Q", len(text)) + text + raw[8 + n:]
 
 
+def weights_bytes(model: SeqModel) -> bytes:
+    """The bytes of ``model``'s model.safetensors as :func:`save_pretrained` writes them (so their sha256 is
+    the one the written file will have, known before anything is written)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return safetensors_bytes(tensors, {"format": "pt", "family": model.family})
+
+
 def save_pretrained(model: SeqModel, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``folder``/model.safetensors and ``folder``/config.json: byte-identical for identical tensors and
     config, each written whole or not at all, mode 0644 (see the module docstring)."""
     from seqbench.paths import atomic_write_bytes, atomic_write_text
 
     folder = Path(folder)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(folder / WEIGHTS, safetensors_bytes(tensors, {"format": "pt", "family": model.family}))
+    atomic_write_bytes(folder / WEIGHTS, weights_bytes(model))
     cfg = {"model": model.config_dict(), **(extra or {})}
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True))
     return folder
@@ -375,7 +381,10 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     cfg = read_config(folder)
     where = Path(folder) / CONFIG
     pin = cfg.get("weights_sha256")
-    if verify and isinstance(pin, str) and (Path(folder) / WEIGHTS).is_file():
+    if verify and "weights_sha256" in cfg and sha256_pin_problem(pin):  # a malformed pin refuses, never skips
+        raise CheckpointError(f"{where}: {sha256_pin_problem(pin)}, so it pins nothing; config.json is damaged: "
+                              "restore or re-export the folder (or remove the entry to load unpinned weights)")
+    if verify and pin is not None and (Path(folder) / WEIGHTS).is_file():
         got = sha256_file(Path(folder) / WEIGHTS)
         if got != pin:
             raise CheckpointError(f"{Path(folder) / WEIGHTS}: sha256 {got} does not match the pinned {pin} that "
@@ -397,5 +406,5 @@ def load_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
 
 
 __all__ = ["CheckpointError", "save_pretrained", "load_pretrained", "read_config", "read_header", "check_header",
-           "load_state", "load_into", "safetensors_bytes", "SideInfo", "side_info", "read_side_info",
+           "load_state", "load_into", "safetensors_bytes", "weights_bytes", "SideInfo", "side_info", "read_side_info",
            "vocabulary_from_dict"]

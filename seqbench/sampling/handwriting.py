@@ -210,6 +210,10 @@ class RandomBlocks:
     """
 
     def __init__(self, batch: int, seed: int | None):
+        from seqbench.checks import seed_problem
+
+        if seed is not None and seed_problem("seed", seed):
+            raise SamplingError(f"{seed_problem('seed', seed)} (CLI --seed)")
         self.g = torch.Generator()
         self.g.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
         self.batch, self.t, self.u, self.n = batch, RANDOM_BLOCK, None, None
@@ -325,6 +329,9 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
         text_mask = ~char_mask
     for t in range(max_new):
         y, phi, kappa = st.step(x)
+        # the network's output, window included, is checked before anything uses it: the stopping rule compares
+        # φ and κ, and a NaN or infinite window "ended" a line at its first step (an empty picture, exit 0)
+        _check_finite(P + t + 1, stopped, y, phi, kappa)
         if chars is not None:
             # stopping rule (section 5.4): φ(t, U+1) > φ(t, u) for all u ≤ U
             inside = phi[:, :-1].masked_fill(text_mask, -math.inf).amax(1)
@@ -339,21 +346,31 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
                     break
         u, n = rnd.next()
         x = draw_point(y, M, bias, u, n)
-        # ŷ itself (a NaN end-of-stroke logit draws a finite "pen down"), and the point (σ = exp(σ̂) can overflow)
-        finite = (torch.isfinite(y).all(1) & torch.isfinite(x).all(1)) | torch.from_numpy(stopped)  # (B,)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero().flatten().tolist()
-            raise SamplingError(
-                f"the network's output is not finite (NaN or infinite) at step {P + t + 1} of line(s) "
-                f"{', '.join(str(i + 1) for i in bad[:5])}, so nothing it draws can be written: its weights "
-                "overflow (a run that diverged, or a corrupt checkpoint). Sample from another checkpoint (an "
-                "earlier one of the run), or retrain")
+        # the point too (σ = exp(σ̂) can overflow)
+        _check_finite(P + t + 1, stopped, x)
         xs.append(x)
         if phi is not None:
             phis.append(phi)
             kappas.append(kappa)
     out = torch.stack(xs, dim=1) if xs else torch.zeros(batch, 0, 3, dtype=dtype)  # (B, T, 3)
     return out, phis, kappas, length, stopped
+
+
+def _check_finite(step: int, stopped: np.ndarray, *outputs: Tensor | None) -> None:
+    """Refuse a sampling step whose outputs (per line: ŷ, φ, κ, the drawn point) are not finite, for the lines
+    still being written."""
+    finite = ~torch.from_numpy(stopped)
+    for o in outputs:
+        if o is not None:
+            finite = finite & torch.isfinite(o.reshape(o.shape[0], -1)).all(1)
+    finite = finite | torch.from_numpy(stopped)  # (B,)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        raise SamplingError(
+            f"the network's output is not finite (NaN or infinite) at step {step} of line(s) "
+            f"{', '.join(str(i + 1) for i in bad[:5])}, so nothing it draws can be written: its weights "
+            "overflow (a run that diverged, or a corrupt checkpoint). Sample from another checkpoint (an "
+            "earlier one of the run), or retrain")
 
 
 def _prime_offsets(prime: Any, stats: Any, data_root: Any, config: str) -> tuple[np.ndarray, str, str | None, Any]:

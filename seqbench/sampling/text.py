@@ -100,6 +100,10 @@ def sample_text(model: Any, length: int = 200, *, prime: str = "", temperature: 
     if len(ids) > MAX_PRIME:
         raise SamplingError(f"a priming string of {len(ids):,} symbols is over the limit of {MAX_PRIME:,} "
                             "(seqbench.sampling.text.MAX_PRIME); shorten --prime-text to its end")
+    from seqbench.checks import seed_problem
+
+    if seed is not None and seed_problem("seed", seed):
+        raise SamplingError(f"{seed_problem('seed', seed)} (CLI --seed)")
     m = loaded.model
     g = torch.Generator()
     g.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))

@@ -97,6 +97,11 @@ class Recipe:
                                 "optimizer_args.*)")
         wrong = [_wrong_type(k, v, Recipe) for k, v in top.items()]
         wrong += [_wrong_type(k, v, DataSpec, "data.") for k, v in data.items()]
+        # a NaN, an infinity or an integer beyond 64 bits is refused wherever it is given (model.*, optimizer_args.*
+        # included): it would train nothing, or end in an OverflowError deep inside torch
+        from seqbench.checks import numbers_problems
+
+        wrong += [p for k, v in changes.items() for p in numbers_problems(k, v)]
         wrong = [w for w in wrong if w]
         if wrong:
             raise SeqbenchError(f"recipe {self.name}: {'; '.join(wrong)}")
@@ -121,9 +126,8 @@ class Recipe:
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
             ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1), ("lr_plateau", self.lr_plateau, 1))
             if v is not None and v < lo]
-        problems += [f"{name} must be a finite number > 0 (got {v})" for name, v in (
-            ("clip_norm", self.clip_norm), ("clip_lstm", self.clip_lstm), ("clip_output", self.clip_output))
-            if v is not None and not (0 < v < math.inf)]
+        if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
+            problems.append(f"clip_norm must be a finite number > 0, or null for none (got {self.clip_norm})")
         from seqbench.data.streams import JOINS
         if d.join not in JOINS:
             problems.append(f"data.join must be one of {', '.join(JOINS)} (got {d.join!r})")
@@ -137,8 +141,21 @@ class Recipe:
                             "truncated-BPTT length is data.window")
         if not 0 < self.lr_plateau_factor < 1:  # also refuses NaN
             problems.append(f"lr_plateau_factor must be between 0 and 1 (got {self.lr_plateau_factor})")
-        if not self.noise_std >= 0:
+        from seqbench.checks import numbers_problems, seed_problem
+
+        # every number must be finite and fit in 64 bits (a recipe file or an override may hold NaN or Infinity)
+        problems += [p for k, v in self.to_dict().items() for p in numbers_problems(k, v)]
+
+        def finite(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if finite(self.noise_std) and self.noise_std < 0:
             problems.append(f"noise_std must be >= 0 (got {self.noise_std})")
+        for name, v in (("clip_lstm", self.clip_lstm), ("clip_output", self.clip_output)):
+            if finite(v) and v <= 0:
+                problems.append(f"{name} must be > 0, or null for no clipping (got {v})")
+        if not numbers_problems("seed", self.seed):
+            problems += [p for p in (seed_problem("seed", self.seed),) if p]
         if problems:
             raise SeqbenchError(f"recipe {self.name}: {'; '.join(problems)}")
 

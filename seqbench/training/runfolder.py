@@ -241,8 +241,36 @@ def read_metrics(path: Path) -> list[dict]:
         if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
             log.warning("%s:%d: not a whole event (a write cut short?); skipped", path, n)
             continue
+        problem = _event_problem(ev)
+        if problem:
+            log.warning("%s:%d: %s (a damaged or hand-edited line); skipped", path, n, problem)
+            continue
         events.append(ev)
     return events
+
+
+def _event_problem(ev: dict) -> str | None:
+    """What makes a metrics.jsonl event unusable (a field its readers compute with, of the wrong type), or None:
+    the step a whole number >= 0; times, epochs and thread counts numbers; the loss of a train or valid event a
+    number (a "nan" event may name it as a string)."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    step = ev.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"'step' is {str(step)[:40]!r}, not a whole number >= 0"
+    for k in ("epoch", "elapsed_s", "wall_s", "cpu_s", "threads", "window_sharpness", "lr", "lr_scale"):
+        if k in ev and ev[k] is not None and not number(ev[k]):
+            return f"{k!r} is {str(ev[k])[:40]!r}, not a number"
+    if ev["event"] in ("train", "valid") and not number(ev.get("loss")):
+        return f"'loss' is {str(ev.get('loss'))[:40]!r}, not a number"
+    wa = ev.get("window_alignment")
+    if wa is not None and not (isinstance(wa, list) and all(number(x) for x in wa)):
+        return "'window_alignment' is not a list of numbers"
+    for k, kind in (("changed", dict), ("reinit", list)):
+        if k in ev and not isinstance(ev[k], kind):
+            return f"{k!r} is not a JSON {'object' if kind is dict else 'list'}"
+    return None
 
 
 # what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new

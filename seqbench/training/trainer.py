@@ -501,6 +501,10 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
     if max_steps is not None:
         overrides["max_steps"] = max_steps
     out = check_output_path(out, folder=True, what="run folder")
+    if resume and init_from:  # never silently ignored: the two start a run from different weights
+        raise SeqbenchError(f"init_from ({init_from}) starts a new run from other weights, but resume continues "
+                            f"{out} from its own last/ checkpoint: drop one of them (to start from those weights, "
+                            "give a new run folder)")
     changed: dict = {}
     if resume:
         if _dist()[0] == 0:

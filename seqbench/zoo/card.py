@@ -6,6 +6,7 @@ front matter carries the results in the Hub's ``model-index`` format.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -102,9 +103,12 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
 
     row = PAPER.get(entry.paper or "")
     if results:
-        paper_col = row is not None and not sample
-        body += ["## Results", "",
-                 "| metric | value | unit |" + (f" paper ({row.table}) |" if paper_col else ""),
+        paper_col = row is not None and not sample and comparable_with_paper(record)
+        body += ["## Results", ""]
+        if row is not None and not sample and not paper_col:
+            body += [f"Not beside the paper's {row.table}: these numbers were not measured on the paper's whole "
+                     "corpus (a partial or other preparation of it, or a record that does not say).", ""]
+        body += ["| metric | value | unit |" + (f" paper ({row.table}) |" if paper_col else ""),
                  "|---|---|---|" + ("---|" if paper_col else "")]
         for k, v in results.items():
             pv = row.metrics.get(k) if paper_col else None
@@ -122,7 +126,7 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                  "|---|" + "---|" * len(alignment["fractions"]),
                  "| window's peak (characters / U, median) | " + " | ".join(f"{v:.2f}" for v in alignment["median"])
                  + " |", ""]
-    proj = projection(entry, results, training)
+    proj = projection(entry, results, training, record)
     if proj is not None:
         from seqbench.training.projection import describe as describe_projection
 
@@ -196,16 +200,28 @@ def procedure_of(card: str) -> str | None:
     return (body[:m.start()] if m else body).strip() or None
 
 
+def comparable_with_paper(record: Mapping[str, Any] | None) -> bool:
+    """Whether the numbers of a result record may stand beside the paper's: the evaluator names paper rows in
+    it only for the real corpus (its counts match the official release), scored whole, by a model that is no
+    smoke model; never on seqbench's generated sample. No record, no comparison."""
+    if not isinstance(record, Mapping):
+        return False
+    d = record.get("dataset") if isinstance(record.get("dataset"), Mapping) else {}
+    return bool(record.get("paper")) and not d.get("generated_sample") and d.get("limit") is None
+
+
 def projection(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None,
-               training: Mapping[str, Any] | None) -> dict | None:
+               training: Mapping[str, Any] | None, record: Mapping[str, Any] | None = None) -> dict | None:
     """:func:`seqbench.training.projection.project` of a card: the entry's main metric against the paper's,
     at the rate of the run's validation curve. None where there is no curve, no paper value, or the curve is
-    in another unit than the metric (or the entry is scored on a generated sample)."""
+    in another unit than the metric, or ``record`` (the one the results come from) is not on the paper's corpus
+    (:func:`comparable_with_paper`)."""
     from seqbench.evaluation.paper import PAPER
     from seqbench.training.projection import project
 
     row = PAPER.get(entry.paper or "")
-    if not results or not training or not training.get("valid") or row is None or entry.eval_options.get("sample"):
+    if not results or not training or not training.get("valid") or row is None or entry.eval_options.get("sample") \
+            or not comparable_with_paper(record):
         return None
     main = entry.metrics[0] if entry.metrics else None
     mv, target = results.get(main), row.metrics.get(main)
@@ -224,6 +240,8 @@ def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
     from seqbench.evaluation.paper import PAPER
 
     row = PAPER.get((entry.paper or "").replace("-static", "-dynamic"))
+    if not comparable_with_paper(dynamic.get("record")):  # the dynamic record's data decides, as the static one's
+        row = None
     sel = dynamic.get("selection") or {}
     out = ["## Dynamic evaluation", "",
            f"The network keeps training on {entry.split} as it scores it (plain SGD, learning rate "
@@ -238,7 +256,8 @@ def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
         where = f"the first {sel['limit']:,} units of" if sel.get("limit") else "the whole"
         out += ["", f"The rate was chosen on {where} the {sel['split']} split (never on {entry.split}), the lowest "
                     f"{sel['metric']} among:", "", f"| learning rate | {sel['metric']} ({sel['unit']}) |", "|---|---|"]
-        out += [f"| {t['lr']:g}{' (chosen)' if t['lr'] == sel.get('chosen') else ''} | {t['value']:.6g} |"
+        out += [f"| {t['lr']:g}{' (chosen)' if t['lr'] == sel.get('chosen') else ''} | "
+                + ("diverged (scores not finite)" if t.get("value") is None else f"{t['value']:.6g}") + " |"
                 for t in sel["trials"]]
     out += ["", "Reproduce: `seqbench eval --model zoo:" + entry.name + " --dynamic` (the rate is the entry's).", ""]
     return out
@@ -248,10 +267,13 @@ class ExportError(SeqbenchError):
     """A network or a result record does not belong to the zoo entry it is exported under."""
 
 
-def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = None) -> None:
+def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = None,
+                     weights_sha256: str | None = None) -> None:
     """Refuse to write a card that would be false: a network of another family or architecture than the entry's,
-    or results measured on other data (another dataset, configuration or split, a partial run, or seqbench's
-    generated sample for an entry that is not a smoke model)."""
+    results measured on other data (another dataset, configuration or split, a partial run, seqbench's generated
+    sample for an entry that is not a smoke model, a split whose fingerprint is not the one the entry pins), or
+    results of other weights (``weights_sha256``: the sha256 of the weights exported, which the record must have
+    scored)."""
     family = getattr(model, "family", None)
     cfg = getattr(model, "config", None)
     problems = []
@@ -273,6 +295,19 @@ def check_exportable(model, entry: ZooEntry, record: Mapping[str, Any] | None = 
         proto = (record.get("protocol") or {}).get("name")
         if proto is not None and proto != entry.protocol:
             problems.append(f"the results are {proto}, the entry is {entry.protocol}")
+        fp = d.get("fingerprint")
+        if entry.data_fingerprint is not None and fp != entry.data_fingerprint:
+            problems.append(
+                f"the results are on a split whose fingerprint is {fp!r}, but the entry pins the data "
+                f"{entry.data_fingerprint} (score it on that data: prepare the whole corpus with `seqbench prepare "
+                f"{entry.dataset}`; if the prepared data changed on purpose, a new dataset version, re-pin the "
+                "entry's data_fingerprint first)")
+        if weights_sha256 is not None:
+            scored = (record.get("model") or {}).get("weights_sha256")
+            if scored != weights_sha256:
+                problems.append(f"the record scored the weights with sha256 {scored!r}, not the ones exported "
+                                f"({weights_sha256}): evaluate these weights (seqbench eval --model RUN/best --out "
+                                "RECORD) or leave --record out")
     if problems:
         raise ExportError(f"cannot export under zoo:{entry.name}: {'; '.join(problems)}. Export a network "
                           "trained with the entry's recipe, with a record of `seqbench eval` on the entry's split")
@@ -292,7 +327,13 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     from seqbench.data.iam.vocab import GRAVES57
     from seqbench.models.io import save_pretrained, side_info
 
-    check_exportable(model, entry, record)
+    import hashlib
+
+    from seqbench.models.io import weights_bytes
+
+    # the weights' sha256 before anything is written: the record must have scored exactly these weights
+    check_exportable(model, entry, record, weights_sha256=hashlib.sha256(weights_bytes(model)).hexdigest()
+                     if record else None)
     folder = Path(folder)
     stats = ((record or {}).get("dataset") or {}).get("offset_stats")
     side = side_info(model, offset_stats=stats if isinstance(stats, Mapping) else None, vocab=GRAVES57,
@@ -308,6 +349,57 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
     atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training,
                                                    dynamic, alignment, quick=quick, procedure=procedure))
     return folder, sha
+
+
+def run_step(cfg: Mapping[str, Any], where: str | os.PathLike) -> int | None:
+    """The ``step`` a checkpoint's config.json records (None where it records none); anything but a whole number
+    >= 0 (``"forty"``, 4.5, true) raises :class:`~seqbench.models.io.CheckpointError` naming the file."""
+    step = cfg.get("step")
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        from seqbench.models.io import CheckpointError
+
+        raise CheckpointError(f"{where}: 'step' is {str(step)[:80]!r}, not a whole number of steps >= 0; the "
+                              "checkpoint's config.json is damaged: restore it, or retrain")
+    return step
+
+
+def run_symbols(cfg: Mapping[str, Any], model: Any, where: str | os.PathLike) -> list[str] | None:
+    """A language model's symbols as its checkpoint records them (None for other networks or none recorded);
+    a mistyped entry raises, naming the file (:func:`seqbench.models.io.read_side_info`)."""
+    from seqbench.models.io import read_side_info
+
+    return read_side_info(dict(cfg), model, str(where), vocab=False, stats=False).symbols
+
+
+def remove_stale_stages(folder: str | os.PathLike) -> list[Path]:
+    """Delete the staging folders ``.NAME.export-PID`` beside ``folder`` whose export process is gone (killed
+    with -9, or the machine went down, before it could clean up); those of running exports stay. Returns
+    what was deleted."""
+    import shutil
+
+    folder = Path(folder)
+    gone = []
+    for stage in folder.parent.glob(f".{folder.name}.export-*"):
+        pid = stage.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not stage.is_dir():
+            continue
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(stage, ignore_errors=True)
+        gone.append(stage)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process (or a pid we cannot ask about): leave it
+        return True
+    return True
 
 
 def training_status(run: str | os.PathLike, status: str = "in training", hardware: str | None = None,
@@ -326,6 +418,7 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
         state = json.loads((run / "last" / "training_state.json").read_text())
     except (OSError, ValueError):
         pass
+    state = _checked_state(state, run / "last" / "training_state.json")
     threads = next((e.get("threads") for e in reversed(events) if e["event"] in ("start", "resume")), None) or 1
     n_batches = None
     try:
@@ -411,6 +504,27 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
                            f"the whole {rec.data.valid_split} split" if rec else "the run's validation set")}
 
 
+def _checked_state(state: Any, where: Path) -> dict:
+    """The fields of last/training_state.json that a card computes with, refused by name when of the wrong type
+    (``"step": "forty"``): a damaged file must not become a traceback, nor a card of other numbers."""
+    if not isinstance(state, dict):
+        return {}
+    bad = []
+    step = state.get("step")
+    if "step" in state and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+        bad.append(f"'step' is {str(step)[:40]!r}, not a whole number >= 0")
+    for k in ("epoch", "wall_s", "cpu_s"):
+        v = state.get(k)
+        if k in state and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+            bad.append(f"{k!r} is {str(v)[:40]!r}, not a finite number >= 0")
+    if bad:
+        from seqbench.models.io import CheckpointError
+
+        raise CheckpointError(f"{where}: {'; '.join(bad)}; the run's last checkpoint is damaged: restore it (or "
+                              "resume the run, which rewrites it), then export again")
+    return state
+
+
 def _zoo_parent(cfg: Mapping[str, Any], start: Mapping[str, Any]) -> dict | None:
     """A run started from a zoo model's folder (``--init-from zoo:NAME`` or ``zoo/NAME``, when the run folder
     it came from is gone): that model's training, as its zoo entry pins it, counts toward this run's. Only
@@ -465,4 +579,5 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
 
 
 __all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
-           "plot_curve", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING"]
+           "plot_curve", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING",
+           "comparable_with_paper", "run_step", "run_symbols", "remove_stale_stages"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seqbench.errors import SeqbenchError
-from seqbench.paths import sha256_file
+from seqbench.paths import sha256_file, sha256_pin_problem
 from seqbench.registry import Registry
 from seqbench.zoo import ZOO, ZooEntry, mirror_dirs, mirror_folder
 
@@ -106,13 +106,20 @@ def hub_cache_dir() -> Path:
 # -- checksums ----------------------------------------------------------------------------------------------------
 def _config_sha(folder: Path) -> str | None:
     """The ``weights_sha256`` config.json records, or None (no pin, or a config.json that cannot be read: loading
-    it then fails with the clear error of :func:`seqbench.models.io.read_config`)."""
+    it then fails with the clear error of :func:`seqbench.models.io.read_config`). A pin that is not a sha256
+    (a number, a truncated string) raises :class:`WeightsChecksumError`: it would otherwise check nothing."""
     try:
         cfg = json.loads((folder / CONFIG).read_bytes().decode("utf-8"))
     except (OSError, ValueError):  # missing, not UTF-8 (UnicodeDecodeError), not JSON (JSONDecodeError)
         return None
-    sha = cfg.get("weights_sha256") if isinstance(cfg, dict) else None
-    return sha if isinstance(sha, str) else None
+    if not isinstance(cfg, dict) or "weights_sha256" not in cfg:
+        return None
+    sha = cfg["weights_sha256"]
+    problem = sha256_pin_problem(sha)
+    if problem:
+        raise WeightsChecksumError(f"{folder / CONFIG}: {problem}, so it pins nothing; the file is damaged: "
+                                   "restore or re-export the folder (or remove the entry to load unpinned weights)")
+    return sha
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -138,6 +145,8 @@ def verify_weights(folder: Path, expected: str | None, where: str, fix: str) -> 
     path = folder / WEIGHTS
     if not path.is_file():
         raise ModelNotAvailable(f"{path}: missing; a seqbench model folder holds {', '.join(REPO_FILES[:2])}. {fix}")
+    if expected is not None and sha256_pin_problem(expected):
+        raise WeightsChecksumError(f"{path} ({where}): the pin {sha256_pin_problem(expected)}; it checks nothing. {fix}")
     got = sha256_file(path)
     for pin, what in ((expected, "pinned"), (cache_blob_sha(path), "Hugging Face cache's (its blob name)")):
         if pin and got != pin:

@@ -59,6 +59,9 @@ class ParsedLine:
 
 
 MIN_POINTS = 2  # a line's model sequence is its N - 1 offsets: with fewer than 2 points there is nothing to predict
+# Points farther than this from the board's origin are corrupt: the real corpus lies within x <= 7,224,
+# y <= 9,181 (and x, y >= -51); this bound is 10x the largest and far below the int32 extremes a damaged file holds.
+MAX_COORDINATE = 100_000
 
 
 def parse_line_xml(data: bytes) -> ParsedLine:
@@ -73,6 +76,12 @@ def parse_line_xml(data: bytes) -> ParsedLine:
     if n < MIN_POINTS:
         raise LineError(f"has {n} point{'s' if n != 1 else ''}; a line needs at least {MIN_POINTS} points "
                         "(one pen offset) to be modelled")
+    far = max(int(np.abs(line.x.astype(np.int64)).max()), int(np.abs(line.y.astype(np.int64)).max()))
+    if far > MAX_COORDINATE:
+        # one such point makes the training split's offset statistics its own (an int32-extreme line made
+        # std_dx 49 million, and normalised every other line to near zero): the line is refused, and flagged
+        raise LineError(f"has a point {far:,} board units from the origin, off the whiteboard (the corpus "
+                        f"stays within {MAX_COORDINATE:,}): a corrupt coordinate")
     if line.x.min() == line.x.max() and line.y.min() == line.y.max():
         line.warnings.append(f"all {n} points are at the same place (x={int(line.x[0])}, y={int(line.y[0])}): "
                              "the pen never moved")

@@ -25,11 +25,17 @@ def form_of_original(name: str) -> str | None:
 def parse_csr(data: bytes) -> list[str]:
     """The lines of the ``CSR:`` section (the corrected transcription), one per written line.
 
-    The files are ISO-8859-1. Blank lines around the section are dropped and trailing
-    whitespace of each line is removed; nothing else is changed. Raises ValueError when the
-    file has no ``CSR:`` section.
+    The official files are ISO-8859-1; a file that is valid UTF-8 (a re-saved or hand-written one:
+    ``é`` as two bytes) is read as UTF-8, so that its ``é`` is not stored as ``Ã©`` (ASCII reads the
+    same either way, and real ISO-8859-1 text is almost never valid UTF-8). Blank lines around the
+    section are dropped and trailing whitespace of each line is removed; nothing else is changed.
+    Raises ValueError when the file has no ``CSR:`` section.
     """
-    lines = data.decode("latin-1").splitlines()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    lines = text.removeprefix("\ufeff").splitlines()
     try:
         start = next(i for i, ln in enumerate(lines) if ln.strip() == "CSR:")
     except StopIteration:
