@@ -606,7 +606,7 @@ def test_restore_best_steps_the_rate_down_from_the_best_weights_and_resumes_exac
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 2.0, float("nan")])
 def test_a_plateau_factor_outside_0_1_is_refused(tmp_path, value):
-    with pytest.raises(SeqbenchError, match="lr_plateau_factor must be between 0 and 1"):
+    with pytest.raises(SeqbenchError, match="lr_plateau_factor must be (between 0 and 1|a finite number)"):
         train("tiny-prediction", tmp_path / "r", max_steps=2, quiet=True,
               overrides={"lr_plateau": 2, "lr_plateau_factor": value})
 
@@ -658,5 +658,5 @@ def test_clip_norm_bounds_each_update(tmp_path):
 
 @pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
 def test_a_clip_norm_that_is_not_a_positive_finite_number_is_refused(tmp_path, value):
-    with pytest.raises(SeqbenchError, match="clip_norm must be a finite number > 0"):
+    with pytest.raises(SeqbenchError, match="clip_norm must be a finite number"):
         train("tiny-text", tmp_path / "r", max_steps=2, quiet=True, overrides={"clip_norm": value})
