@@ -90,3 +90,30 @@ def pytest_collection_modifyitems(config, items):
                 ok = False
             if not ok:
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
+class FullDiskFile:
+    """A file object whose every write finds the disk full (ENOSPC); the rest is the wrapped file's."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.f.close()
+
+    def __getattr__(self, k):
+        return getattr(self.f, k)
+
+
+@pytest.fixture
+def full_disk_file():
+    """The class of a file whose writes find the disk full, to patch into os.fdopen / open."""
+    return FullDiskFile

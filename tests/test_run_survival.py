@@ -346,28 +346,11 @@ def test_resume_with_init_from_is_refused_not_ignored(tmp_path):
     assert (d / "metrics.jsonl").read_bytes() == log
 
 
-def _full_disk(monkeypatch):
+def _full_disk(monkeypatch, Full):
     """Every whole-file write (seqbench.paths) and every metrics.jsonl append finds the disk full."""
     import builtins
-    import errno
 
     import seqbench.paths as paths
-
-    class Full:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.f.close()
-
-        def __getattr__(self, k):
-            return getattr(self.f, k)
 
     real_fdopen, real_open = os.fdopen, builtins.open
     monkeypatch.setattr(paths.os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
@@ -375,14 +358,14 @@ def _full_disk(monkeypatch):
                         if "a" in mode and str(file).endswith("metrics.jsonl") else real_open(file, mode, *a, **k))
 
 
-def test_a_full_disk_during_training_is_a_clear_error(tmp_path, monkeypatch):
+def test_a_full_disk_during_training_is_a_clear_error(tmp_path, monkeypatch, full_disk_file):
     from click.testing import CliRunner
 
     from seqbench.cli.main import cli
 
     d = _run(tmp_path)
     before = {p.name: p.read_bytes() for p in (d / "last").iterdir()}
-    _full_disk(monkeypatch)
+    _full_disk(monkeypatch, full_disk_file)
     res = CliRunner().invoke(cli, ["train", "--resume", "--out", str(d), "--max-steps", "8", "-q"])
     assert res.exit_code == 1 and res.output.startswith("error: ") and "No space left on device" in res.output, \
         res.output

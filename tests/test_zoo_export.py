@@ -317,8 +317,8 @@ def test_an_export_cleans_the_staging_folders_of_killed_exports(iam_root, tmp_pa
     assert not dead.exists() and live.exists()
 
 
-def test_a_full_disk_during_export_is_a_clear_error_and_keeps_the_old_entry(iam_root, tmp_path, entry, monkeypatch):
-    import errno
+def test_a_full_disk_during_export_is_a_clear_error_and_keeps_the_old_entry(iam_root, tmp_path, entry, monkeypatch,
+                                                                            full_disk_file):
     import os
 
     import seqbench.paths as paths
@@ -328,21 +328,7 @@ def test_a_full_disk_during_export_is_a_clear_error_and_keeps_the_old_entry(iam_
     assert _export(run.out, out, iam_root).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real = os.fdopen
-
-    class Full:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            self.f.close()
-
-    monkeypatch.setattr(paths.os, "fdopen", lambda *a, **k: Full(real(*a, **k)))
+    monkeypatch.setattr(paths.os, "fdopen", lambda *a, **k: full_disk_file(real(*a, **k)))
     _clean_error(_export(run.out, out, iam_root), "No space left on device")
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
