@@ -660,3 +660,16 @@ def test_clip_norm_bounds_each_update(tmp_path):
 def test_a_clip_norm_that_is_not_a_positive_finite_number_is_refused(tmp_path, value):
     with pytest.raises(SeqbenchError, match="clip_norm must be a finite number"):
         train("tiny-text", tmp_path / "r", max_steps=2, quiet=True, overrides={"clip_norm": value})
+
+
+def test_adaptive_noise_charges_its_complexity_once_per_epoch_with_chunks():
+    """Every step charges L_C / N: with truncated BPTT an epoch has chunks-per-batch times more steps, so N counts
+    the chunks too, and an epoch still charges L_C / B in all (Graves 2011's objective up to 1 / B)."""
+    from seqbench.training.data import n_training_sequences
+
+    spec = get_recipe("tiny-synthesis-awn").data
+    whole = make_batches(spec, "train", train=True, seed=0)
+    chunked = make_batches(spec.__class__(**{**spec.__dict__, "chunk": 6}), "train", train=True, seed=0)
+    assert n_training_sequences(whole) == len(whole.items)
+    charged = len(chunked) / n_training_sequences(chunked)  # steps in an epoch × (1 / N)
+    assert charged == pytest.approx(len(whole) / n_training_sequences(whole))

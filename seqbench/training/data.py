@@ -239,8 +239,11 @@ def make_batches(spec: DataSpec, split: str, *, train: bool, seed: int, rank: in
     raise unknown_name("data source", spec.source, ["iam-ondb", "ptb", "enwik8", "toy-handwriting", "toy-text"])
 
 
-def n_training_sequences(batches) -> int:
-    """How many sequences one epoch holds (for the adaptive-noise complexity share)."""
+def n_training_sequences(batches) -> float:
+    """How many sequences one epoch holds, counted so that the adaptive-noise complexity share 1 / N charged to
+    every step adds up to L_C / B over an epoch: the lines (handwriting), the windows × streams (text), and with
+    truncated BPTT (``chunk``) the lines × the chunks per batch, since every chunk is a step that charges it."""
     if isinstance(batches, SequenceBatches):
-        return len(batches.items)
+        per_batch = len(batches) / max(batches.n_batches(), 1) if batches.chunk else 1
+        return len(batches.items) * per_batch
     return len(batches) * batches.stream.batch_size
