@@ -361,3 +361,19 @@ def test_one_diverging_dynamic_rate_loses_the_selection(ptb_root, tmp_path, text
         res = CliRunner().invoke(cli, ["eval", "--model", str(tmp_path / "lm"), "--dataset", "ptb", "--dynamic",
                                        "--dynamic-lr", bad])
         assert res.exit_code == 2 and "not a finite number" in res.output, res.output
+
+
+def test_the_training_curve_is_on_the_runs_cpu_clock(tmp_path):
+    """A run that records cpu_s (its process's CPU time over all resumes) is drawn and tabled on it, not on wall
+    time × threads, which counts the time other work held the cores."""
+    import json
+
+    from seqbench.training import train
+    from seqbench.zoo.card import training_status
+
+    train("tiny-prediction", tmp_path / "r", max_steps=40, overrides={"eval_every": 10}, quiet=True)
+    events = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    cpu_at = {e["step"]: e["cpu_s"] for e in events if e["event"] == "train"}
+    t = training_status(tmp_path / "r")
+    assert t["clock"] == "cpu"
+    assert [v["cpu_hours"] for v in t["valid"]] == pytest.approx([cpu_at[v["step"]] / 3600 for v in t["valid"]])

@@ -143,7 +143,8 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
             runs = any("run" in v for v in valid)
             win = any("window_alignment" in v for v in valid[-16:])
             body += [f"Validation during training ({training.get('valid_note', 'the recipe validation set')}):", "",
-                     "| step | epoch | core-hours (wall × threads) | validation loss |" + (" recipe |" if runs else "")
+                     "| step | epoch | " + ("CPU-hours" if training.get("clock") == "cpu" else "core-hours (wall × threads)")
+                     + " | validation loss |" + (" recipe |" if runs else "")
                      + (" window at 25/50/75/100 % of the line |" if win else ""),
                      "|---|---|---|---|" + ("---|" if runs else "") + ("---|" if win else "")]
             body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {training.get('unit', '')} |"
@@ -435,16 +436,26 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
         if isinstance(e.get("elapsed_s"), (int, float)):
             last = float(e["elapsed_s"])
         clock.append(float(e["wall_s"]) if isinstance(e.get("wall_s"), (int, float)) else offset + last)
+    # the CPU clock where the run recorded one (cpu_s, over all its resumes: the time its process had a core,
+    # whatever else shared the machine); a validation is at the CPU time of the training event before it
+    cpu_clock: list[float | None] = []
+    seen = None
+    for e in events:
+        if isinstance(e.get("cpu_s"), (int, float)):
+            seen = float(e["cpu_s"])
+        cpu_clock.append(seen)
+    on_cpu = any(c is not None for c in cpu_clock)
     steps_per_epoch = _steps_per_epoch(rec) if rec is not None else None
     valid, changes, regime = [], [], 0
-    for e, t in zip(events, clock):
+    for e, t, c in zip(events, clock, cpu_clock):
         sched = {k: v for k, v in (e.get("changed") or {}).items() if is_schedule_field(k)}
         if e["event"] == "resume" and sched:  # a new stretch of the schedule (--resume --set optimizer_args.lr=...)
             regime += 1
             changes.append({"step": e.get("step", 0), "changed": sched})
         if e["event"] == "valid":
             ep = e["step"] / steps_per_epoch if steps_per_epoch else float(e.get("epoch", 0))
-            valid.append({"step": e["step"], "epoch": ep, "cpu_hours": t * threads / 3600, "loss": e["loss"],
+            hours = (c or 0.0) / 3600 if on_cpu else t * threads / 3600
+            valid.append({"step": e["step"], "epoch": ep, "cpu_hours": hours, "loss": e["loss"],
                           "regime": regime,
                           **({"window_alignment": e["window_alignment"]} if e.get("window_alignment") else {})})
     steps = int(state.get("step", valid[-1]["step"] if valid else 0))
@@ -480,9 +491,10 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             parent["from_step"] = from_step
         # one curve for the model: the earlier run's validations, then this run's after all of its CPU-hours
         # (the validation sets may differ: each point is in its own run's unit and set)
-        # on the curve's own clock (wall × threads), so that it rises across the two runs
+        # on the curve's own clock (CPU time, or wall × threads where the run recorded none), so that it rises
+        # across the two runs
         for v in valid:
-            v["cpu_hours"] += p["wall_hours"] * (p.get("threads") or 1)
+            v["cpu_hours"] += p["cpu_hours"] if on_cpu else p["wall_hours"] * (p.get("threads") or 1)
         valid = ([{**v, "run": p["recipe"], "regime": None} for v in p["valid"]]
                  + [{**v, "run": rec.name if rec else ""} for v in valid])
     elif src is not None and isinstance(src_cfg.get("zoo"), dict):
@@ -497,6 +509,7 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             "epochs": steps / steps_per_epoch if steps_per_epoch else float(state.get("epoch", 0)),
             "threads": threads,
             "hardware": hardware or f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} thread(s)",
+            "clock": "cpu" if on_cpu else "wall",
             "valid": valid, "schedule_changes": changes,
             "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
@@ -567,7 +580,7 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
     ax.plot([p["cpu_hours"] for p in v], [p["loss"] for p in v], "o-", ms=3, lw=1.2, label="validation")
     if paper is not None:
         ax.axhline(paper, color="k", ls="--", lw=1, label=f"paper {paper:g}")
-    ax.set_xlabel("core-hours (wall-clock × threads)")
+    ax.set_xlabel("CPU-hours" if training.get("clock") == "cpu" else "core-hours (wall-clock × threads)")
     ax.set_ylabel(training.get("unit") or "loss")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
