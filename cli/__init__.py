@@ -12,6 +12,11 @@ class FiniteFloatRange(click.FloatRange):
 
     name = "float range"
 
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:  # click would say "x<=None"
+            return "finite"
+        return super()._describe_range()
+
     def convert(self, value, param, ctx):
         rv = super().convert(value, param, ctx)
         if not math.isfinite(rv):

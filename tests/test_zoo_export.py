@@ -377,3 +377,5 @@ def test_the_training_curve_is_on_the_runs_cpu_clock(tmp_path):
     t = training_status(tmp_path / "r")
     assert t["clock"] == "cpu"
     assert [v["cpu_hours"] for v in t["valid"]] == pytest.approx([cpu_at[v["step"]] / 3600 for v in t["valid"]])
+    # weights of an earlier step (best/) count the CPU time up to that step, on the same clock
+    assert training_status(tmp_path / "r", at_step=20)["cpu_hours"] == pytest.approx(cpu_at[20] / 3600)

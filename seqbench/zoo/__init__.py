@@ -220,6 +220,27 @@ _TRAINED: dict[str, dict[str, Any]] = {
                             "still falling by about 1 nats/line per 200 steps at Adam 1e-5 with a decay",
                   "steps": 5800, "epochs": 8.656716417910447,
                   "cpu_hours": 9.032047602538274, "recipe": "iam-synthesis-3x400-fast"}),
+    "pred-3layer": dict(
+        # the run: iam-prediction-3x400 with data.bucket, data.batch_size=4, data.chunk=100, data.valid_limit=256,
+        # optimizer=adam, optimizer_args.lr=1e-3, eval_every=2400 (what iam-prediction-3x400-fast holds, less
+        # its restore-best); the weights of its best validation, step 28,800
+        weights_sha256="7d726e87c935a948bfcaff413651347949efb1f6320dd1f64e537a2e5b932d32",
+        expected={"nll_nats_per_line": -955.0826822514329, "nll_nats_per_line_raw": 3574.4921669948485,
+                  "nll_nats_per_point": -1.5478762170005618, "nll_nats_per_point_raw": 5.793081076607309,
+                  "sse_per_point": 0.7510650298302878},
+        data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
+        # `seqbench zoo verify --quick`: `seqbench eval --model zoo:pred-3layer --limit 64`
+        quick={"limit": 64,
+               "expected": {"nll_nats_per_line": -745.0765466690063, "sse_per_point": 1.0817178538709191,
+                            "nll_nats_per_point": -1.3465365540004068, "nll_nats_per_line_raw": 3316.8815883081106,
+                            "nll_nats_per_point_raw": 5.994420739607463}},
+        training={"status": "in training: the truncated-BPTT arm of the prediction recipe study (the paper's "
+                            "network; 100-point chunks of bucketed batches of 4, Adam 1e-3 held constant), best "
+                            "validation at step 28,800; its validation levelled off at about -976 nats/line on the "
+                            "256-line subset from 1.4 CPU-hours on; it continues with restore-best "
+                            "(iam-prediction-3x400-fast)",
+                  "steps": 28800, "epochs": 1.5573460228194451, "cpu_hours": 1.3920555555555554,
+                  "recipe": "iam-prediction-3x400"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",

@@ -464,9 +464,12 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     wall = float(state["wall_s"]) if "wall_s" in state else (at[-1] if at else 0.0)
     cpu = float(state["cpu_s"]) if "cpu_s" in state else wall * threads
     if at_step is not None and at_step < steps:  # the exported weights are of an earlier step (best/, say)
-        ev = [(e, t) for e, t in zip(events, clock) if e.get("step", 0) <= at_step]
+        ev = [(e, t, c) for e, t, c in zip(events, clock, cpu_clock) if e.get("step", 0) <= at_step]
         t_at = ev[-1][1] if ev else 0.0
-        cpu = cpu * (t_at / wall) if wall > 0 else 0.0  # the run's CPU share up to that step
+        if on_cpu:  # the run's own CPU clock at that step
+            cpu = (ev[-1][2] or 0.0) if ev else 0.0
+        else:
+            cpu = cpu * (t_at / wall) if wall > 0 else 0.0  # the run's CPU share up to that step
         wall, steps = t_at, at_step
         valid = [v for v in valid if v["step"] <= at_step]
         changes = [c for c in changes if c["step"] <= at_step]
