@@ -165,11 +165,11 @@ class _Run:
         self.n_train_seqs = max(n_training_sequences(self.train_batches), 1)
         self.side_info = self._side_info()
         self.text = is_text(self.model)
-        self.net = _Scorer(self.model, self.text)
+        self.net = _Scorer(self.model)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.net = DDP(_Scorer(self.model, self.text),
+            self.net = DDP(_Scorer(self.model),
                            device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None
@@ -252,7 +252,7 @@ class _Run:
         if self.world > 1 and (self.rank != 0 if self.text else k % self.world != self.rank):
             return zero, state  # handwriting: ranks take turns; text streams are sequential: rank 0 scores them
         data = _to(b.data, self.device)
-        nll, n, state = _score_model(self.model, data, None if b.reset else state, self.text)
+        nll, n, state = self.model.score_with_state(data, None if b.reset else state)
         return torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64), state
 
     # -- checkpoints -------------------------------------------------------------
@@ -460,22 +460,17 @@ def _clone(obj):
     return obj
 
 
-def _score_model(model: SeqModel, data: dict, state, text: bool):
-    """(summed NLL in nats per sequence, units per sequence, the state to carry on): the network's own scoring,
-    from ``state`` (None: a zero state)."""
-    return model.score_with_state(data, state)
-
-
 class _Scorer(torch.nn.Module):
-    """What DistributedDataParallel wraps: its forward is the network's own scoring (``score``, or
-    ``score_with_state`` for text), so DDP's gradient hooks see the whole loss computation."""
+    """What DistributedDataParallel wraps: its forward is the network's own scoring from a carried state
+    (``score_with_state``: summed NLL in nats per sequence, units per sequence, the state to carry on), so DDP's
+    gradient hooks see the whole loss computation."""
 
-    def __init__(self, model: SeqModel, text: bool):
+    def __init__(self, model: SeqModel):
         super().__init__()
-        self.model, self.text = model, text
+        self.model = model
 
     def forward(self, data: dict, state=None):
-        return _score_model(self.model, data, state, self.text)
+        return self.model.score_with_state(data, state)
 
 def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dict[str, Any] | None = None,
           resume: bool = False, device: str = "cpu", max_steps: int | None = None, init_from: str | None = None,
