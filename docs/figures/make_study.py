@@ -1,7 +1,7 @@
 """Draw an equal-budget schedule study from its run folders (docs/training.md's study figures).
 
     python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...] \
-        [--ylim LO,HI] [--final FILE] [--clock wall|cpu]
+        [--ylim LO,HI] [--final FILE] [--clock wall|cpu] [--window] [--start RUN=NATS ...]
 
 --clock cpu: the x axis is the run's CPU-hours (cpu_s in its events: the time its process had a core, which
 is what a budget of CPU-hours counts, whatever else shared the machine); wall (the default): wall-clock minutes.
@@ -9,6 +9,11 @@ is what a budget of CPU-hours counts, whatever else shared the machine); wall (t
 --final: JSON lines {"arm": RUN_FOLDER_NAME, "step", "valid_nats_per_line"} of validations made after a run's
 budget ended (its last/ weights on the same validation set), drawn at the run's stop time as open circles.
 --ylim: the loss axes' range (a diverged arm is then drawn clipped, and named so in the legend).
+--start RUN_FOLDER_NAME=NATS: an arm that started from trained weights: their validation loss on the same lines,
+drawn at the arm's 0 as a square (repeatable).
+--window: synthesis runs: two more panels below, from the window's reading recorded with each validation
+(teacher-forced testset_v lines): its sharpness (mean over pen steps of max_u phi / sum_u phi; 1 = all weight on
+one character) and where its peak is, as a fraction of the text, at 50 % and 100 % of the line's points.
 
 Left: the running training loss (the trainer's moving average, as metrics.jsonl records it every 50 steps)
 against the run's wall-clock minutes; right: the validation loss at each validation, same clock. Each run's
@@ -50,6 +55,11 @@ def main(argv: list[str]) -> None:
     for a in it:
         if a in ("--ylim", "--final", "--clock"):
             opts[a] = next(it)
+        elif a == "--window":
+            opts[a] = True
+        elif a == "--start":
+            k, v = next(it).split("=", 1)
+            opts.setdefault(a, {})[k] = float(v)
         else:
             rest.append(a)
     out, title, arms = Path(argv[0]), argv[1], [a.split("=", 1) for a in rest]
@@ -71,7 +81,11 @@ def main(argv: list[str]) -> None:
 
     from seqbench.paths import atomic_write
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    window = "--window" in opts
+    if window:
+        fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(10, 7.2))
+    else:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, folder in arms:
         ev = _events(Path(folder))
         tr = [(e["step"], e[key], e["running"]) for e in ev
@@ -80,12 +94,28 @@ def main(argv: list[str]) -> None:
         # (past the last one, at the last 50 steps' pace)
         va = [(_at(tr, e["step"]) / scale, e["loss"]) for e in ev if e["event"] == "valid" and tr]
         stop = next((e[key] for e in reversed(ev) if e["event"] == "stop" and key in e), None)
+        tr_steps = tr
         tr = [(w / scale, r) for _, w, r in tr]
         if ylim and any(not ylim[0] <= y <= ylim[1] for _, y in tr + va):
             label += " (off the scale)"
         (line,) = ax1.plot(*zip(*tr), lw=1.2, label=label) if tr else ax1.plot([], [], label=label)
+        start = opts.get("--start", {}).get(Path(folder).name)
+        if start is not None:
+            va = [(0.0, start)] + va
+            ax2.plot([0.0], [start], "s", ms=6, mfc="none", color=line.get_color())
         if va:
             ax2.plot(*zip(*va), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
+        if window:
+            wv = [(_at(tr_steps, e["step"]) / scale, e) for e in ev if e["event"] == "valid" and tr_steps]
+            sh = [(x, e["window_sharpness"]) for x, e in wv if e.get("window_sharpness") is not None]
+            pos = [(x, e["window_alignment"]) for x, e in wv if e.get("window_alignment")]
+            if sh:
+                ax3.plot(*zip(*sh), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
+            if pos:
+                # window_alignment: the peak's median position at 25/50/75/100 % of the points
+                ax4.plot([x for x, _ in pos], [m[1] for _, m in pos], "o--", ms=3, lw=1, color=line.get_color())
+                ax4.plot([x for x, _ in pos], [m[-1] for _, m in pos], "o-", ms=4, lw=1.2, color=line.get_color(),
+                         label=label)
         f = final.get(Path(folder).name)
         if f is not None and stop is not None:
             ax2.plot([va[-1][0], stop / scale] if va else [stop / scale], ([va[-1][1]] if va else []) + [f["valid_nats_per_line"]],
@@ -97,6 +127,15 @@ def main(argv: list[str]) -> None:
         ax.grid(alpha=0.3)
         if ylim:
             ax.set_ylim(*ylim)
+    if window:
+        ax3.set_ylabel("window sharpness (mean max φ / Σ φ)")
+        ax4.set_ylabel("window's peak (fraction of the text)")
+        ax4.axhline(1.0, color="grey", lw=0.8)
+        ax4.text(0.02, 0.03, "solid: at the line's last point; dashed: at half its points",
+                 transform=ax4.transAxes, fontsize=7)
+        for ax in (ax3, ax4):
+            ax.set_xlabel("CPU-hours (1 thread)" if clock == "cpu" else "wall-clock minutes")
+            ax.grid(alpha=0.3)
     ax1.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

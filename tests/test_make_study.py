@@ -1,0 +1,50 @@
+"""docs/figures/make_study.py: the study figures draw from run folders (loss, validation, the window's reading)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "make_study.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("make_study", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(folder: Path, valid: list[float], window: bool) -> Path:
+    folder.mkdir()
+    ev = [{"event": "start", "step": 0}]
+    for k in range(1, 9):
+        ev.append({"event": "train", "step": 50 * k, "running": -100.0 * k, "wall_s": 60.0 * k, "cpu_s": 55.0 * k})
+        if k % 4 == 0:
+            v = {"event": "valid", "step": 50 * k, "loss": valid[k // 4 - 1]}
+            if window:
+                v.update(window_alignment=[0.25, 0.5, 0.75, 0.9 + 0.05 * k // 4], window_sharpness=0.2 + 0.01 * k)
+            ev.append(v)
+    ev.append({"event": "stop", "step": 400, "wall_s": 500.0, "cpu_s": 460.0})
+    lines = [json.dumps(e) for e in ev] + ['{"event": "train", "ste']  # a killed run's half-written last line
+    (folder / "metrics.jsonl").write_text("\n".join(lines))
+    return folder
+
+
+@pytest.mark.parametrize("window", [False, True])
+def test_study_figure_draws_arms_and_window(tmp_path, window):
+    pytest.importorskip("matplotlib")
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], window)
+    b = _run(tmp_path / "arm-b", [-550.0, -580.0], window)
+    out = tmp_path / "study.png"
+    args = [str(out), "title", f"A={a}", f"B={b}", "--clock", "cpu", "--start", "arm-b=-520"]
+    _load().main(args + (["--window"] if window else []))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_study_figure_refuses_an_unknown_clock(tmp_path):
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)
+    with pytest.raises(SystemExit, match="--clock"):
+        _load().main([str(tmp_path / "x.png"), "t", f"A={a}", "--clock", "gpu"])
