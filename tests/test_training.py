@@ -673,3 +673,69 @@ def test_adaptive_noise_charges_its_complexity_once_per_epoch_with_chunks():
     assert n_training_sequences(whole) == len(whole.items)
     charged = len(chunked) / n_training_sequences(chunked)  # steps in an epoch × (1 / N)
     assert charged == pytest.approx(len(whole) / n_training_sequences(whole))
+
+
+# ------------------------------------------------------------------ weight noise sampled per group of sequences
+def _one_step_grads(tmp_path, name, **changes):
+    from seqbench.training.trainer import _Run
+
+    rec = get_recipe(name).replace(**{"optimizer": "sgd", "optimizer_args": {"lr": 0.0, "momentum": 0.0},
+                                      **changes})
+    run = _Run(rec, tmp_path / name / str(sorted(changes.items())), "cpu", quiet=True)
+    batches = iter(run.train_batches.epoch(0))
+    for _ in range(2):  # the second batch starts from the first one's carried state (text windows, chunks)
+        assert run.train_step(next(batches))
+    return run, [p.grad.detach().clone() for p in run.model.parameters()]
+
+
+@pytest.mark.parametrize("name,extra", [("tiny-text", {}), ("tiny-synthesis", {"data.chunk": 6})])
+def test_noise_groups_without_noise_give_the_batch_gradient(tmp_path, name, extra):
+    """Groups of sequences scored one after another, each loss over the whole batch's count: with std 0 the summed
+    gradient, the loss and the carried state are those of one pass over the batch (so only the noise differs)."""
+    B = get_recipe(name).data.batch_size
+    one, g1 = _one_step_grads(tmp_path, name, weight_noise="fixed", noise_std=0.0, **extra)
+    many, gB = _one_step_grads(tmp_path, name, weight_noise="fixed", noise_std=0.0, noise_groups=B, **extra)
+    for a, b in zip(g1, gB):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    if one.last_loss is not None:  # a chunked batch reports once its lines end
+        assert many.last_loss == pytest.approx(one.last_loss, rel=1e-5)
+    assert len(_leaves(one.carry)) == len(_leaves(many.carry)) > 0
+    for a, b in zip(_leaves(one.carry), _leaves(many.carry)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _leaves(obj):
+    """The tensors of a nested state, in order."""
+    import dataclasses as dc
+
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for v in obj for t in _leaves(v)]
+    if dc.is_dataclass(obj):
+        return [t for f in dc.fields(obj) for t in _leaves(getattr(obj, f.name))]
+    return []
+
+
+def test_noise_groups_draw_one_sample_per_group(tmp_path, monkeypatch):
+    from seqbench.training.noise import WeightNoise
+
+    draws = []
+    real = WeightNoise.perturb
+    monkeypatch.setattr(WeightNoise, "perturb", lambda self, gen: (draws.append(1), real(self, gen))[1])
+    _one_step_grads(tmp_path, "tiny-text", weight_noise="fixed", noise_groups=4)
+    assert len(draws) == 2 * 4  # two steps, four groups each
+    draws.clear()
+    _one_step_grads(tmp_path, "tiny-text", weight_noise="fixed")
+    assert len(draws) == 2
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"noise_groups": 2}, "weight_noise is None"),
+    ({"noise_groups": 2, "weight_noise": "adaptive"}, "weight_noise is 'adaptive'"),
+    ({"noise_groups": 3, "weight_noise": "fixed"}, "must divide data.batch_size"),
+    ({"noise_groups": 0, "weight_noise": "fixed"}, "noise_groups must be at least 1"),
+])
+def test_noise_groups_refused_where_they_would_not_mean_what_they_say(tmp_path, changes, match):
+    with pytest.raises(SeqbenchError, match=match):
+        train("tiny-text", tmp_path / "r", max_steps=1, quiet=True, overrides=changes)

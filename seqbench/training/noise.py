@@ -2,9 +2,10 @@
 
 Both perturb the weights before the forward pass and put the clean weights back after the backward pass, so
 the optimiser applies to the clean (mean) weights the gradient taken at the noisy ones. The noise is sampled
-once per training step. The paper samples it "once per training sequence"; with a batch of B sequences every
-sequence of the batch shares one sample (a per-sequence sample would need B copies of the network). With
-``batch_size=1`` (as in the paper) this is exactly the paper's scheme.
+once per training step: with a batch of B sequences every sequence of the batch shares one sample. The paper
+samples it "once per training sequence": with ``batch_size=1``, or for fixed noise with the recipe's
+``noise_groups = B`` (the trainer then scores the batch in B groups, each at its own sample, and sums their
+gradients: the paper's scheme at the cost of B smaller passes), this is exactly the paper's scheme.
 
 Which weights: every parameter except biases (weight matrices, symbol tables, peephole weights).
 """

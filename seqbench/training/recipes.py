@@ -60,6 +60,11 @@ class Recipe:
     clip_norm: float | None = None  # then the whole gradient rescaled to at most this L2 norm (not the paper's)
     weight_noise: str | None = None  # None, "fixed" or "adaptive"
     noise_std: float = 0.075  # fixed noise std / initial adaptive std (sections 3.1, 4.2)
+    # fixed weight noise: independent noise samples per step, one for each of this many equal groups of the
+    # batch's sequences (each group's forward and backward at its own sample, the gradients summed). The paper
+    # samples "once per training sequence" (section 3.1): noise_groups = data.batch_size is its scheme; 1 (one
+    # sample shared by the whole batch) is the cheapest
+    noise_groups: int = 1
     init_from: str | None = None  # recipe whose trained weights start this one (section 3.1)
     lr_warmup_steps: int = 0  # the rate rises linearly over the first N steps (lr·(k+1)/N at step k); 0 = none
     lr_half_life: int | None = None  # after the warm-up, the rate halves every N steps; None = constant
@@ -124,7 +129,8 @@ class Recipe:
             ("max_rollbacks", self.max_rollbacks, 0), ("data.n_train", d.n_train, 0),
             ("data.n_valid", d.n_valid, 0), ("data.valid_limit", d.valid_limit, 1),
             ("lr_warmup_steps", self.lr_warmup_steps, 0), ("lr_half_life", self.lr_half_life, 1),
-            ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1), ("lr_plateau", self.lr_plateau, 1))
+            ("lr_decay_start", self.lr_decay_start, 0), ("data.chunk", d.chunk, 1), ("lr_plateau", self.lr_plateau, 1),
+            ("noise_groups", self.noise_groups, 1))
             if v is not None and v < lo]
         if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
             problems.append(f"clip_norm must be a finite number > 0, or null for none (got {self.clip_norm})")
@@ -139,6 +145,14 @@ class Recipe:
         if d.chunk is not None and d.source not in ("iam-ondb", "toy-handwriting"):
             problems.append(f"data.chunk cuts handwriting lines into time chunks; for text ({d.source!r}) the "
                             "truncated-BPTT length is data.window")
+        if isinstance(self.noise_groups, int) and self.noise_groups > 1:
+            if self.weight_noise != "fixed":
+                problems.append(f"noise_groups={self.noise_groups} draws several samples of fixed weight noise per "
+                                f"step; weight_noise is {self.weight_noise!r} (set weight_noise=fixed, or "
+                                "noise_groups=1)")
+            elif isinstance(d.batch_size, int) and d.batch_size % self.noise_groups:
+                problems.append(f"noise_groups={self.noise_groups} must divide data.batch_size={d.batch_size} "
+                                "(equal groups of sequences, one noise sample each)")
         if not 0 < self.lr_plateau_factor < 1:  # also refuses NaN
             problems.append(f"lr_plateau_factor must be between 0 and 1 (got {self.lr_plateau_factor})")
         from seqbench.checks import numbers_problems, seed_problem

@@ -22,6 +22,7 @@ batch size. Only rank 0 writes files and shows progress.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -171,6 +172,9 @@ class _Run:
 
             self.net = DDP(_Scorer(self.model),
                            device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.world > 1 and recipe.noise_groups > 1:
+            raise SeqbenchError(f"noise_groups={recipe.noise_groups} is for one process: under torchrun every process "
+                                "would draw the same samples. Train with one process, or set noise_groups=1")
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None
         self.evals_since_best = 0
@@ -347,17 +351,20 @@ class _Run:
         handwriting still reports nats/line over whole lines."""
         data = _to(b.data, self.device)
         self.opt.zero_grad(set_to_none=True)
-        if self.noise:
-            self.noise.perturb(self.noise_gen)
         state = None if b.reset or self.carry is None else detach_state(self.carry)
-        nll, n, new_state = self._score(data, state)
-        loss = nll.sum() / len(nll)  # summed NLL per sequence, averaged over the sequences (see module doc)
-        loss.backward()
-        if self.noise:
-            # clean weights back; adaptive noise adds its σ gradients and L_C / N: the step's objective is
-            # mean_batch(L_E per sequence) + L_C / N, whose sum over the N / B steps of an epoch is
-            # (L_E + L_C) / B, Graves (2011)'s objective up to the constant 1 / B (N: sequences per epoch)
-            self.noise.restore(1.0 / self.n_train_seqs)
+        if self.noise and self.recipe.noise_groups > 1:
+            nll, n, new_state, loss = self._grouped_noise_pass(data, state)
+        else:
+            if self.noise:
+                self.noise.perturb(self.noise_gen)
+            nll, n, new_state = self._score(data, state)
+            loss = nll.sum() / len(nll)  # summed NLL per sequence, averaged over the sequences (see module doc)
+            loss.backward()
+            if self.noise:
+                # clean weights back; adaptive noise adds its σ gradients and L_C / N: the step's objective is
+                # mean_batch(L_E per sequence) + L_C / N, whose sum over the N / B steps of an epoch is
+                # (L_E + L_C) / B, Graves (2011)'s objective up to the constant 1 / B (N: sequences per epoch)
+                self.noise.restore(1.0 / self.n_train_seqs)
         stats = torch.tensor([float(nll.detach().sum()), float(n.sum()), float(len(nll))], dtype=torch.float64)
         sums = [p.grad.sum() for p in self.opt_params() if p.grad is not None]  # inf or NaN anywhere shows here
         finite = bool(torch.isfinite(torch.stack([loss.detach(), *sums])).all())  # one device sync
@@ -380,6 +387,24 @@ class _Run:
         if b.whole and bool(torch.isfinite(stats).all()):  # NaN: a chunk of these lines was rolled back
             self.last_loss = self._loss_value(*stats.tolist())
         return True
+
+    def _grouped_noise_pass(self, data: dict, state):
+        """Forward and backward with ``noise_groups`` independent samples of fixed weight noise: the batch's
+        sequences in that many groups, each scored at its own noisy weights, the gradients summed (each group's
+        loss over the whole batch's count, so the gradient is the batch mean's, as with one sample). Returns the
+        batch's per-sequence (nll, n), its state to carry on and its loss."""
+        B = len(data["targets"])
+        nlls, ns, states, total = [], [], [], 0.0
+        for idx in torch.arange(B).tensor_split(self.recipe.noise_groups):
+            a, z = int(idx[0]), int(idx[-1]) + 1
+            self.noise.perturb(self.noise_gen)
+            nll, n, st = self._score(_rows(data, a, z), None if state is None else _rows(state, a, z))
+            loss = nll.sum() / B
+            loss.backward()
+            self.noise.restore(1.0 / self.n_train_seqs)
+            nlls.append(nll.detach()), ns.append(n), states.append(st)
+            total = total + loss.detach()
+        return torch.cat(nlls), torch.cat(ns), _cat_rows(states), total
 
     def opt_params(self):
         for g in self.opt.param_groups:
@@ -448,6 +473,37 @@ class _StopFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}
+
+
+def _rows(obj: Any, a: int, z: int) -> Any:
+    """Rows ``a:z`` (the batch dimension, first everywhere) of a batch or a carried state: tensors, lists of per-
+    sequence values, and tuples, lists, dicts or dataclasses of them."""
+    if isinstance(obj, torch.Tensor):
+        return obj[a:z]
+    if isinstance(obj, dict):
+        return {k: _rows(v, a, z) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(_rows(v, a, z) for v in obj)
+    if isinstance(obj, list):
+        structure = obj and all(isinstance(v, (torch.Tensor, tuple, list)) or dataclasses.is_dataclass(v) for v in obj)
+        return [_rows(v, a, z) for v in obj] if structure else obj[a:z]  # per-layer states, or per-sequence values
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _rows(getattr(obj, f.name), a, z)
+                                           for f in dataclasses.fields(obj) if f.init})
+    return obj
+
+
+def _cat_rows(parts: list) -> Any:
+    """The inverse of :func:`_rows`: row groups of the same structure joined along the batch dimension."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, (tuple, list)):
+        return type(first)(_cat_rows(list(g)) for g in zip(*parts))
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        return dataclasses.replace(first, **{f.name: _cat_rows([getattr(p, f.name) for p in parts])
+                                             for f in dataclasses.fields(first) if f.init})
+    return first
 
 
 def _clone(obj):
