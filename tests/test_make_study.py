@@ -39,7 +39,7 @@ def test_study_figure_draws_arms_and_window(tmp_path, window):
     a = _run(tmp_path / "arm-a", [-500.0, -600.0], window)
     b = _run(tmp_path / "arm-b", [-550.0, -580.0], window)
     out = tmp_path / "study.png"
-    args = [str(out), "title", f"A={a}", f"B={b}", "--clock", "cpu", "--start", "arm-b=-520"]
+    args = [str(out), "title", f"A={a}", f"B={b}", "--clock", "cpu", "--start", "arm-b=-520,0.3"]
     _load().main(args + (["--window"] if window else []))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

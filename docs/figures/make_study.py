@@ -9,8 +9,8 @@ is what a budget of CPU-hours counts, whatever else shared the machine); wall (t
 --final: JSON lines {"arm": RUN_FOLDER_NAME, "step", "valid_nats_per_line"} of validations made after a run's
 budget ended (its last/ weights on the same validation set), drawn at the run's stop time as open circles.
 --ylim: the loss axes' range (a diverged arm is then drawn clipped, and named so in the legend).
---start RUN_FOLDER_NAME=NATS: an arm that started from trained weights: their validation loss on the same lines,
-drawn at the arm's 0 as a square (repeatable).
+--start RUN_FOLDER_NAME=NATS[,SHARPNESS]: an arm that started from trained weights: their validation loss on the
+same lines (and with --window their window sharpness), drawn at the arm's 0 as a square (repeatable).
 --window: synthesis runs: two more panels below, from the window's reading recorded with each validation
 (teacher-forced testset_v lines): its sharpness (mean over pen steps of max_u phi / sum_u phi; 1 = all weight on
 one character) and where its peak is, as a fraction of the text, at 50 % and 100 % of the line's points.
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
             opts[a] = True
         elif a == "--start":
             k, v = next(it).split("=", 1)
-            opts.setdefault(a, {})[k] = float(v)
+            opts.setdefault(a, {})[k] = [float(x) for x in v.split(",")]
         else:
             rest.append(a)
     out, title, arms = Path(argv[0]), argv[1], [a.split("=", 1) for a in rest]
@@ -101,14 +101,17 @@ def main(argv: list[str]) -> None:
         (line,) = ax1.plot(*zip(*tr), lw=1.2, label=label) if tr else ax1.plot([], [], label=label)
         start = opts.get("--start", {}).get(Path(folder).name)
         if start is not None:
-            va = [(0.0, start)] + va
-            ax2.plot([0.0], [start], "s", ms=6, mfc="none", color=line.get_color())
+            va = [(0.0, start[0])] + va
+            ax2.plot([0.0], [start[0]], "s", ms=6, mfc="none", color=line.get_color())
         if va:
             ax2.plot(*zip(*va), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
         if window:
             wv = [(_at(tr_steps, e["step"]) / scale, e) for e in ev if e["event"] == "valid" and tr_steps]
             sh = [(x, e["window_sharpness"]) for x, e in wv if e.get("window_sharpness") is not None]
             pos = [(x, e["window_alignment"]) for x, e in wv if e.get("window_alignment")]
+            if start is not None and len(start) > 1:
+                sh = [(0.0, start[1])] + sh
+                ax3.plot([0.0], [start[1]], "s", ms=6, mfc="none", color=line.get_color())
             if sh:
                 ax3.plot(*zip(*sh), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
             if pos:
