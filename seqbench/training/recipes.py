@@ -323,15 +323,18 @@ _add(Recipe(name="iam-synthesis-3x400-awn", description="handwriting synthesis, 
             family="handwriting-synthesis", model=dict(hidden_size=400, num_layers=3, vocab_size=57), data=_IAM_TEXT,
             weight_noise="adaptive", paper="Table 4, adaptive weight noise: −1128.2 nats/line", **_HW))
 # seqbench's fast schedule for the same network (not the paper's optimiser; docs/training.md says what differs and
-# why): batches of lines of similar length (2.1x the real points/s of random batches on the CPU), validation
-# every 200 steps on 256 lines spread over testset_v (the final score is `seqbench eval` on all 1,438), Adam.
+# why): truncated BPTT as the prediction networks' (100-point chunks of length-bucketed batches of 4 lines, one Adam
+# step per chunk, h, c, κ and w carried), validation every 2,400 steps on 256 lines spread over testset_v (the final
+# score is `seqbench eval` on all 1,438), restore-best. Until 2026-12-03 it was whole lines in batches of 16 with
+# validation every 200 steps (the zoo card's first stretches); the synthesis study of 2026-12-03 moved it.
 _add(Recipe(name="iam-synthesis-3x400-fast",
             description="handwriting synthesis, the paper's 3 × 400 network, seqbench's fast CPU schedule "
-                        "(length-bucketed batches, Adam 1e-3)",
+                        "(truncated BPTT: 100-point chunks of bucketed batches of 4, Adam 1e-3, restore-best)",
             family="handwriting-synthesis", model=dict(hidden_size=400, num_layers=3, vocab_size=57),
-            data=DataSpec("iam-ondb", "graves2013", batch_size=16, bucket=True, valid_limit=256, require_text=True),
+            data=DataSpec("iam-ondb", "graves2013", batch_size=4, bucket=True, chunk=100, valid_limit=256,
+                          require_text=True),
             optimizer="adam", optimizer_args=dict(lr=1e-3), clip_lstm=10.0, clip_output=100.0,
-            max_epochs=200, eval_every=200, patience=30,
+            max_epochs=200, eval_every=2400, patience=12, lr_plateau=3,
             paper="Table 4, none: −1096.9 nats/line (same network, seqbench's schedule)"))
 
 # seqbench's fast schedule for the prediction networks (docs/training.md, "Handwriting prediction: truncated BPTT
