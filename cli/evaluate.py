@@ -14,6 +14,7 @@ EXPORT_ALIGNMENT_LINES = 64  # synthesis: lines spread over the entry's split wh
 
 def register(cli: click.Group, prepare: click.Group) -> None:
     cli.add_command(eval_cmd)
+    cli.add_command(breakdown_cmd)
     cli.add_command(report_cmd)
     cli.add_command(zoo)
 
@@ -70,6 +71,40 @@ def eval_cmd(model, dataset, config, split, device, dynamic, dynamic_lr, batch_s
         click.echo(f"  {tp['units']:,} {tp['unit']}s in {tp['seconds']:.2f} s ({tp['units_per_second']:,.0f}/s on {r.device})")
     if out:
         click.echo(f"wrote {out}")
+
+
+@click.command("breakdown")
+@click.option("--model", "model", required=True, help="A handwriting network: zoo:NAME, hf-hub:org/repo@revision or a folder.")
+@click.option("--config", "config", default="graves2013", show_default=True, help="IAM-OnDB configuration.")
+@click.option("--split", default="valid", show_default=True, help="Split (graves2013's valid is testset_v).")
+@click.option("--lines", type=click.IntRange(min=1), default=None,
+              help="Score N lines spread evenly over the split (default: all of them).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
+@click.option("--json", "as_json", is_flag=True, help="Print the breakdown as JSON.")
+def breakdown_cmd(model, config, split, lines, device, root, as_json) -> None:
+    """Where a handwriting network's nats/line and squared error go: pen-up moves against pen-down steps, and
+    the steps longer than 100/200/300/500 board units against the rest (teacher-forced, the paper's units).
+
+    \b
+    Example:
+      seqbench breakdown --model zoo:pred-3layer --lines 256
+    """
+    import seqbench
+    from seqbench.devices import resolve_device
+    from seqbench.evaluation.breakdown import describe, step_breakdown
+    from seqbench.sampling.load import load_for_sampling
+
+    loaded = load_for_sampling(model)
+    net = loaded.model.to(resolve_device(device))
+    r = step_breakdown(net, seqbench.load_dataset("iam-ondb", config, split, root=root), lines=lines,
+                       offset_stats=loaded.config.get("offset_stats"), where=loaded.config_file or model)
+    if as_json:
+        click.echo(json.dumps(r, indent=1))
+        return
+    click.echo(f"{model} on iam-ondb {config}/{split}, teacher-forced:")
+    for line in describe(r):
+        click.echo(line)
 
 
 @click.command("report")

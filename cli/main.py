@@ -55,7 +55,7 @@ class _Group(click.Group):
         sys.exit(1)
 
 
-_TORCH_COMMANDS = ("train", "eval", "sample", "demo", "report", "zoo")  # the ones that compute with torch
+_TORCH_COMMANDS = ("train", "eval", "breakdown", "sample", "demo", "report", "zoo")  # the ones that compute with torch
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
