@@ -310,6 +310,10 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
 
     folder = Path(out) if out else Path(seqbench.zoo.__file__).resolve().parents[2] / "zoo" / name
     training = training_status(run, status=status, at_step=at_step)
+    from seqbench.zoo.card import record_lineage
+
+    if record_lineage(run, training.get("started_from")):  # so that later exports still count it
+        click.echo(f"recorded in {run}/metrics.jsonl: started from {training['started_from']['run']}")
     # the card describes these weights: the run's recipe, and no "not yet trained" any more
     import dataclasses
 

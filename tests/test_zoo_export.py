@@ -227,10 +227,54 @@ def test_a_run_started_from_committed_zoo_weights_counts_their_training(iam_root
     assert t["started_from"]["run"] == "zoo:export-test" and t["started_from"]["steps"] == pinned["steps"]
     assert t["cpu_hours"] == pytest.approx(3.5 + t["own_cpu_hours"])
     assert all(v["cpu_hours"] >= 3.5 for v in t["valid"])  # the curve goes on from the zoo model's hours
-    # other weights than the pinned ones: their pinned hours are not these weights' cost
+    # the run recorded where it started: once the entry's pins move on (the run's own weights exported, say),
+    # the zoo model's training still counts
+    start = json.loads((child.out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["started_from"]["run"] == "zoo:export-test" and start["started_from"]["cpu_hours"] == 3.5
+    moved = dataclasses.replace(entry, weights_sha256="0" * 64, training={**pinned, "cpu_hours": 9.0})
+    monkeypatch.setitem(ZOO._items, entry.name, moved)
+    t = training_status(child.out)
+    assert t["started_from"]["cpu_hours"] == 3.5 and t["cpu_hours"] == pytest.approx(3.5 + t["own_cpu_hours"])
+    # a run started from a folder whose weights are not the pinned ones: their pinned hours are not its cost
+    other = train("tiny-prediction", tmp_path / "other", quiet=True, init_from=str(out),
+                  overrides={"max_steps": 2, "eval_every": 2, **data})
+    t = training_status(other.out)
+    assert t["started_from"] is None and t["cpu_hours"] == pytest.approx(t["own_cpu_hours"])
+
+
+def test_an_export_records_the_zoo_parent_of_a_run_that_did_not(iam_root, tmp_path, monkeypatch, entry):
+    """Runs started before the trainer recorded their zoo parent: the export records it (a lineage event) while
+    the pins still say which weights those were, so that the exports after the pins moved on still count it."""
+    import dataclasses
+
+    from seqbench.zoo.card import record_lineage, training_status
+
+    data = {"data.source": "iam-ondb", "data.config": "graves2013", "data.root": str(iam_root),
+            "data.n_train": 0, "data.n_valid": 0}
+    run = train("tiny-prediction", tmp_path / "run", quiet=True, overrides={"max_steps": 2, "eval_every": 2, **data})
+    out = tmp_path / "zoo" / "export-test"
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out),
+                                   "--root", str(iam_root), "-q"])
+    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    pinned = {**pin["training"], "cpu_hours": 2.0}
+    monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(
+        entry, weights_sha256=pin["weights_sha256"], training=pinned))
+    child = train("tiny-prediction", tmp_path / "child", quiet=True, init_from=str(out),
+                  overrides={"max_steps": 2, "eval_every": 2, **data})
+    metrics = child.out / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    old = json.loads(lines[0])
+    old.pop("started_from")  # as an older trainer wrote it
+    metrics.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
+    res = CliRunner().invoke(cli, ["zoo", "export", str(child.out), "--name", "export-test", "--out",
+                                   str(tmp_path / "zoo2" / "export-test"), "--root", str(iam_root), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "started from zoo:export-test" in res.output
+    assert json.loads(metrics.read_text().splitlines()[-1])["event"] == "lineage"
+    assert not record_lineage(child.out, training_status(child.out)["started_from"])  # once only
     monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(entry, weights_sha256="0" * 64, training=pinned))
     t = training_status(child.out)
-    assert t["started_from"] is None and t["cpu_hours"] == pytest.approx(t["own_cpu_hours"])
+    assert t["started_from"]["run"] == "zoo:export-test" and t["cpu_hours"] == pytest.approx(2.0 + t["own_cpu_hours"])
 
 
 # ------------------------------------------------------------------ cards that would lie about their provenance

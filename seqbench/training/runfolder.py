@@ -267,7 +267,7 @@ def _event_problem(ev: dict) -> str | None:
     wa = ev.get("window_alignment")
     if wa is not None and not (isinstance(wa, list) and all(number(x) for x in wa)):
         return "'window_alignment' is not a list of numbers"
-    for k, kind in (("changed", dict), ("reinit", list)):
+    for k, kind in (("changed", dict), ("reinit", list), ("started_from", dict)):
         if k in ev and not isinstance(ev[k], kind):
             return f"{k!r} is not a JSON {'object' if kind is dict else 'list'}"
     return None

@@ -603,9 +603,15 @@ def train(recipe: str | Recipe | None, out: str | os.PathLike, *, overrides: dic
             run.save(best=False)
         if not resume or changed:
             atomic_write_text(out / "recipe.json", json.dumps(rec.to_dict(), indent=2))
+    lineage = None
+    if init_from and not resume:  # a zoo model's training counts toward this run's: recorded now, while pinned
+        from seqbench.zoo.card import zoo_lineage
+
+        lineage = zoo_lineage(init_from, reinit)
     run.record({"event": "resume" if resume else "start", "threads": torch.get_num_threads(),
                 "device": str(run.device), **({"changed": {k: list(v) for k, v in changed.items()}} if changed else {}),
                 **({"init_from": str(Path(init_from).resolve())} if init_from and not resume else {}),
+                **({"started_from": lineage} if lineage else {}),
                 **({"reinit": list(reinit)} if reinit else {})})
     result = _loop(run, max_seconds)
     world = run.world

@@ -500,8 +500,10 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             v["cpu_hours"] += p["cpu_hours"] if on_cpu else p["wall_hours"] * (p.get("threads") or 1)
         valid = ([{**v, "run": p["recipe"], "regime": None} for v in p["valid"]]
                  + [{**v, "run": rec.name if rec else ""} for v in valid])
-    elif src is not None and isinstance(src_cfg.get("zoo"), dict):
-        parent = _zoo_parent(src_cfg, start)
+    elif src is not None and (recorded_parent(events) or isinstance(src_cfg.get("zoo"), dict)):
+        # what the run recorded when it started (or an earlier export recorded): the zoo model's training as its
+        # entry pinned it then; else the entry's pins now, when the folder still holds the pinned weights
+        parent = recorded_parent(events) or _zoo_parent(src_cfg, start)
         for v in valid if parent else []:  # the curve goes on from the zoo model's core-hours
             v["cpu_hours"] += parent["cpu_hours"]
     own_cpu, own_wall = cpu / 3600, wall / 3600
@@ -539,6 +541,48 @@ def _checked_state(state: Any, where: Path) -> dict:
         raise CheckpointError(f"{where}: {'; '.join(bad)}; the run's last checkpoint is damaged: restore it (or "
                               "resume the run, which rewrites it), then export again")
     return state
+
+
+def recorded_parent(events: list[dict]) -> dict | None:
+    """The zoo model a run started from, as recorded in its metrics.jsonl: the start event's ``started_from``
+    (written by the trainer) or a ``lineage`` event (written by an export of an older run). Recorded because the
+    zoo entry's pins move on once the run's own weights are exported: looked up later, the starting weights
+    would no longer be the pinned ones, and the zoo model's training would drop out of the count."""
+    for e in events:
+        if e["event"] in ("start", "lineage") and isinstance(e.get("started_from"), dict):
+            p = e["started_from"]
+            if isinstance(p.get("run"), str) and all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                                     for k in ("steps", "epochs", "cpu_hours", "wall_hours")):
+                return dict(p)
+    return None
+
+
+def zoo_lineage(folder: str | os.PathLike, reinit: tuple[str, ...] | list[str] = ()) -> dict | None:
+    """The training of the zoo model whose folder a run starts from (its entry's pins, when the folder holds the
+    pinned weights), for the run to record; None for any other folder."""
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("zoo"), dict):
+        return None
+    return _zoo_parent(cfg, {"reinit": list(reinit)} if reinit else {})
+
+
+def record_lineage(run: str | os.PathLike, parent: Mapping[str, Any] | None) -> bool:
+    """Append a ``lineage`` event naming the zoo model ``run`` started from to its metrics.jsonl, where the run
+    has none recorded (runs started before the trainer recorded it); True when it wrote one."""
+    from seqbench.training.trainer import read_metrics
+
+    path = Path(run) / "metrics.jsonl"
+    events = read_metrics(path)
+    start = next((e for e in events if e["event"] == "start"), {})
+    if parent is None or not start.get("init_from") or recorded_parent(events) is not None \
+            or not str(parent.get("run", "")).startswith("zoo:"):
+        return False
+    with open(path, "a", encoding="utf-8") as f:  # one whole line, appended
+        f.write(json.dumps({"event": "lineage", "step": 0, "started_from": dict(parent)}, allow_nan=False) + "\n")
+    return True
 
 
 def _zoo_parent(cfg: Mapping[str, Any], start: Mapping[str, Any]) -> dict | None:
@@ -596,4 +640,5 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
 
 __all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
            "plot_curve", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING",
-           "comparable_with_paper", "run_step", "run_symbols", "remove_stale_stages"]
+           "comparable_with_paper", "run_step", "run_symbols", "remove_stale_stages", "recorded_parent",
+           "zoo_lineage", "record_lineage"]
