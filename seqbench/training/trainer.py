@@ -402,7 +402,9 @@ class _Run:
             loss = nll.sum() / B
             loss.backward()
             self.noise.restore(1.0 / self.n_train_seqs)
-            nlls.append(nll.detach()), ns.append(n), states.append(st)
+            nlls.append(nll.detach())
+            ns.append(n)
+            states.append(st)
             total = total + loss.detach()
         return torch.cat(nlls), torch.cat(ns), _cat_rows(states), total
 
