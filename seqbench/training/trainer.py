@@ -823,8 +823,7 @@ def _evaluate(run: _Run, final: bool = False) -> str:
     if save_best:
         run.best_saved = v["loss"]
     run.record({"event": "valid", **v, "best": run.best if run.best is not None else v["loss"],
-                "valid_s": round(run.valid_s, 2), "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1),
-                **({} if scheduled else {"scheduled": False})})  # the clocks: a card's CPU-hours at this step
+                "valid_s": round(run.valid_s, 2), **({} if scheduled else {"scheduled": False})})
     plateau = run.recipe.lr_plateau
     if plateau and run.evals_since_change >= plateau and run.best_weights is not None \
             and run.evals_since_best < run.recipe.patience:
