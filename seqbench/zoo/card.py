@@ -466,8 +466,10 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     if at_step is not None and at_step < steps:  # the exported weights are of an earlier step (best/, say)
         ev = [(e, t, c) for e, t, c in zip(events, clock, cpu_clock) if e.get("step", 0) <= at_step]
         t_at = ev[-1][1] if ev else 0.0
-        if on_cpu:  # the run's own CPU clock at that step
-            cpu = (ev[-1][2] or 0.0) if ev else 0.0
+        if on_cpu:  # the run's own CPU clock at that step; where no reading came before it (a best at the
+            # first validation, before the first training event's), the first reading after it: no step costs 0
+            cpu = ev[-1][2] if ev and ev[-1][2] is not None else next(
+                (c for e, _, c in zip(events, clock, cpu_clock) if c is not None and e.get("step", 0) > at_step), 0.0)
         else:
             cpu = cpu * (t_at / wall) if wall > 0 else 0.0  # the run's CPU share up to that step
         wall, steps = t_at, at_step
