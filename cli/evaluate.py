@@ -243,21 +243,26 @@ def zoo_push(name, repo_id, folder, private) -> None:
                    "scores best on the validation split.")
 @click.option("--select-limit", type=click.IntRange(min=1), default=None,
               help="Choose the dynamic rate on the first N units of the validation split (default: all of it).")
+@click.option("--join", type=click.Choice(["none", "space"]), default=None,
+              help="PTB char: the sentence convention the entry reports and pins (default: the entry's pinned one, "
+                   "else the one the run trained on); the card also gives the numbers on the other.")
 @click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, quiet) -> None:
+def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, join, root, quiet) -> None:
     """Export a run's best weights as zoo/NAME, with a card of their true numbers and the training so far.
 
     Scores RUN/best on the entry's dataset and split (or takes --record), refuses a network or record that
     does not belong to the entry, writes config.json, model.safetensors, README.md and training_curve.png,
     and prints what to pin in the entry (weights sha256, expected values, data fingerprint, training status).
     With --dynamic-lrs it also chooses dynamic evaluation's rate on the validation split, scores the entry's
-    split dynamically with it, and puts both (and how the rate was chosen) in the card and the pin.
+    split dynamically with it, and puts both (and how the rate was chosen) in the card and the pin. A PTB char
+    network is scored on one sentence convention (--join; pinned, so that `seqbench eval --model zoo:NAME` uses
+    it), and the card gives its static numbers on the other too.
 
     \b
     Examples:
       seqbench zoo export $SEQBENCH_HOME/runs/synth --name synth-3layer
-      seqbench zoo export $SEQBENCH_HOME/runs/ptb-char --name ptb-char --dynamic-lrs 3e-5,1e-4,3e-4 --select-limit 100000
+      seqbench zoo export $SEQBENCH_HOME/runs/ptb-char --name ptb-char --join space --dynamic-lrs 3e-4,1e-3,3e-3
     """
     from pathlib import Path
 
@@ -266,9 +271,10 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     from seqbench.models import is_conditional, is_text
     from seqbench.models.io import load_pretrained, read_config
     from seqbench.zoo import get_entry
-    from seqbench.zoo.card import check_exportable, export, plot_curve, training_status
+    from seqbench.zoo.card import check_exportable, export, plot_curve, stream_options, trained_join, training_status
 
     entry = get_entry(name)
+    stream = stream_options(entry, run, join)  # the options every number of the card is measured with, pinned
     lrs = None
     if dynamic_lrs is not None:
         try:
@@ -296,6 +302,11 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
 
         # the record must be of these weights and this entry's data: checked before anything is scored or written
         check_exportable(model, entry, rec.to_dict(), weights_sha256=hashlib.sha256(weights_bytes(model)).hexdigest())
+        if "join" in stream and rec.protocol.get("join", "none") != stream["join"]:
+            raise click.BadParameter(f"{record}: the record scored the stream join={rec.protocol.get('join', 'none')}"
+                                     f", the export reports join={stream['join']}: evaluate with --join "
+                                     f"{stream['join']}, or export with --join {rec.protocol.get('join', 'none')}",
+                                     param_hint="--record")
     else:
         if entry.data_fingerprint is not None:  # the split that would be scored must be the data the entry pins
             import seqbench
@@ -304,8 +315,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
             check_exportable(model, entry, {"dataset": {"name": entry.dataset, "config": entry.dataset_config,
                                                         "split": entry.split, "fingerprint": split.fingerprint}})
         rec = evaluate(str(best), entry.dataset, entry.dataset_config, entry.split, metrics=entry.metrics,
-                       root=root, progress=not quiet, **({"chunk": entry.eval_options["chunk"]}
-                                                         if "chunk" in entry.eval_options else {}))
+                       root=root, progress=not quiet, **stream)
     import seqbench.zoo
 
     folder = Path(out) if out else Path(seqbench.zoo.__file__).resolve().parents[2] / "zoo" / name
@@ -333,8 +343,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     if lrs:
         from seqbench.evaluation.evaluator import choose_dynamic_lr
 
-        kw = dict(root=root, progress=not quiet, **({"chunk": entry.eval_options["chunk"]}
-                                                     if "chunk" in entry.eval_options else {}))
+        kw = dict(root=root, progress=not quiet, **stream)
         sel = choose_dynamic_lr(str(best), entry.dataset, entry.dataset_config, lrs, limit=select_limit,
                                 metric=entry.metrics[0], **kw)
         click.echo(f"dynamic learning rate {sel['chosen']:g}, chosen on {sel['split']}: "
@@ -352,7 +361,16 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         alignment = window_alignment(model, split, limit=EXPORT_ALIGNMENT_LINES)
         alignment.pop("per_line")
         click.echo(f"window alignment: {describe(alignment)}")
-    quick = _quick_values(str(best), entry, root, dynamic, quiet)  # `zoo verify --quick`'s values: seconds
+    streams = None
+    if "join" in stream:  # PTB char: the same weights on the other sentence conventions, for the card
+        from seqbench.data.streams import JOINS
+
+        others = [{"join": j, "metrics": evaluate(str(best), entry.dataset, entry.dataset_config, entry.split,
+                                                  metrics=entry.metrics, root=root, progress=not quiet,
+                                                  **{**stream, "join": j}).metrics}
+                  for j in JOINS if j != stream["join"]]
+        streams = {"trained": trained_join(run), "others": others}
+    quick = _quick_values(str(best), entry, stream, root, dynamic, quiet)  # `zoo verify --quick`'s values: seconds
     from seqbench.zoo.card import procedure_of
 
     # the run's history (the card's "Training procedure", written by hand) stays with the new card
@@ -374,7 +392,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         plot_curve(training, stage / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
                    paper=row.metrics.get(main_metric) if same_unit else None)
         _, sha = export(model, entry, stage, record=rec.to_dict(), training=training, symbols=symbols,
-                        dynamic=dynamic, alignment=alignment, quick=quick, procedure=procedure)
+                        dynamic=dynamic, alignment=alignment, quick=quick, procedure=procedure, streams=streams)
         folder.mkdir(exist_ok=True)
         for f in sorted(stage.iterdir(), key=lambda p: p.name != "model.safetensors"):  # the weights first
             os.replace(f, folder / f.name)
@@ -385,12 +403,19 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']}")
     for k, mv in ((dynamic or {}).get("metrics") or {}).items():
         click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']} (dynamic, lr {dynamic['lr']:g})")
+    for c in (streams or {}).get("others", []):
+        for k, mv in c["metrics"].items():
+            click.echo(f"  {k:24s} {mv['value']:.6g} {mv['unit']} (static, join={c['join']})")
     pin = {"weights_sha256": sha, "expected": {k: mv["value"] for k, mv in rec.metrics.items()},
            "data_fingerprint": rec.dataset.get("fingerprint"),
            "training": {k: training[k] for k in ("status", "steps", "epochs", "cpu_hours", "recipe")}}
+    # the options the numbers were measured with; an old dynamic rate goes where no dynamic number was measured
+    options = {**{k: v for k, v in entry.eval_options.items() if k != "dynamic_lr"}, **stream}
     if dynamic:
         pin["expected_dynamic"] = {k: mv["value"] for k, mv in dynamic["metrics"].items()}
-        pin["eval_options"] = {**entry.eval_options, "dynamic_lr": dynamic["lr"]}
+        options["dynamic_lr"] = dynamic["lr"]
+    if options:
+        pin["eval_options"] = options
     pin["quick"] = quick
     from seqbench.training.projection import describe as describe_projection
     from seqbench.zoo.card import projection
@@ -401,15 +426,14 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, root, 
     click.echo("pin in the zoo entry: " + json.dumps(pin, sort_keys=True))
 
 
-def _quick_values(model: str, entry, root, dynamic, quiet) -> dict:
+def _quick_values(model: str, entry, stream, root, dynamic, quiet) -> dict:
     """The quick check's pin: the entry's metrics on the first lines or symbols of its split (static, and dynamic
-    at the chosen rate), with the evaluation options `zoo verify --quick` uses for zoo:NAME."""
+    at the chosen rate), with the stream options pinned beside them, which `zoo verify --quick` uses for zoo:NAME."""
     from seqbench.evaluation import evaluate
     from seqbench.zoo.verify import quick_limit
 
     n = quick_limit(entry)
-    kw = {k: entry.eval_options[k] for k in ("batch_size", "window", "chunk", "join") if k in entry.eval_options}
-    kw.update(metrics=entry.metrics, limit=n, root=root, progress=not quiet)
+    kw = dict(stream, metrics=entry.metrics, limit=n, root=root, progress=not quiet)
     quick = {"limit": n, "expected": {k: mv["value"] for k, mv in evaluate(
         model, entry.dataset, entry.dataset_config, entry.split, **kw).metrics.items()}}
     if dynamic:

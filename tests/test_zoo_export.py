@@ -166,6 +166,59 @@ def test_zoo_export_chooses_the_dynamic_rate_on_valid_and_the_entry_reproduces_i
     assert report.ok and sum("(dynamic, quick)" in c.what for c in report.checks) == 3, report.table()
 
 
+def test_a_ptb_char_export_pins_the_stream_it_trained_on_and_gives_the_other(ptb_root, tmp_path, text_entry,
+                                                                             monkeypatch):
+    import dataclasses
+
+    run = train("tiny-text", tmp_path / "run", quiet=True,
+                overrides={"max_steps": 4, "eval_every": 2, "data.source": "ptb", "data.config": "char",
+                           "data.root": str(ptb_root), "model.vocab_size": text_entry.config["vocab_size"],
+                           "data.n_train": 0, "data.n_valid": 0, "data.join": "space"})
+    out = tmp_path / "zoo" / "export-text-test"
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-text-test", "--out", str(out),
+                                   "--root", str(ptb_root), "-q"])
+    assert res.exit_code == 0, res.output
+    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    assert pin["eval_options"] == {"join": "space"}  # the run's own stream, with no --join and none pinned
+    scores = {j: seqbench.evaluate(str(out), "ptb", "char", "test", root=ptb_root, join=j).value("bits_per_char")
+              for j in ("none", "space")}
+    assert scores["none"] != scores["space"]
+    assert pin["expected"]["bits_per_char"] == pytest.approx(scores["space"], rel=1e-9)
+    card = (out / "README.md").read_text()
+    assert "## Stream conventions" in card and "the stream this network was trained on" in card
+    row = next(ln for ln in card.splitlines() if ln.startswith("| sentences end to end"))
+    assert f"{scores['none']:.6g}" in row  # the other convention's number, of these weights
+    assert "`_` between sentences (`join=space`)" in card.split("## Results")[0]  # the "evaluated on" row says so
+    # pinned, `seqbench eval --model zoo:NAME` and `zoo verify --quick` score the pinned stream without a flag
+    monkeypatch.setitem(ZOO._items, text_entry.name, dataclasses.replace(
+        text_entry, eval_options=pin["eval_options"], expected=pin["expected"], weights_sha256=pin["weights_sha256"],
+        quick=pin["quick"]))
+    monkeypatch.setenv("SEQBENCH_ZOO", str(tmp_path / "zoo"))
+    r = seqbench.evaluate("zoo:export-text-test", root=ptb_root)
+    assert r.protocol["join"] == "space" and r.value("bits_per_char") == pytest.approx(scores["space"], rel=1e-9)
+    from seqbench.zoo.verify import verify
+
+    assert verify(["export-text-test"], quick=True, root=ptb_root).ok
+    # --join chooses the other; a record of another stream than the export's is refused before anything is written
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-text-test", "--out",
+                                   str(tmp_path / "z2"), "--root", str(ptb_root), "-q", "--join", "none"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.split("pin in the zoo entry: ", 1)[1])["expected"]["bits_per_char"] == \
+        pytest.approx(scores["none"], rel=1e-9)
+    seqbench.evaluate(str(out), "ptb", "char", "test", root=ptb_root, join="none", out=tmp_path / "none.json")
+    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-text-test", "--out",
+                                   str(tmp_path / "z3"), "--root", str(ptb_root), "-q", "--record",
+                                   str(tmp_path / "none.json")])
+    assert res.exit_code != 0 and "join=none" in res.output and "--join" in res.output
+    assert not (tmp_path / "z3").exists()
+
+
+def test_join_is_refused_for_an_entry_that_is_not_ptb_char(iam_root, tmp_path, entry):
+    (tmp_path / "run").mkdir()
+    res = CliRunner().invoke(cli, ["zoo", "export", str(tmp_path / "run"), "--name", "export-test", "--join", "space"])
+    assert res.exit_code != 0 and "not a PTB char model" in res.output and "Traceback" not in res.output
+
+
 def test_zoo_export_dynamic_rates_are_checked_before_any_scoring(iam_root, tmp_path, entry):
     (tmp_path / "run").mkdir()  # no checkpoint in it: nothing is loaded before the rates are checked
     for bad, msg in (("abc", "comma-separated numbers"), ("-1", ">= 0"), ("1e-4", "text models")):

@@ -36,7 +36,8 @@ def _yaml_scalar(v: Any) -> str:
 def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None = None,
                record: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
                dynamic: Mapping[str, Any] | None = None, alignment: Mapping[str, Any] | None = None,
-               quick: Mapping[str, Any] | None = None, procedure: str | None = None) -> str:
+               quick: Mapping[str, Any] | None = None, procedure: str | None = None,
+               streams: Mapping[str, Any] | None = None) -> str:
     """The README.md of a zoo repo. ``results``: metric name → {"value", "unit"} (e.g. an eval record's
     ``metrics``); ``record``: the eval record that produced them (provenance shown in the card); ``training``:
     :func:`training_status` of the run the weights come from (a model still in training says so first);
@@ -45,7 +46,8 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     network's :func:`seqbench.evaluation.alignment.window_alignment` on the entry's split; ``quick``: the quick
     check's pin ({"limit", "expected", "expected_dynamic"}: :func:`quick_section`); ``procedure``: the body of
     the "Training procedure" section (Markdown, the run's history stretch by stretch; :func:`procedure_of` reads
-    it back from a card)."""
+    it back from a card); ``streams``: a PTB char network's {"trained": the join it trained on, "others": [{"join",
+    "metrics"} ...]}, its static numbers on the other sentence conventions (:func:`_conventions_section`)."""
     from seqbench.models import is_conditional
 
     results = dict(results or {})
@@ -81,7 +83,9 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
     body += [entry.description, "", "| | |", "|---|---|",
              f"| architecture | `{entry.family}` {json.dumps(entry.config, sort_keys=True)} |",
              f"| recipe | `{entry.recipe}` |",
-             f"| evaluated on | {entry.dataset} / {entry.dataset_config} / {entry.split}, {entry.protocol} |",
+             f"| evaluated on | {entry.dataset} / {entry.dataset_config} / {entry.split}, {entry.protocol}"
+             + (f", {_JOIN_NAMES[j]}" if (j := ((record or {}).get("protocol") or {}).get("join")) in _JOIN_NAMES
+                and (entry.dataset, entry.dataset_config) == ("ptb", "char") else "") + " |",
              f"| Hub repo | `{entry.repo_id}` |", ""]
     if training and training.get("status"):
         body += [f"**Status: {training['status']}.** These are the true numbers of the weights in this folder: "
@@ -117,6 +121,8 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
         body.append("")
     if dynamic:
         body += _dynamic_section(entry, dynamic)
+    if streams and streams.get("others") and results:
+        body += _conventions_section(entry, record, results, streams["others"], streams.get("trained"))
     if alignment:
         from seqbench.evaluation.alignment import describe
 
@@ -318,7 +324,8 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
            record: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
            training: Mapping[str, Any] | None = None, dynamic: Mapping[str, Any] | None = None,
            symbols: Sequence[str] | None = None, alignment: Mapping[str, Any] | None = None,
-           quick: Mapping[str, Any] | None = None, procedure: str | None = None) -> tuple[Path, str]:
+           quick: Mapping[str, Any] | None = None, procedure: str | None = None,
+           streams: Mapping[str, Any] | None = None) -> tuple[Path, str]:
     """Write ``folder`` as a zoo repo (config.json with the weights' sha256, model.safetensors, README.md);
     returns (folder, weights sha256) — the sha256 to pin in the zoo entry. config.json also carries
     the network's side information (:func:`seqbench.models.io.side_info`: a handwriting network's offset
@@ -348,7 +355,8 @@ def export(model, entry: ZooEntry, folder: str | os.PathLike, *, results: Mappin
 
     atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     atomic_write_text(folder / CARD, model_card(entry, results or (record or {}).get("metrics"), record, training,
-                                                   dynamic, alignment, quick=quick, procedure=procedure))
+                                                   dynamic, alignment, quick=quick, procedure=procedure,
+                                                   streams=streams))
     return folder, sha
 
 
@@ -401,6 +409,68 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OSError):  # another user's process (or a pid we cannot ask about): leave it
         return True
     return True
+
+
+#: the stream options a zoo entry pins (evaluate's keyword arguments; ``join`` is PTB char's sentence convention)
+STREAM_OPTIONS = ("batch_size", "window", "chunk", "join")
+
+
+def trained_join(run: str | os.PathLike) -> str | None:
+    """How the sentences of the stream a run trained on were joined (its recipe's ``data.join``), or None where
+    the run's recipe is not a PTB char one or cannot be read."""
+    try:
+        data = json.loads((Path(run) / "recipe.json").read_text(encoding="utf-8")).get("data") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    if (data.get("source"), data.get("config")) != ("ptb", "char"):
+        return None
+    return data.get("join") or "none"
+
+
+def stream_options(entry: ZooEntry, run: str | os.PathLike | None = None, join: str | None = None) -> dict:
+    """The stream options an export measures the entry's numbers with, and pins: the entry's own (batch size,
+    window, chunk), and for PTB char the sentence convention ``join``: the one given, else the entry's pinned one,
+    else the one the run trained on (its recipe's ``data.join``), else "none". Refuses a ``join`` for an entry
+    that is not PTB char."""
+    kw = {k: entry.eval_options[k] for k in STREAM_OPTIONS if k in entry.eval_options}
+    if (entry.dataset, entry.dataset_config) != ("ptb", "char"):
+        if join not in (None, "none"):
+            raise ExportError(f"zoo:{entry.name} is not a PTB char model: join={join!r} applies to PTB char streams")
+        return kw
+    kw["join"] = join or kw.get("join") or (trained_join(run) if run is not None else None) or "none"
+    return kw
+
+
+_JOIN_NAMES = {"none": "sentences end to end (`join=none`)", "space": "`_` between sentences (`join=space`)"}
+
+
+def _conventions_section(entry: ZooEntry, record: Mapping[str, Any] | None, results: Mapping[str, Any],
+                         conventions: Sequence[Mapping[str, Any]], trained: str | None) -> list[str]:
+    """The card's "Stream conventions" section: the entry's numbers on its own PTB char stream beside the same
+    weights' static numbers on the other 49-symbol stream(s)."""
+    own = ((record or {}).get("protocol") or {}).get("join", "none")
+    names = list(results)
+    out = ["## Stream conventions", "",
+           "PTB's char files hold one sentence per line, and the paper does not say how its sentences were joined "
+           "into one stream (docs/datasets/ptb.md). The numbers above are on "
+           f"{_JOIN_NAMES.get(own, own)}"
+           + (f", the stream this network was trained on" if trained == own else
+              f"; the network was trained on {_JOIN_NAMES.get(trained, trained)}" if trained else "")
+           + ". The same weights, static, on each 49-symbol stream:", "",
+           "| stream | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+           f"| {_JOIN_NAMES.get(own, own)} (the entry's) | "
+           + " | ".join(f"{float(results[k]['value']):.6g}" for k in names) + " |"]
+    for c in conventions:
+        m = c["metrics"]
+        out.append(f"| {_JOIN_NAMES.get(c['join'], c['join'])} | "
+                   + " | ".join(f"{float(m[k]['value']):.6g}" if k in m else "" for k in names) + " |")
+    out += ["", "Later papers mostly use a 50-symbol stream, an end-of-line symbol after every sentence. The "
+                "paper's network has 49 outputs and cannot predict that symbol, so it has no number there; "
+                "`join=space` is that stream's nearest 49-symbol counterpart (one `_` where it has its end-of-line, "
+                "the symbol standing for both a word's end and a sentence's). Reproduce the other row with "
+                f"`seqbench eval --model zoo:{entry.name} --join "
+                + ", ".join(c["join"] for c in conventions) + "`.", ""]
+    return out
 
 
 def training_status(run: str | os.PathLike, status: str = "in training", hardware: str | None = None,
