@@ -243,12 +243,15 @@ def zoo_push(name, repo_id, folder, private) -> None:
                    "scores best on the validation split.")
 @click.option("--select-limit", type=click.IntRange(min=1), default=None,
               help="Choose the dynamic rate on the first N units of the validation split (default: all of it).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --dynamic-lrs: evaluate this many rates at once, each in its own process on a share of "
+                   "the threads (a rate's dynamic evaluation is sequential; the rates are not).")
 @click.option("--join", type=click.Choice(["none", "space"]), default=None,
               help="PTB char: the sentence convention the entry reports and pins (default: the entry's pinned one, "
                    "else the one the run trained on); the card also gives the numbers on the other.")
 @click.option("--root", default=None, help="Datasets root (default: $SEQBENCH_HOME/datasets).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, join, root, quiet) -> None:
+def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, jobs, join, root, quiet) -> None:
     """Export a run's best weights as zoo/NAME, with a card of their true numbers and the training so far.
 
     Scores RUN/best on the entry's dataset and split (or takes --record), refuses a network or record that
@@ -345,7 +348,7 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, join, 
 
         kw = dict(root=root, progress=not quiet, **stream)
         sel = choose_dynamic_lr(str(best), entry.dataset, entry.dataset_config, lrs, limit=select_limit,
-                                metric=entry.metrics[0], **kw)
+                                metric=entry.metrics[0], jobs=jobs, **kw)
         click.echo(f"dynamic learning rate {sel['chosen']:g}, chosen on {sel['split']}: "
                    + ", ".join(f"{t['lr']:g} → " + ("diverged" if t["value"] is None else f"{t['value']:.6g}")
                              for t in sel["trials"]) + f" {sel['unit']}")

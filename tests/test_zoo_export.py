@@ -460,6 +460,27 @@ def test_one_diverging_dynamic_rate_loses_the_selection(ptb_root, tmp_path, text
         assert res.exit_code == 2 and "not a finite number" in res.output, res.output
 
 
+def test_rates_evaluated_side_by_side_give_the_same_trials_and_choice(ptb_root, tmp_path, text_entry):
+    from seqbench.evaluation.evaluator import EvaluationError, choose_dynamic_lr
+    from seqbench.models import build_model
+    from seqbench.models.io import save_pretrained
+
+    import torch
+
+    torch.manual_seed(0)
+    lm = build_model("lstm-lm", **text_entry.config)
+    save_pretrained(lm, tmp_path / "lm")
+    kw = dict(limit=300, root=str(ptb_root), metric="bits_per_char")
+    one = choose_dynamic_lr(str(tmp_path / "lm"), "ptb", "char", [0.0, 0.3, 1e12], **kw)
+    two = choose_dynamic_lr(str(tmp_path / "lm"), "ptb", "char", [0.0, 0.3, 1e12], jobs=2, **kw)
+    assert two == one and one["trials"][2]["diverged"]  # a diverging rate in a worker loses there too
+    for bad in (0, 1.5):
+        with pytest.raises(EvaluationError, match="jobs"):
+            choose_dynamic_lr(str(tmp_path / "lm"), "ptb", "char", [0.1, 0.2], jobs=bad, **kw)
+    with pytest.raises(EvaluationError, match="reference"):  # a module cannot go to another process
+        choose_dynamic_lr(lm, "ptb", "char", [0.1, 0.2], jobs=2, **kw)
+
+
 def test_the_training_curve_is_on_the_runs_cpu_clock(tmp_path):
     """A run that records cpu_s (its process's CPU time over all resumes) is drawn and tabled on it, not on wall
     time × threads, which counts the time other work held the cores."""

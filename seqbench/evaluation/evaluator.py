@@ -256,13 +256,17 @@ def _handwriting(model, ds, protocol: Protocol, limit: int | None, device, dtype
     return totals, info
 
 
+#: the line of the terminal this process's progress bars take: a worker of choose_dynamic_lr's ``jobs`` sets it
+_BAR_POSITION: int | None = None
+
+
 def _progress_factory(show: bool, desc: str):
     """(total, unit) → a progress bar on stderr (tqdm), shown by rank 0 when ``show``; a no-op bar otherwise."""
     def make(total: int, unit: str):
         from tqdm.auto import tqdm
 
         return tqdm(total=total, unit=unit, desc=desc, unit_scale=True, dynamic_ncols=True, mininterval=0.5,
-                    disable=not show or _dist()[0] != 0, leave=False)
+                    disable=not show or _dist()[0] != 0, leave=False, position=_BAR_POSITION)
     return make
 
 
@@ -525,30 +529,75 @@ def evaluate(model: Any, dataset: str | None = None, config: str | None = None, 
     return result
 
 
+def _trial_worker(lock, slots, threads: int) -> None:
+    """A worker process of :func:`choose_dynamic_lr`'s ``jobs``: its share of the threads, and a line of its own
+    for its progress bars (the next free one of ``slots``, a shared counter)."""
+    global _BAR_POSITION
+    from tqdm.auto import tqdm
+
+    tqdm.set_lock(lock)
+    torch.set_num_threads(threads)
+    with slots.get_lock():
+        _BAR_POSITION, slots.value = slots.value, slots.value + 1
+
+
+def _dynamic_trial(model: Any, dataset: str, config: str | None, split: str, lr: float, limit: int | None,
+                   kwargs: dict) -> dict:
+    """One rate of :func:`choose_dynamic_lr`: {"lr", "metrics"}, or {"lr", "diverged": the reason}."""
+    try:
+        r = evaluate(model, dataset, config, split, dynamic=True, dynamic_lr=lr, limit=limit, **kwargs)
+    except NonFiniteScoreError as e:
+        return {"lr": lr, "diverged": str(e).splitlines()[0]}
+    return {"lr": lr, "metrics": r.metrics}
+
+
 def choose_dynamic_lr(model: Any, dataset: str, config: str | None, lrs: Iterable[float], *, split: str = "valid",
-                      limit: int | None = None, metric: str | None = None, **kwargs: Any) -> dict:
+                      limit: int | None = None, metric: str | None = None, jobs: int = 1, **kwargs: Any) -> dict:
     """Choose dynamic evaluation's SGD rate on ``split`` (the validation split: never the split it is reported
     on), from ``lrs``: each is evaluated dynamically on the split (its first ``limit`` units where given) and the
     lowest ``metric`` (default: the first of the results) wins. A rate whose evaluation diverges (scores that are
     not finite) loses to every other: its trial says ``"diverged": True`` and has no value; only when every rate
     diverges is there nothing to choose. Returns {"split", "limit", "metric", "unit", "trials": [{"lr", "value"}
-    ...], "chosen"}: what a card says of how its dynamic rate was found."""
+    ...], "chosen"}: what a card says of how its dynamic rate was found.
+
+    ``jobs``: evaluate up to this many rates at once, each in its own process on an equal share of this process's
+    threads (dynamic evaluation is sequential within a rate: one stream, one update per window, so the rates are
+    the work that runs side by side). ``model`` must then be a reference (a folder, ``zoo:NAME``...), not a
+    module. The trials and the choice are the same as with ``jobs=1``."""
     lrs = [float(x) for x in lrs]
     if not lrs or any(not 0 <= x < math.inf for x in lrs):
         raise EvaluationError(f"give one or more finite dynamic learning rates >= 0 (got {lrs})")
     if split == "test":
         raise EvaluationError("the dynamic learning rate is chosen on the validation split, never the test split")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise EvaluationError(f"jobs must be a whole number >= 1 (got {jobs!r})")
+    jobs = min(jobs, len(lrs))
+    if jobs > 1 and not isinstance(model, (str, os.PathLike)):
+        raise EvaluationError("jobs > 1 evaluates the rates in other processes: give the model as a reference (a "
+                              "folder, zoo:NAME, hf-hub:...), not a module object")
+    if jobs == 1:
+        results = [_dynamic_trial(model, dataset, config, split, lr, limit, kwargs) for lr in lrs]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked torch thread pools
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_trial_worker,
+                                 initargs=(ctx.RLock(), ctx.Value("i", 0), threads)) as pool:
+            futures = [pool.submit(_dynamic_trial, str(model), dataset, config, split, lr, limit, kwargs)
+                       for lr in lrs]
+            results = [f.result() for f in futures]
     trials, unit = [], ""
-    for lr in lrs:
-        try:
-            r = evaluate(model, dataset, config, split, dynamic=True, dynamic_lr=lr, limit=limit, **kwargs)
-        except NonFiniteScoreError as e:
+    for res in results:
+        lr = res["lr"]
+        if "diverged" in res:
             trials.append({"lr": lr, "value": None, "diverged": True})
-            log.warning("dynamic lr %g on %s diverged: %s", lr, split, str(e).splitlines()[0])
+            log.warning("dynamic lr %g on %s diverged: %s", lr, split, res["diverged"])
             continue
-        metric = metric or next(iter(r.metrics))
-        unit = r.metrics[metric]["unit"]
-        trials.append({"lr": lr, "value": r.metrics[metric]["value"]})
+        metric = metric or next(iter(res["metrics"]))
+        unit = res["metrics"][metric]["unit"]
+        trials.append({"lr": lr, "value": res["metrics"][metric]["value"]})
         log.info("dynamic lr %g on %s: %s %.6g %s", lr, split, metric, trials[-1]["value"], unit)
     scored = [t for t in trials if t["value"] is not None]
     if not scored:
