@@ -205,24 +205,24 @@ def _pin(name: str, **fields: Any) -> None:
 # on the Hub (revision None). Numbers: `seqbench eval --model zoo:NAME` on the whole split, this checkout.
 _TRAINED: dict[str, dict[str, Any]] = {
     "synth-3layer": dict(
-        # the run: iam-synthesis-3x400-fast (truncated BPTT) started from the step-5,800 weights of the first
-        # lineage (whole lines, batches of 16; 9.03 CPU-hours), the weights of its best validation, step 38,400
+        # the run: iam-synthesis-3x400-fast (truncated BPTT) from scratch, 2026-12-03; the weights of its best
+        # validation, step 72,000 (the rate halved to 5e-4 by restore-best at step 67,200)
         recipe="iam-synthesis-3x400-fast",
-        weights_sha256="f45ae2f26b0f89cdc13a09e79011b01be909097e1e8dfe033b2d937d615011ff",
-        expected={"nll_nats_per_line": -1018.1231496005795, "nll_nats_per_line_raw": 3511.4516996457023,
-                  "nll_nats_per_point": -1.6500441674112216, "nll_nats_per_point_raw": 5.690913126196649,
-                  "sse_per_point": 0.5864775487216095},
+        weights_sha256="f3e42a2b12e3e2dda8296bfd50de12b374af79562614cda0acaf2d7611128e97",
+        expected={"nll_nats_per_line": -1081.84481200323, "nll_nats_per_line_raw": 3447.730037243052,
+                  "nll_nats_per_point": -1.7533161118970033, "nll_nats_per_point_raw": 5.587641181710867,
+                  "sse_per_point": 0.4386092691721029},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
         # `seqbench zoo verify --quick`: `seqbench eval --model zoo:synth-3layer --limit 64`
         quick={"limit": 64,
-               "expected": {"nll_nats_per_line": -808.4713076651096, "sse_per_point": 0.9004870791404677,
-                            "nll_nats_per_point": -1.4611064775807476, "nll_nats_per_line_raw": 3253.4868273120073,
-                            "nll_nats_per_point_raw": 5.879850816027122}},
-        training={"status": "in training: truncated BPTT (iam-synthesis-3x400-fast: 100-point chunks of bucketed "
-                            "batches of 4, Adam 1e-3, restore-best) from the step-5,800 weights, best validation at "
-                            "step 38,400 of that run; it continues from its run folder",
-                  "steps": 38400, "epochs": 2.078484438430311,
-                  "cpu_hours": 11.060297602538274, "recipe": "iam-synthesis-3x400-fast"}),
+               "expected": {"nll_nats_per_line": -870.5942802429199, "sse_per_point": 0.7322902609963797,
+                            "nll_nats_per_point": -1.5733779667225842, "nll_nats_per_line_raw": 3191.363854734197,
+                            "nll_nats_per_point_raw": 5.7675793268852855}},
+        training={"status": "in training: truncated BPTT from scratch (iam-synthesis-3x400-fast: 100-point chunks "
+                            "of bucketed batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step "
+                            "67,200), best validation at step 72,000; it continues from its run folder",
+                  "steps": 72000, "epochs": 3.8971583220568338,
+                  "cpu_hours": 3.9520277777777775, "recipe": "iam-synthesis-3x400-fast"}),
     "pred-3layer": dict(
         # the run: iam-prediction-3x400 with data.bucket, data.batch_size=4, data.chunk=100, data.valid_limit=256,
         # optimizer=adam, optimizer_args.lr=1e-3, eval_every=2400 (what iam-prediction-3x400-fast holds, less
