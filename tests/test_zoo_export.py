@@ -267,10 +267,7 @@ def test_a_run_started_from_committed_zoo_weights_counts_their_training(iam_root
             "data.n_train": 0, "data.n_valid": 0}
     run = train("tiny-prediction", tmp_path / "run", quiet=True, overrides={"max_steps": 4, "eval_every": 2, **data})
     out = tmp_path / "zoo" / "export-test"
-    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out),
-                                   "--root", str(iam_root), "-q"])
-    assert res.exit_code == 0, res.output
-    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    pin = _pin(_export(run.out, out, iam_root))
     pinned = {**pin["training"], "cpu_hours": 3.5}  # as if the lost run had trained for 3.5 CPU-hours
     monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(
         entry, weights_sha256=pin["weights_sha256"], training=pinned))
@@ -306,9 +303,7 @@ def test_an_export_records_the_zoo_parent_of_a_run_that_did_not(iam_root, tmp_pa
             "data.n_train": 0, "data.n_valid": 0}
     run = train("tiny-prediction", tmp_path / "run", quiet=True, overrides={"max_steps": 2, "eval_every": 2, **data})
     out = tmp_path / "zoo" / "export-test"
-    res = CliRunner().invoke(cli, ["zoo", "export", str(run.out), "--name", "export-test", "--out", str(out),
-                                   "--root", str(iam_root), "-q"])
-    pin = json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
+    pin = _pin(_export(run.out, out, iam_root))
     pinned = {**pin["training"], "cpu_hours": 2.0}
     monkeypatch.setitem(ZOO._items, entry.name, dataclasses.replace(
         entry, weights_sha256=pin["weights_sha256"], training=pinned))
@@ -340,6 +335,12 @@ def _tiny_run(tmp_path, iam_root, name="run", **kw):
 def _export(run, out, iam_root, *extra):
     return CliRunner().invoke(cli, ["zoo", "export", str(run), "--name", "export-test", "--out", str(out),
                                     "--root", str(iam_root), "-q", *extra])
+
+
+def _pin(res) -> dict:
+    """What a successful `seqbench zoo export` says to pin in the entry."""
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output.split("pin in the zoo entry: ", 1)[1])
 
 
 def _clean_error(res, expect):
