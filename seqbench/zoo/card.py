@@ -454,7 +454,7 @@ def _conventions_section(entry: ZooEntry, record: Mapping[str, Any] | None, resu
            "PTB's char files hold one sentence per line, and the paper does not say how its sentences were joined "
            "into one stream (docs/datasets/ptb.md). The numbers above are on "
            f"{_JOIN_NAMES.get(own, own)}"
-           + (f", the stream this network was trained on" if trained == own else
+           + (", the stream this network was trained on" if trained == own else
               f"; the network was trained on {_JOIN_NAMES.get(trained, trained)}" if trained else "")
            + ". The same weights, static, on each 49-symbol stream:", "",
            "| stream | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
