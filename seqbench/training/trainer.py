@@ -696,7 +696,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                                     **({"lr": run.opt.param_groups[0]["lr"]}
                                        if rec.lr_warmup_steps or rec.lr_half_life or rec.lr_plateau else {}),
                                     "elapsed_s": round(time.perf_counter() - t0, 3),
-                                    "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
+                                    "wall_s": round(run.wall_s(), 3), "cpu_s": round(run.cpu_s(), 3)})
                     if run.step % eval_every == 0:
                         result = _evaluate(run)
                         if result == "early_stopping" or result == "interrupted":
@@ -723,7 +723,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                 pbar.close()
     if run.main:
         plot_losses(run.history, run.out / "loss.png", unit)
-    run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 1), "cpu_s": round(run.cpu_s(), 1)})
+    run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 3), "cpu_s": round(run.cpu_s(), 3)})
     return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best_saved, unit=unit,
                        history=run.history, stopped=stopped, recipe=rec.name)
 
