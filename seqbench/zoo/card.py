@@ -464,7 +464,7 @@ def _conventions_section(entry: ZooEntry, record: Mapping[str, Any] | None, resu
         m = c["metrics"]
         out.append(f"| {_JOIN_NAMES.get(c['join'], c['join'])} | "
                    + " | ".join(f"{float(m[k]['value']):.6g}" if k in m else "" for k in names) + " |")
-    out += ["", "Later papers mostly use a 50-symbol stream, an end-of-line symbol after every sentence. The "
+    out += ["", "Several later papers report on a 50-symbol stream, an end-of-line symbol after every sentence. The "
                 "paper's network has 49 outputs and cannot predict that symbol, so it has no number there; "
                 "`join=space` is that stream's nearest 49-symbol counterpart (one `_` where it has its end-of-line, "
                 "the symbol standing for both a word's end and a sentence's). Reproduce the other row with "
