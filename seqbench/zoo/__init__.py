@@ -206,44 +206,48 @@ def _pin(name: str, **fields: Any) -> None:
 _TRAINED: dict[str, dict[str, Any]] = {
     "synth-3layer": dict(
         # the run: iam-synthesis-3x400-fast (truncated BPTT) from scratch, 2026-12-03; the weights of its best
-        # validation, step 72,000 (the rate halved to 5e-4 by restore-best at step 67,200)
+        # validation, step 112,800 (restore-best halved the rate to 5e-4 at 67,200, 2.5e-4 at 79,200 and 1.25e-4
+        # at 103,200)
         recipe="iam-synthesis-3x400-fast",
-        weights_sha256="f3e42a2b12e3e2dda8296bfd50de12b374af79562614cda0acaf2d7611128e97",
-        expected={"nll_nats_per_line": -1081.84481200323, "nll_nats_per_line_raw": 3447.730037243052,
-                  "nll_nats_per_point": -1.7533161118970033, "nll_nats_per_point_raw": 5.587641181710867,
-                  "sse_per_point": 0.4386092691721029},
+        weights_sha256="b80f403c681cba29cdcb0b87d30cdd2a419b82552bc3510d2bbede391c64a287",
+        expected={"nll_nats_per_line": -1097.0982751859578, "nll_nats_per_line_raw": 3432.476574060324,
+                  "nll_nats_per_point": -1.7780369798660265, "nll_nats_per_point_raw": 5.562920313741844,
+                  "sse_per_point": 0.42841536500668304},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
         # `seqbench zoo verify --quick`: `seqbench eval --model zoo:synth-3layer --limit 64`
         quick={"limit": 64,
-               "expected": {"nll_nats_per_line": -870.5942802429199, "sse_per_point": 0.7322902609963797,
-                            "nll_nats_per_point": -1.5733779667225842, "nll_nats_per_line_raw": 3191.363854734197,
-                            "nll_nats_per_point_raw": 5.7675793268852855}},
+               "expected": {"nll_nats_per_line": -883.7094169855118,
+                            "nll_nats_per_line_raw": 3178.248717991605,
+                            "nll_nats_per_point": -1.5970802441779222,
+                            "nll_nats_per_point_raw": 5.743877049429948,
+                            "sse_per_point": 0.7061137833685627}},
         training={"status": "in training: truncated BPTT from scratch (iam-synthesis-3x400-fast: 100-point chunks "
                             "of bucketed batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step "
-                            "67,200), best validation at step 72,000; it continues from its run folder",
-                  "steps": 72000, "epochs": 3.8971583220568338,
-                  "cpu_hours": 3.9520277777777775, "recipe": "iam-synthesis-3x400-fast"}),
+                            "67,200, 2.5e-4 at 79,200 and 1.25e-4 at 103,200), best validation at step 112,800; it "
+                            "continues from its run folder",
+                  "steps": 112800, "epochs": 6.105548037889039,
+                  "cpu_hours": 6.060201388888888, "recipe": "iam-synthesis-3x400-fast"}),
     "pred-3layer": dict(
         # the run: iam-prediction-3x400 with data.bucket, data.batch_size=4, data.chunk=100, data.valid_limit=256,
-        # optimizer=adam, optimizer_args.lr=1e-3, eval_every=2400 (what iam-prediction-3x400-fast holds, less
-        # its restore-best); the weights of its best validation, step 28,800
-        weights_sha256="7d726e87c935a948bfcaff413651347949efb1f6320dd1f64e537a2e5b932d32",
-        expected={"nll_nats_per_line": -955.0826822514329, "nll_nats_per_line_raw": 3574.4921669948485,
-                  "nll_nats_per_point": -1.5478762170005618, "nll_nats_per_point_raw": 5.793081076607309,
-                  "sse_per_point": 0.7510650298302878},
+        # optimizer=adam, optimizer_args.lr=1e-3, eval_every=2400, then lr_plateau=3 from step 34,854 on (what
+        # iam-prediction-3x400-fast holds); the weights of its best validation, step 79,200
+        weights_sha256="0bc266940dff9f5bf2e92a65023a65074fca75b6aa1b5b72021b4259c79e9d55",
+        expected={"nll_nats_per_line": -1030.9372951006194, "nll_nats_per_line_raw": 3498.6375541456623,
+                  "nll_nats_per_point": -1.6708117003476788, "nll_nats_per_point_raw": 5.670145593260192,
+                  "sse_per_point": 0.6971044071600259},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
         # `seqbench zoo verify --quick`: `seqbench eval --model zoo:pred-3layer --limit 64`
         quick={"limit": 64,
-               "expected": {"nll_nats_per_line": -745.0765466690063, "sse_per_point": 1.0817178538709191,
-                            "nll_nats_per_point": -1.3465365540004068, "nll_nats_per_line_raw": 3316.8815883081106,
-                            "nll_nats_per_point_raw": 5.994420739607463}},
-        training={"status": "in training: the truncated-BPTT arm of the prediction recipe study (the paper's "
-                            "network; 100-point chunks of bucketed batches of 4, Adam 1e-3 held constant), best "
-                            "validation at step 28,800; its validation levelled off at about -976 nats/line on the "
-                            "256-line subset from 1.4 CPU-hours on; it continues with restore-best "
-                            "(iam-prediction-3x400-fast)",
-                  "steps": 28800, "epochs": 1.5573460228194451, "cpu_hours": 1.3920555555555554,
-                  "recipe": "iam-prediction-3x400"}),
+               "expected": {"nll_nats_per_line": -825.0017558336258,
+                            "nll_nats_per_line_raw": 3236.956379143491,
+                            "nll_nats_per_point": -1.4909810626987843,
+                            "nll_nats_per_point_raw": 5.8499762309090855,
+                            "sse_per_point": 0.9879542269359463}},
+        training={"status": "in training: truncated BPTT (iam-prediction-3x400-fast: 100-point chunks of bucketed "
+                            "batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step 57,600 and to "
+                            "2.5e-4 at 76,800), best validation at step 79,200; it continues from its run folder",
+                  "steps": 79200, "epochs": 4.282701562753474,
+                  "cpu_hours": 3.6499211111111114, "recipe": "iam-prediction-3x400"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",
