@@ -189,8 +189,10 @@ def quick_section(entry: ZooEntry, quick: Mapping[str, Any]) -> list[str]:
            f"zoo:{entry.name} --limit {n}`{' and the same with `--dynamic`' if dyn else ''}) and compares with "
            "these values, within the entry's tolerance. Not a benchmark number: the results above are on the "
            "whole split.", "", "| metric | protocol | value |", "|---|---|---|"]
-    out += [f"| {k} | static | {float(v)!r} |" for k, v in quick["expected"].items()]
-    out += [f"| {k} | dynamic | {float(v)!r} |" for k, v in dyn.items()]
+    # rows in the metrics' sorted order, as `zoo export` prints the pin: the card and a pasted pin agree whatever
+    # order a dict holds them in
+    out += [f"| {k} | static | {float(v)!r} |" for k, v in sorted(quick["expected"].items())]
+    out += [f"| {k} | dynamic | {float(v)!r} |" for k, v in sorted(dyn.items())]
     return out + [""]
 
 
