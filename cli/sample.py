@@ -33,6 +33,9 @@ from seqbench.cli import FiniteFloatRange
               help="Datasets root holding the prepared iam-ondb (default: $SEQBENCH_HOME/datasets).")
 @click.option("--max-steps", type=int, default=None,
               help="Cap on points per line after priming (default: 40 per character + 100; at most 50,000).")
+@click.option("--paper-stop", is_flag=True,
+              help="End each line exactly where the paper's stopping rule fires, even mid-stroke (default: finish "
+              "the stroke in progress, at most 40 more points, so the last letter is whole).")
 @click.option("--allow-nonletter", is_flag=True,
               help="Write characters the vocabulary lacks (digits, ?, ...) as its one non-letter class.")
 @click.option("--steps", type=int, default=None,
@@ -45,7 +48,7 @@ from seqbench.cli import FiniteFloatRange
 @click.option("--temperature", type=FiniteFloatRange(), default=1.0, show_default=True,
               help="Language model: softmax temperature (1 = the model, 0 = greedy).")
 def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, show_prime, generated_only, data_root,
-               max_steps, allow_nonletter, steps, n, prime_text, length, temperature) -> None:
+               max_steps, paper_stop, allow_nonletter, steps, n, prime_text, length, temperature) -> None:
     """Sample handwriting or text from a trained network and draw it.
 
     \b
@@ -62,7 +65,7 @@ def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, 
               steps=steps, length=length, prime_text=prime_text, temperature=temperature, n=n, seed=seed)
     hw = dict(bias=bias, prime=prime_id, data_root=data_root, generated_only=generated_only)
     if texts:
-        hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter)
+        hw.update(max_steps=max_steps, allow_nonletter=allow_nonletter, finish_stroke=not paper_stop)
     from seqbench.models import is_conditional, is_text
     from seqbench.sampling.load import load_for_sampling
 
@@ -76,11 +79,13 @@ def sample_cmd(model, texts, bias, seed, out, png, arrays, attention, prime_id, 
             for t in summary["texts"]:
                 click.echo(prime_text + t)
     else:
-        for i, (npts, ok) in enumerate(zip(summary["lines"], summary["stopped"])):
+        finished = summary.get("finished") or [0] * len(summary["lines"])
+        for i, (npts, ok, more) in enumerate(zip(summary["lines"], summary["stopped"], finished)):
             how = "stopping rule" if ok else (
                 f"max-steps cap ({summary['max_steps']})" if is_conditional(loaded.model)
                 else "requested length")
-            click.echo(f"line {i + 1}: {npts} points ({summary['units']}), ended by the {how}")
+            done = f" ({more} of them after it, to finish the last stroke)" if ok and more else ""
+            click.echo(f"line {i + 1}: {npts} points ({summary['units']}), ended by the {how}{done}")
     for p in summary["written"]:
         click.echo(f"wrote {p}")
 

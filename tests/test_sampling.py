@@ -17,7 +17,7 @@ from seqbench.models import build_model, mdn
 from seqbench.models.io import save_pretrained
 from seqbench.sampling import (SamplingError, UnknownLineError, UnwritableCharacters, draw, generate, sample_text,
                                synthesize)
-from seqbench.sampling.handwriting import FastStepper, draw_point, mixture_params
+from seqbench.sampling.handwriting import FINISH_MAX, FastStepper, draw_point, mixture_params
 
 K = 10  # window Gaussians (the default config)
 
@@ -87,8 +87,8 @@ def test_fast_sampling_equals_reference_loop():
 # -- stopping rule, cap, batches ---------------------------------------------------------------------------------
 def test_stopping_rule_ends_sampling():
     text = "hello world"  # U = 11
-    s = synthesize(tiny_synthesis(rate=0.5), text, seed=0, max_steps=1000)
-    assert s.stopped == [True]
+    s = synthesize(tiny_synthesis(rate=0.5), text, seed=0, max_steps=1000, finish_stroke=False)
+    assert s.stopped == [True] and s.finished == [0]
     T = len(s.offsets[0])
     assert 15 < T < 30  # κ_t = 0.5 t passes U + 1/2 near t = 23
     phi = s.phi[0]
@@ -96,6 +96,50 @@ def test_stopping_rule_ends_sampling():
     # no written step satisfies the rule: φ(t, U+1) never exceeds every φ(t, u ≤ U)
     assert (phi[:, -1] <= phi[:, :-1].max(1)).all()
     np.testing.assert_allclose(s.kappa[0][:, 0], 0.5 * np.arange(1, T + 1), rtol=1e-5)
+
+
+def _pen(m, lifts: bool):
+    """Make ``m`` lift its pen after every point (e → 1) or never (e → 0): ê = ∓50 whatever the state."""
+    with torch.no_grad():
+        m.output.weight[0] = 0
+        m.output.bias[0] = -50.0 if lifts else 50.0
+    return m
+
+
+@pytest.mark.parametrize("bias", [0.0, 1.0])
+def test_finishing_the_stroke_extends_the_paper_stop(bias):
+    # the same seed draws the same points: the finished line is the paper's line and then the rest of its stroke
+    texts = ["hello world", "ab", "a longer line to write"]
+    paper = synthesize(tiny_synthesis(rate=0.5), texts, bias=bias, seed=3, finish_stroke=False)
+    done = synthesize(tiny_synthesis(rate=0.5), texts, bias=bias, seed=3)
+    assert done.stopped == [True] * 3
+    for a, b, more in zip(paper.offsets, done.offsets, done.finished):
+        assert len(b) == len(a) + more and 0 <= more <= FINISH_MAX
+        np.testing.assert_array_equal(b[:len(a)], a)
+        if more:  # the rule came with the pen down, and the line ends where it lifts (or at the cap)
+            assert a[-1, 2] == 0 and (b[-1, 2] == 1 or more == FINISH_MAX)
+            assert (b[len(a):-1, 2] == 0).all()
+        else:
+            assert len(a) == 0 or a[-1, 2] == 1
+    for b, phi, kap in zip(done.offsets, done.phi, done.kappa):
+        assert len(phi) == len(kap) == len(b)
+
+
+def test_a_pen_that_never_lifts_stops_at_the_cap_and_one_already_up_stops_at_the_rule():
+    down = synthesize(_pen(tiny_synthesis(rate=0.5), lifts=False), "hello", seed=0, max_steps=1000)
+    rule = synthesize(_pen(tiny_synthesis(rate=0.5), lifts=False), "hello", seed=0, max_steps=1000,
+                      finish_stroke=False)
+    assert down.stopped == [True] and down.finished == [FINISH_MAX]
+    assert len(down.offsets[0]) == len(rule.offsets[0]) + FINISH_MAX
+    up = synthesize(_pen(tiny_synthesis(rate=0.5), lifts=True), "hello", seed=0, max_steps=1000)
+    rule = synthesize(_pen(tiny_synthesis(rate=0.5), lifts=True), "hello", seed=0, max_steps=1000,
+                      finish_stroke=False)
+    assert up.finished == [0]
+    np.testing.assert_array_equal(up.offsets[0], rule.offsets[0])
+    # the cap on points still holds while a stroke is being finished: the rule fired, the line is cut at the cap
+    T = len(rule.offsets[0])
+    capped = synthesize(_pen(tiny_synthesis(rate=0.5), lifts=False), "hello", seed=0, max_steps=T + 5)
+    assert capped.stopped == [True] and len(capped.offsets[0]) == T + 5 and capped.finished == [5]
 
 
 def test_max_steps_cap_is_reported(caplog):
@@ -390,6 +434,18 @@ def test_cli_sample(tmp_path, iam_root, iam_row):
     from seqbench.sampling.draw import figure
 
     figure([empty])  # no traceback on an empty line
+    # --paper-stop: the rule alone; the npz says how many points finished the last stroke otherwise
+    pen_down = _pen(tiny_synthesis(rate=0.5, vocab_size=57), lifts=False)
+    save_pretrained(pen_down, tmp_path / "down", extra={"vocab": GRAVES57.to_dict()})
+    lens = []
+    for flag in ([], ["--paper-stop"]):
+        r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "down"), "--text", "hi there", "--seed", "1",
+                                     "--arrays", str(tmp_path / "s.npz"), *flag])
+        assert r.exit_code == 0, r.output
+        z = np.load(tmp_path / "s.npz")
+        lens.append((len(z["offsets_0"]), int(z["finished"][0])))
+        assert ("to finish the last stroke" in r.output) == (not flag)
+    assert lens[0] == (lens[1][0] + FINISH_MAX, FINISH_MAX) and lens[1][1] == 0
     r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "syn"), "--text", "Zip 42"])
     assert r.exit_code == 1 and "'2', '4'" in r.output and "--allow-nonletter" in r.output
     r = CliRunner().invoke(cli, ["sample", "--model", str(tmp_path / "syn"), "--text", "hi", "--bias", "-1"])

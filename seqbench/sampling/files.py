@@ -12,7 +12,7 @@ from seqbench.sampling.errors import SamplingError
 
 def arrays_bytes(sample: Any) -> bytes:
     """The ``.npz`` of a :class:`~seqbench.sampling.HandwritingSample`: offsets_i, phi_i, kappa_i per line, and
-    texts, stopped, prime_len."""
+    texts, stopped, finished (points drawn after the stopping rule fired, to finish the last stroke), prime_len."""
     import io
 
     arrays: dict[str, Any] = {}
@@ -23,6 +23,7 @@ def arrays_bytes(sample: Any) -> bytes:
             arrays[f"kappa_{i}"] = sample.kappa[i]
     arrays["texts"] = np.array(sample.texts or [], dtype=str)
     arrays["stopped"] = np.array(sample.stopped, dtype=bool)
+    arrays["finished"] = np.array(sample.finished or [0] * len(sample.offsets), dtype=np.int64)
     arrays["prime_len"] = np.array(sample.prime_len)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -117,7 +118,7 @@ def sample_to_files(model: Any, *, texts: Sequence[str] = (), out: str | os.Path
         text = list(texts) if len(texts) > 1 else texts[0]
     s = sample(loaded, text, steps=steps, n=n, **kwargs)
     summary.update(lines=[len(o) for o in s.offsets], stopped=s.stopped, units=s.units, prime_len=s.prime_len,
-                   texts=s.texts, max_steps=s.max_steps)
+                   texts=s.texts, max_steps=s.max_steps, finished=s.finished)
     items: list[Any] = [_generated_part(s) if generated_only else s]
     labels = None
     if show_prime:

@@ -53,6 +53,7 @@ RANDOM_BLOCK = 256  # steps of random numbers drawn at once
 # with a default cap of 800,100 steps, and to keep 64 GB of window weights; a huge -n exhausted memory).
 MAX_TEXT_CHARS = 1_000  # characters per line of text (IAM-OnDB lines: about 40; the default cap is 40 per char)
 MAX_LINES = 100  # lines sampled at once (texts, or -n)
+FINISH_MAX = 40  # points a line may draw after the stopping rule to finish the stroke in progress (finish_stroke)
 MAX_STEPS = 50_000  # points per line after priming (IAM-OnDB lines: 629 on average, 1,940 at most)
 MAX_RECORD_BYTES = 2 * 2**30  # memory for what a sample keeps: offsets, window weights φ, positions κ (×3 copies)
 
@@ -67,7 +68,8 @@ class HandwritingSample:
     bit, the first ``prime_len`` rows copied from the priming line. ``phi[i]`` (T_i, U_i + 1) is the window
     φ(t, u) while writing row t (synthesis only; the last column is position U + 1 of the stopping rule) and
     ``kappa[i]`` (T_i, K) the window positions κ_t. ``stopped[i]`` is True when the stopping rule ended line i,
-    False when it ran into ``max_steps``. :meth:`strokes` converts to board units with ``stats``.
+    False when it ran into ``max_steps``; ``finished[i]`` the points line i drew after the rule fired, to finish
+    the stroke in progress (0 with ``finish_stroke=False``, the paper's rule exactly). :meth:`strokes` converts to board units with ``stats``.
     """
 
     offsets: list[np.ndarray]
@@ -82,6 +84,7 @@ class HandwritingSample:
     seed: int | None = None
     max_steps: int = 0
     family: str = "handwriting-synthesis"
+    finished: list[int] = field(default_factory=list)  # points drawn after the stopping rule fired (finish_stroke)
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -302,9 +305,12 @@ def _torch_threads(n: int | None):
 # --------------------------------------------------------------------------------------------------------------
 # the sampling loop
 def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prime: np.ndarray | None,
-         chars: Tensor | None, char_mask: Tensor | None, stepper: str) -> tuple[Tensor, list, list, np.ndarray, np.ndarray]:
+         chars: Tensor | None, char_mask: Tensor | None, stepper: str,
+         finish: int = 0) -> tuple[Tensor, list, list, np.ndarray, np.ndarray, np.ndarray]:
     """Teacher-force ``prime`` (P, 3), then sample up to ``max_new`` points; returns the offsets (B, T, 3), φ and
-    κ per step, the length of each line and whether the stopping rule ended it."""
+    κ per step, the length of each line, whether the stopping rule ended it and the points drawn after it fired.
+    ``finish`` > 0: a line whose pen is down when the rule fires goes on until the stroke in progress ends (a
+    point with e = 1), for at most ``finish`` more points; 0 ends it where the rule fires (the paper's rule)."""
     dtype = next(model.parameters()).dtype
     st = STEPPERS[stepper](model, batch, chars, char_mask)
     rnd = RandomBlocks(batch, seed)
@@ -323,6 +329,9 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
                 kappas.append(kappa)
     length = np.full(batch, P + max_new, dtype=np.int64)
     stopped = np.zeros(batch, dtype=bool)
+    ending = np.zeros(batch, dtype=bool)  # the rule fired with the pen down: finishing the stroke in progress
+    deadline = np.zeros(batch, dtype=np.int64)  # the last step t at which a finishing line may still draw
+    rule_at = np.full(batch, -1, dtype=np.int64)  # the length of each line when the rule fired (-1: not yet)
     if chars is not None:
         U = char_mask.sum(1)  # (B,) characters per line
         last = U.unsqueeze(1)  # (B, 1): column of position U + 1 in φ
@@ -338,22 +347,38 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
             # Every κ_k past U + 1 implies the rule exactly (each Gaussian is nearer U + 1 than any u ≤ U) even
             # where all φ(t, ·) underflow to 0 in floating point (a window far past the end of the text).
             past = (kappa > last + 1).all(1)
-            end_now = ((phi.gather(1, last).squeeze(1) > inside) | past).numpy() & ~stopped
-            if end_now.any():
-                length[end_now] = P + t
-                stopped |= end_now
+            fired = ((phi.gather(1, last).squeeze(1) > inside) | past).numpy() & ~stopped & ~ending
+            rule_at[fired] = P + t
+            if finish:
+                # the last point drawn left the pen down (a stroke in progress, not the first input): finish it
+                pen_down = (x[:, 2] < 0.5).numpy() & bool(xs)
+                ending |= fired & pen_down
+                deadline[fired & pen_down] = t + finish - 1
+                fired &= ~pen_down
+            if fired.any():
+                length[fired] = P + t
+                stopped |= fired
                 if stopped.all():
                     break
         u, n = rnd.next()
         x = draw_point(y, M, bias, u, n)
         # the point too (σ = exp(σ̂) can overflow)
         _check_finite(P + t + 1, stopped, x)
+        if ending.any():
+            # a finishing line ends with the point that lifts its pen, or at its deadline
+            done = ending & (((x[:, 2] > 0.5).numpy()) | (deadline <= t))
+            length[done] = P + t + 1
+            stopped |= done
+            ending &= ~done
         xs.append(x)
         if phi is not None:
             phis.append(phi)
             kappas.append(kappa)
+        if finish and stopped.all():
+            break
+    stopped |= ending  # the rule fired; max_new came before the stroke in progress ended
     out = torch.stack(xs, dim=1) if xs else torch.zeros(batch, 0, 3, dtype=dtype)  # (B, T, 3)
-    return out, phis, kappas, length, stopped
+    return out, phis, kappas, length, stopped, np.where(rule_at >= 0, length - rule_at, 0)
 
 
 def _check_finite(step: int, stopped: np.ndarray, *outputs: Tensor | None) -> None:
@@ -452,13 +477,16 @@ def _split_lines(out: Tensor, phis: list, kappas: list, length: np.ndarray, char
 def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed: int | None = None,
                prime: Any = None, max_steps: int | None = None, allow_nonletter: bool = False,
                vocab: Any = None, stats: Any = None, data_root: Any = None, data_config: str = "graves2013",
-               stepper: str = "fast", threads: int | None = 1) -> HandwritingSample:
+               stepper: str = "fast", threads: int | None = 1, finish_stroke: bool = True) -> HandwritingSample:
     """Write ``text`` (one string, or several written at once as a batch) with a synthesis network.
 
     ``bias`` b ≥ 0 (section 5.4); ``seed`` makes the sample repeatable; ``prime`` imitates a writer: a line id of
     the prepared IAM-OnDB (``data_root``, ``data_config``), a dataset row, or (offsets, text). ``max_steps``
     caps the points written per line after priming (default: 40 per character + 100). ``threads``: torch
     intra-op threads while sampling (default 1, see :func:`_torch_threads`; None = torch's setting).
+    ``finish_stroke``: the stopping rule (section 5.4) fires once the window has passed the last character, often
+    while the pen is still down in the last letter (an "n" left as an "r"); True lets such a line finish that
+    stroke (up to FINISH_MAX more points, counted in ``finished``), False ends it where the rule fires.
 
     >>> s = synthesize("runs/tiny-synthesis/best", "from his travels", bias=0.5, seed=0)   # doctest: +SKIP
     >>> s.offsets[0].shape, s.phi[0].shape, s.stopped                                       # doctest: +SKIP
@@ -505,14 +533,15 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
     max_steps = _whole(max_steps, "max_steps", "--max-steps")
     check_request(B, max_steps, prime=0 if prime_off is None else len(prime_off), window=Umax + cfg_k(loaded))
     with torch.inference_mode(), _torch_threads(threads):
-        out, phis, kappas, length, stopped = _run(loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps),
-                                                  prime=prime_off, chars=chars, char_mask=cmask, stepper=stepper)
+        out, phis, kappas, length, stopped, after = _run(loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps),
+                                                  prime=prime_off, chars=chars, char_mask=cmask, stepper=stepper,
+                                                  finish=FINISH_MAX if finish_stroke else 0)
     if not stopped.all():
         log.warning("%d of %d line(s) reached max_steps=%d before the window passed the end of the text",
                     int((~stopped).sum()), B, max_steps)
     offsets, phi, kappa = _split_lines(out, phis, kappas, length, [len(e) for e in enc])
     return HandwritingSample(offsets, texts, phi, kappa, stopped.tolist(), 0 if prime_off is None else len(prime_off),
-                             prime_id, prime_stats, b, seed, int(max_steps), fam)
+                             prime_id, prime_stats, b, seed, int(max_steps), fam, after.tolist())
 
 
 def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, seed: int | None = None,
@@ -537,7 +566,7 @@ def generate(model: Any, steps: int = 700, *, n: int = 1, bias: float = 0.0, see
         prime_off, _, prime_id, st = _prime_offsets(prime, loaded.stats, data_root, data_config)
     check_request(n, steps, prime=0 if prime_off is None else len(prime_off))
     with torch.inference_mode(), _torch_threads(threads):
-        out, _, _, length, _ = _run(loaded.model, batch=int(n), bias=b, seed=seed, max_new=int(steps),
+        out, _, _, length, _, _ = _run(loaded.model, batch=int(n), bias=b, seed=seed, max_new=int(steps),
                                     prime=prime_off, chars=None, char_mask=None, stepper=stepper)
     offsets, _, _ = _split_lines(out, [], [], length, None)
     return HandwritingSample(offsets, None, None, None, [False] * int(n), 0 if prime_off is None else len(prime_off),
