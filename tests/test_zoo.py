@@ -190,8 +190,8 @@ def test_parse_reference(tmp_path):
 def test_unknown_and_untrained_zoo_models():
     with pytest.raises(UnknownNameError, match="Did you mean 'synth-3layer'"):
         resolve("zoo:synth-3layr")
-    with pytest.raises(ModelNotAvailable, match="no published weights yet.*seqbench zoo push pred-1layer"):
-        resolve("zoo:pred-1layer")  # not trained: no mirror folder either
+    with pytest.raises(ModelNotAvailable, match="no published weights yet.*seqbench zoo push pred-3layer-awn"):
+        resolve("zoo:pred-3layer-awn")  # not trained: no mirror folder either
 
 
 def _model():

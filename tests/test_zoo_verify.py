@@ -94,7 +94,7 @@ def test_a_dataset_not_prepared_is_one_clear_message():
 
 
 def test_an_untrained_entry_has_nothing_to_verify():
-    res = CliRunner().invoke(cli, ["zoo", "verify", "pred-1layer"])
+    res = CliRunner().invoke(cli, ["zoo", "verify", "pred-3layer-awn"])
     assert res.exit_code == 1 and "nothing to verify" in res.output
 
 

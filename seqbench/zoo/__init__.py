@@ -228,22 +228,42 @@ _TRAINED: dict[str, dict[str, Any]] = {
     "pred-3layer": dict(
         # the run: iam-prediction-3x400 with data.bucket, data.batch_size=4, data.chunk=100, data.valid_limit=256,
         # optimizer=adam, optimizer_args.lr=1e-3, eval_every=2400, then lr_plateau=3 from step 34,854 on (what
-        # iam-prediction-3x400-fast holds); the weights of its best validation, step 79,200
-        weights_sha256="0bc266940dff9f5bf2e92a65023a65074fca75b6aa1b5b72021b4259c79e9d55",
-        expected={"nll_nats_per_line": -1030.9372951006194, "nll_nats_per_line_raw": 3498.6375541456623,
-                  "nll_nats_per_point": -1.6708117003476788, "nll_nats_per_point_raw": 5.670145593260192,
-                  "sse_per_point": 0.6971044071600259},
+        # iam-prediction-3x400-fast holds); the weights of its best validation, step 127,200
+        weights_sha256="13f3c6a65160acf911ae6c3b7b3ca7b9770e4ea5464fd290873171533f71c313",
+        expected={"nll_nats_per_line": -1038.9811444673817, "nll_nats_per_line_raw": 3490.5937047789,
+                  "nll_nats_per_point": -1.6838481456307153, "nll_nats_per_point_raw": 5.657109147977155,
+                  "sse_per_point": 0.6827619116911263},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
         # `seqbench zoo verify --quick`: `seqbench eval --model zoo:pred-3layer --limit 64`
         quick={"limit": 64,
-               "expected": {"nll_nats_per_line": -825.0017558336258, "sse_per_point": 0.9879542269359463,
-                            "nll_nats_per_point": -1.4909810626987843, "nll_nats_per_line_raw": 3236.956379143491,
-                            "nll_nats_per_point_raw": 5.8499762309090855}},
+               "expected": {"nll_nats_per_line": -831.6598012447357, "sse_per_point": 0.9615018838841459,
+                            "nll_nats_per_point": -1.5030137881473777, "nll_nats_per_line_raw": 3230.2983337323813,
+                            "nll_nats_per_point_raw": 5.837943505460492}},
         training={"status": "in training: truncated BPTT (iam-prediction-3x400-fast: 100-point chunks of bucketed "
-                            "batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step 57,600 and to "
-                            "2.5e-4 at 76,800), best validation at step 79,200; it continues from its run folder",
-                  "steps": 79200, "epochs": 4.282701562753474,
-                  "cpu_hours": 3.6499211111111114, "recipe": "iam-prediction-3x400"}),
+                            "batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step 57,600, 2.5e-4 at "
+                            "76,800 and 1.25e-4 at 98,400), best validation at step 127,200; it continues from its "
+                            "run folder",
+                  "steps": 127200, "epochs": 6.87827826745255,
+                  "cpu_hours": 5.7438947222222225, "recipe": "iam-prediction-3x400"}),
+    "pred-1layer": dict(
+        # the run: iam-prediction-1x900-fast (truncated BPTT) from scratch, 2026-12-03; the weights of its best
+        # validation, step 26,400
+        recipe="iam-prediction-1x900-fast",
+        weights_sha256="e0cc559da03824146040af9b10a4dea9f48ad381a1e4e7bf29b77c749f20623b",
+        expected={"nll_nats_per_line": -943.3874546848185, "nll_nats_per_line_raw": 3586.187394561463,
+                  "nll_nats_per_point": -1.5289220835635513, "nll_nats_per_point_raw": 5.8120352100443196,
+                  "sse_per_point": 0.7816705314464462},
+        data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
+        # `seqbench zoo verify --quick`: `seqbench eval --model zoo:pred-1layer --limit 64`
+        quick={"limit": 64,
+               "expected": {"nll_nats_per_line": -725.7665112614632, "sse_per_point": 1.104711908482591,
+                            "nll_nats_per_point": -1.311638571166906, "nll_nats_per_line_raw": 3336.191623715654,
+                            "nll_nats_per_point_raw": 6.029318722440964}},
+        training={"status": "in training: truncated BPTT from scratch (iam-prediction-1x900-fast: 100-point chunks of "
+                            "bucketed batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step 33,600), "
+                            "best validation at step 26,400; it continues from its run folder",
+                  "steps": 26400, "epochs": 1.4275671875844915,
+                  "cpu_hours": 1.5357480555555556, "recipe": "iam-prediction-1x900-fast"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",
