@@ -69,7 +69,8 @@ class HandwritingSample:
     φ(t, u) while writing row t (synthesis only; the last column is position U + 1 of the stopping rule) and
     ``kappa[i]`` (T_i, K) the window positions κ_t. ``stopped[i]`` is True when the stopping rule ended line i,
     False when it ran into ``max_steps``; ``finished[i]`` the points line i drew after the rule fired, to finish
-    the stroke in progress (0 with ``finish_stroke=False``, the paper's rule exactly). :meth:`strokes` converts to board units with ``stats``.
+    the stroke in progress (0 with ``finish_stroke=False``, the paper's rule exactly). :meth:`strokes` converts
+    to board units with ``stats``.
     """
 
     offsets: list[np.ndarray]
@@ -533,9 +534,9 @@ def synthesize(model: Any, text: str | Sequence[str], *, bias: float = 0.0, seed
     max_steps = _whole(max_steps, "max_steps", "--max-steps")
     check_request(B, max_steps, prime=0 if prime_off is None else len(prime_off), window=Umax + cfg_k(loaded))
     with torch.inference_mode(), _torch_threads(threads):
-        out, phis, kappas, length, stopped, after = _run(loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps),
-                                                  prime=prime_off, chars=chars, char_mask=cmask, stepper=stepper,
-                                                  finish=FINISH_MAX if finish_stroke else 0)
+        out, phis, kappas, length, stopped, after = _run(
+            loaded.model, batch=B, bias=b, seed=seed, max_new=int(max_steps), prime=prime_off, chars=chars,
+            char_mask=cmask, stepper=stepper, finish=FINISH_MAX if finish_stroke else 0)
     if not stopped.all():
         log.warning("%d of %d line(s) reached max_steps=%d before the window passed the end of the text",
                     int((~stopped).sum()), B, max_steps)
