@@ -331,7 +331,6 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
     length = np.full(batch, P + max_new, dtype=np.int64)
     stopped = np.zeros(batch, dtype=bool)
     ending = np.zeros(batch, dtype=bool)  # the rule fired with the pen down: finishing the stroke in progress
-    deadline = np.zeros(batch, dtype=np.int64)  # the last step t at which a finishing line may still draw
     rule_at = np.full(batch, -1, dtype=np.int64)  # the length of each line when the rule fired (-1: not yet)
     if chars is not None:
         U = char_mask.sum(1)  # (B,) characters per line
@@ -354,7 +353,6 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
                 # the last point drawn left the pen down (a stroke in progress, not the first input): finish it
                 pen_down = (x[:, 2] < 0.5).numpy() & bool(xs)
                 ending |= fired & pen_down
-                deadline[fired & pen_down] = t + finish - 1
                 fired &= ~pen_down
             if fired.any():
                 length[fired] = P + t
@@ -366,8 +364,8 @@ def _run(model, *, batch: int, bias: float, seed: int | None, max_new: int, prim
         # the point too (σ = exp(σ̂) can overflow)
         _check_finite(P + t + 1, stopped, x)
         if ending.any():
-            # a finishing line ends with the point that lifts its pen, or at its deadline
-            done = ending & (((x[:, 2] > 0.5).numpy()) | (deadline <= t))
+            # a finishing line ends with the point that lifts its pen, or with its finish-th point after the rule
+            done = ending & ((x[:, 2] > 0.5).numpy() | (P + t + 1 - rule_at >= finish))
             length[done] = P + t + 1
             stopped |= done
             ending &= ~done
