@@ -604,6 +604,36 @@ def test_restore_best_steps_the_rate_down_from_the_best_weights_and_resumes_exac
         [e for e in resumed.history if e["event"] == "restore_best"]
 
 
+def test_a_stop_during_a_scheduled_validation_takes_that_validation_on_resume(tmp_path, monkeypatch):
+    """A signal that lands while the run validates at a scheduled step saves that step unvalidated; the resumed
+    run validates it before its next step, so its validations, restore-best steps and weights are those of a run
+    that never stopped (before: that validation was skipped, and with it maybe a best or a step down)."""
+    from seqbench.models.io import load_state
+    from seqbench.training.trainer import _Run
+
+    kw = dict(quiet=True, overrides={"eval_every": 4, "lr_plateau": 1, "optimizer_args.lr": 0.03, "patience": 100})
+    straight = train("tiny-prediction", tmp_path / "a", max_steps=40, **kw)
+    validate = _Run.validate
+
+    def signal_at_20(self, *a, **k):
+        if self.step == 20:
+            self.stop_flag.signal = "SIGTERM"  # what the handler of a SIGTERM that arrived now sets
+        return validate(self, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(_Run, "validate", signal_at_20)
+        stopped = train("tiny-prediction", tmp_path / "b", max_steps=40, **kw)
+    assert stopped.steps == 20 and stopped.stopped == "SIGTERM"
+    assert 20 not in [e["step"] for e in stopped.history if e["event"] == "valid"]
+    resumed = train("tiny-prediction", tmp_path / "b", max_steps=40, resume=True, **kw)
+    valid = lambda r: [(e["step"], e["loss"], e["best"]) for e in r.history if e["event"] == "valid"]  # noqa: E731
+    assert valid(resumed) == valid(straight) and 20 in [v[0] for v in valid(resumed)]
+    assert [e for e in straight.history if e["event"] == "restore_best"] == \
+        [e for e in resumed.history if e["event"] == "restore_best"]
+    sa, sb = load_state(tmp_path / "a" / "last"), load_state(tmp_path / "b" / "last")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 @pytest.mark.parametrize("value", [0.0, 1.0, 2.0, float("nan")])
 def test_a_plateau_factor_outside_0_1_is_refused(tmp_path, value):
     with pytest.raises(SeqbenchError, match="lr_plateau_factor must be (between 0 and 1|a finite number)"):

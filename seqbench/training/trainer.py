@@ -663,6 +663,12 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     in_step = False
     with run.stop_flag:
         try:
+            if run.step and run.step % eval_every == 0 and _last_valid_step(run) != run.step:
+                # a stop (a signal, the budget, an error) came during this step's scheduled validation, so it was
+                # saved unvalidated: validate first, as a run that never stopped did at this step
+                result = _evaluate(run)
+                if result != "validated":
+                    stopped = result if result == "early_stopping" else _stop_reason(run, deadline, 0.0) or "stop"
             while not stopped:
                 if run.epoch >= rec.max_epochs:
                     stopped = "max_epochs"
@@ -708,8 +714,7 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
                     run.carry = run.partial = None
                     continue
                 break
-            last_valid = next((h["step"] for h in reversed(run.history) if h["event"] == "valid"), None)
-            if stopped != "early_stopping" and last_valid != run.step:
+            if stopped != "early_stopping" and _last_valid_step(run) != run.step:
                 # a final validation where it fits (signals: none, they ask to stop now); always a checkpoint
                 if run.stop_flag.signal or _evaluate(run, final=True) != "validated":
                     run.save(best=False)
@@ -726,6 +731,10 @@ def _loop(run: _Run, max_seconds: float | None = None) -> TrainResult:
     run.record({"event": "stop", "reason": stopped, "wall_s": round(run.wall_s(), 3), "cpu_s": round(run.cpu_s(), 3)})
     return TrainResult(out=run.out, steps=run.step, epochs=run.epoch, best_valid=run.best_saved, unit=unit,
                        history=run.history, stopped=stopped, recipe=rec.name)
+
+
+def _last_valid_step(run: _Run) -> int | None:
+    return next((h["step"] for h in reversed(run.history) if h["event"] == "valid"), None)
 
 
 def _checkpoint_on_error(run: _Run, error: Exception) -> None:
