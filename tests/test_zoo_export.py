@@ -48,6 +48,11 @@ def test_zoo_export_writes_a_true_card_with_the_training_status(iam_root, tmp_pa
     real = model_card(entry, rec["metrics"], {**rec, "paper": ["table3-1layer"]}, training_status(run.out))
     assert "paper (Table 3) |" in real and "## What reaching the paper would take" in real
     assert "Too few validations" in real
+    # weights past the paper's value: the card says by how much, and projects nothing
+    past_metrics = {**rec["metrics"], "nll_nats_per_line": {**rec["metrics"]["nll_nats_per_line"], "value": -1030.0}}
+    past = model_card(entry, past_metrics, {**rec, "paper": ["table3-1layer"]}, training_status(run.out))
+    assert "## Against the paper" in past and "## What reaching the paper would take" not in past
+    assert "4.3 nats/line better than the paper (Table 3: -1025.7 nats/line)." in past and "projection" not in past
     best_step = json.loads((run.out / "best" / "config.json").read_text())["step"]
     assert pin["training"]["steps"] == best_step and pin["training"]["cpu_hours"] > 0  # the exported weights' step
     # the card's number is what eval of the exported folder prints

@@ -91,7 +91,7 @@ def _g(x: Any) -> str:
 def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's value") -> str:
     """One paragraph of :func:`project`'s answer, with its units."""
     if p["reached"]:
-        return f"These weights are at or past {target_name} ({-p['gap']:.4g} {unit} better)."
+        return f"These weights are {-p['gap']:.4g} {unit} better than {target_name}."
     text = f"{p['gap']:.4g} {unit} to go to {target_name}."
     if p["validations"] < 3 or p["rate_recent"] is None:
         return text + (f" Too few validations since step {p['since_step']:,} (the start of this stretch of the "

@@ -138,10 +138,13 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
 
         unit = training.get("unit", "")
         target = f"the paper ({row.table}: {proj['target']:g} {unit})"
-        body += ["## What reaching the paper would take", "",
-                 f"On {entry.split}: {describe_projection(proj, unit, target)} The rate is measured on the run's "
-                 "validation curve, the gap on the split above: a projection at the measured rate, not a result.",
-                 ""]
+        if proj["reached"]:
+            body += ["## Against the paper", "", f"On {entry.split}: {describe_projection(proj, unit, target)}", ""]
+        else:
+            body += ["## What reaching the paper would take", "",
+                     f"On {entry.split}: {describe_projection(proj, unit, target)} The rate is measured on the run's "
+                     "validation curve, the gap on the split above: a projection at the measured rate, not a result.",
+                     ""]
     if training and training.get("curve"):
         body += ["## Training curve", "", f"![validation loss against core-hours]({training['curve']})", ""]
         valid = training.get("valid") or []
