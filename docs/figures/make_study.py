@@ -1,7 +1,7 @@
 """Draw an equal-budget schedule study from its run folders (docs/training.md's study figures).
 
     python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...] \
-        [--ylim LO,HI] [--final FILE] [--clock wall|cpu] [--window] [--start RUN=NATS ...]
+        [--ylim LO,HI] [--xmax X] [--final FILE] [--clock wall|cpu] [--window] [--start RUN=NATS ...]
 
 --clock cpu: the x axis is the run's CPU-hours (cpu_s in its events: the time its process had a core, which
 is what a budget of CPU-hours counts, whatever else shared the machine); wall (the default): wall-clock minutes.
@@ -9,6 +9,8 @@ is what a budget of CPU-hours counts, whatever else shared the machine); wall (t
 --final: JSON lines {"arm": RUN_FOLDER_NAME, "step", "valid_nats_per_line"} of validations made after a run's
 budget ended (its last/ weights on the same validation set), drawn at the run's stop time as open circles.
 --ylim: the loss axes' range (a diverged arm is then drawn clipped, and named so in the legend).
+--xmax: draw each arm up to this clock (CPU-hours or minutes): the study's equal budget, where an arm's run folder
+went on after it (e.g. as a zoo model's run).
 --start RUN_FOLDER_NAME=NATS[,SHARPNESS]: an arm that started from trained weights: their validation loss on the
 same lines (and with --window their window sharpness), drawn at the arm's 0 as a square (repeatable).
 --window: synthesis runs: two more panels below, from the window's reading recorded with each validation
@@ -53,7 +55,7 @@ def main(argv: list[str]) -> None:
     rest = []
     it = iter(argv[2:])
     for a in it:
-        if a in ("--ylim", "--final", "--clock"):
+        if a in ("--ylim", "--xmax", "--final", "--clock"):
             opts[a] = next(it)
         elif a == "--window":
             opts[a] = True
@@ -68,6 +70,7 @@ def main(argv: list[str]) -> None:
     if clock not in ("wall", "cpu"):
         sys.exit(f"--clock must be wall or cpu, not {clock!r}")
     key, scale = ("cpu_s", 3600.0) if clock == "cpu" else ("wall_s", 60.0)
+    xmax = float(opts["--xmax"]) if "--xmax" in opts else float("inf")
     final = {}
     if "--final" in opts:
         for line in Path(opts["--final"]).read_text().splitlines():
@@ -95,7 +98,10 @@ def main(argv: list[str]) -> None:
         va = [(_at(tr, e["step"]) / scale, e["loss"]) for e in ev if e["event"] == "valid" and tr]
         stop = next((e[key] for e in reversed(ev) if e["event"] == "stop" and key in e), None)
         tr_steps = tr
-        tr = [(w / scale, r) for _, w, r in tr]
+        tr = [(w / scale, r) for _, w, r in tr if w / scale <= xmax]
+        va = [(x, y) for x, y in va if x <= xmax]
+        if stop is not None and stop / scale > xmax:
+            stop = None
         if ylim and any(not ylim[0] <= y <= ylim[1] for _, y in tr + va):
             label += " (off the scale)"
         (line,) = ax1.plot(*zip(*tr), lw=1.2, label=label) if tr else ax1.plot([], [], label=label)
@@ -107,6 +113,7 @@ def main(argv: list[str]) -> None:
             ax2.plot(*zip(*va), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
         if window:
             wv = [(_at(tr_steps, e["step"]) / scale, e) for e in ev if e["event"] == "valid" and tr_steps]
+            wv = [(x, e) for x, e in wv if x <= xmax]
             sh = [(x, e["window_sharpness"]) for x, e in wv if e.get("window_sharpness") is not None]
             pos = [(x, e["window_alignment"]) for x, e in wv if e.get("window_alignment")]
             if start is not None and len(start) > 1:
@@ -130,6 +137,8 @@ def main(argv: list[str]) -> None:
         ax.grid(alpha=0.3)
         if ylim:
             ax.set_ylim(*ylim)
+        if xmax < float("inf"):
+            ax.set_xlim(0, xmax * 1.02)
     if window:
         ax3.set_ylabel("window sharpness (mean max φ / Σ φ)")
         ax4.set_ylabel("window's peak (fraction of the text)")
@@ -139,6 +148,8 @@ def main(argv: list[str]) -> None:
         for ax in (ax3, ax4):
             ax.set_xlabel("CPU-hours (1 thread)" if clock == "cpu" else "wall-clock minutes")
             ax.grid(alpha=0.3)
+            if xmax < float("inf"):
+                ax.set_xlim(0, xmax * 1.02)
     ax1.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
