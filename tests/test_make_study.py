@@ -48,3 +48,29 @@ def test_study_figure_refuses_an_unknown_clock(tmp_path):
     a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)
     with pytest.raises(SystemExit, match="--clock"):
         _load().main([str(tmp_path / "x.png"), "t", f"A={a}", "--clock", "gpu"])
+
+
+def test_keep_thins_a_run_to_what_the_figures_draw_up_to_the_budget(tmp_path):
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], True)
+    kept = tmp_path / "data" / "arm-a.jsonl"
+    _load().main(["--keep", str(a), str(kept), "--xmax", str(300 / 3600)])  # 300 CPU-seconds: steps 50-250
+    ev = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert [e["step"] for e in ev if e["event"] == "train"] == [50, 100, 150, 200, 250]
+    # the validation at step 200 is kept (at 220 CPU-s, interpolated), the one at 400 and the stop are past the budget
+    assert [(e["step"], e["loss"]) for e in ev if e["event"] == "valid"] == [(200, -500.0)]
+    assert not any(e["event"] in ("stop", "start") for e in ev)
+    assert all("window_sharpness" not in e and "loss" not in e for e in ev if e["event"] == "train")
+
+
+def test_an_arm_is_drawn_from_a_kept_file_and_from_validations_with_their_own_clock(tmp_path):
+    pytest.importorskip("matplotlib")
+    mod = _load()
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)
+    kept = tmp_path / "arm-a.jsonl"
+    mod.main(["--keep", str(a), str(kept)])
+    only_valid = tmp_path / "arm-b.jsonl"  # an arm known only by its validations (e.g. from a card's table)
+    only_valid.write_text("".join(json.dumps({"event": "valid", "step": s, "loss": v, "cpu_s": c}) + "\n"
+                                  for s, v, c in ((200, -520.0, 230), (400, -610.0, 470))))
+    out = tmp_path / "study.png"
+    mod.main([str(out), "title", f"A={kept}", f"B={only_valid}", "--clock", "cpu"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,14 @@
 """Draw an equal-budget schedule study from its run folders (docs/training.md's study figures).
 
-    python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN_FOLDER [LABEL=RUN_FOLDER ...] \
+    python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN [LABEL=RUN ...] \
         [--ylim LO,HI] [--xmax X] [--final FILE] [--clock wall|cpu] [--window] [--start RUN=NATS ...]
+    python docs/figures/make_study.py --keep RUN_FOLDER OUT.jsonl [--xmax CPU_HOURS]
+
+RUN: a run folder, or a .jsonl file of its events (what --keep writes). Run folders live outside the checkout
+and are lost with the machine that kept them, so each arm's curve is kept in git as docs/figures/data/ARM.jsonl:
+--keep copies a run's training events (step, clock, running loss), validations (step, loss) and stop, up to
+--xmax CPU-hours, without the rest of each event. A validation event that carries its own clock (cpu_s,
+wall_s) is drawn there; one without is drawn at its step's time, interpolated between the training events.
 
 --clock cpu: the x axis is the run's CPU-hours (cpu_s in its events: the time its process had a core, which
 is what a budget of CPU-hours counts, whatever else shared the machine); wall (the default): wall-clock minutes.
@@ -30,7 +37,7 @@ from pathlib import Path
 
 def _events(run: Path) -> list[dict]:
     out = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
+    for line in (run if run.is_file() else run / "metrics.jsonl").read_text().splitlines():
         try:
             out.append(json.loads(line))
         except ValueError:  # a half-written last line of a killed run
@@ -48,7 +55,35 @@ def _at(tr: list[tuple[int, float, float]], step: int) -> float:
     return w1 + (w1 - w0) / max(s1 - s0, 1) * (step - s1)
 
 
+_KEEP = {"train": ("step", "epoch", "running", "cpu_s", "wall_s"), "valid": ("step", "loss", "cpu_s", "wall_s"),
+         "stop": ("step", "reason", "cpu_s", "wall_s")}
+
+
+def keep(run: Path, out: Path, xmax_h: float = float("inf")) -> int:
+    """Write the events of ``run`` that the figures draw, thinned to their fields, up to ``xmax_h`` CPU-hours."""
+    from seqbench.paths import atomic_write_text
+
+    ev = _events(run)
+    tr = [(e["step"], e["cpu_s"], None) for e in ev if e["event"] == "train" and "cpu_s" in e]
+    rows = []
+    for e in ev:
+        if e["event"] not in _KEEP:
+            continue
+        t = e.get("cpu_s", _at(tr, e["step"]) if tr else 0.0)
+        if t / 3600.0 > xmax_h:
+            continue
+        rows.append({"event": e["event"], **{k: e[k] for k in _KEEP[e["event"]] if k in e}})
+    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--keep"]:
+        if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] != "--xmax"):
+            sys.exit(__doc__)
+        n = keep(Path(argv[1]), Path(argv[2]), float(argv[4]) if len(argv) == 5 else float("inf"))
+        print(f"wrote {argv[2]} ({n} events)")
+        return
     if len(argv) < 3:
         sys.exit(__doc__)
     opts = {}
@@ -95,7 +130,8 @@ def main(argv: list[str]) -> None:
               if e["event"] == "train" and key in e and e.get("running") is not None]
         # a validation has no clock of its own: its step's time, interpolated between the training events
         # (past the last one, at the last 50 steps' pace)
-        va = [(_at(tr, e["step"]) / scale, e["loss"]) for e in ev if e["event"] == "valid" and tr]
+        va = [((e[key] if key in e else _at(tr, e["step"])) / scale, e["loss"]) for e in ev
+              if e["event"] == "valid" and (tr or key in e)]
         stop = next((e[key] for e in reversed(ev) if e["event"] == "stop" and key in e), None)
         tr_steps = tr
         tr = [(w / scale, r) for _, w, r in tr if w / scale <= xmax]
