@@ -95,7 +95,8 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                     str(training["status"]).startswith("in training") else ""), ""]
     parent = (training or {}).get("started_from")
     if parent:
-        body += [f"Started from step {parent.get('from_step', '?')} of the run `{parent['run']}` "
+        step = parent.get("from_step")
+        body += [f"Started from step {'?' if step is None else f'{step:,}'} of the run `{parent['run']}` "
                  f"(recipe `{parent['recipe']}`, {parent['steps']:,} steps, {parent['epochs']:.2f} epochs, "
                  f"{parent['cpu_hours']:.2f} CPU-hours, all counted above), "
                  + (f"with {', '.join(f'`{r}`' for r in parent['reinit'])} re-initialised (`--reinit`), "
