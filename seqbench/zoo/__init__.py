@@ -247,24 +247,24 @@ _TRAINED: dict[str, dict[str, Any]] = {
                   "steps": 148800, "epochs": 8.046287784567134,
                   "cpu_hours": 6.794534444444444, "recipe": "iam-prediction-3x400"}),
     "pred-1layer": dict(
-        # the run: iam-prediction-1x900-fast (truncated BPTT) from scratch, 2026-12-03; the weights of its best
-        # validation, step 26,400
+        # the run: iam-prediction-1x900-fast (truncated BPTT) from scratch, 2026-12-03, to step 26,400; continued from
+        # those weights at Adam 5e-4, 2026-12-04: the weights of its best validation, its step 43,200
         recipe="iam-prediction-1x900-fast",
-        weights_sha256="e0cc559da03824146040af9b10a4dea9f48ad381a1e4e7bf29b77c749f20623b",
-        expected={"nll_nats_per_line": -943.3874546848185, "nll_nats_per_line_raw": 3586.187394561463,
-                  "nll_nats_per_point": -1.5289220835635513, "nll_nats_per_point_raw": 5.8120352100443196,
-                  "sse_per_point": 0.7816705314464462},
+        weights_sha256="f7635d2f42670262344406ef40da2b4c7cbb3b30287db8b0a3d554362d4a4a38",
+        expected={"nll_nats_per_line": -1002.0682804057263, "nll_nats_per_line_raw": 3527.5065688405552,
+                  "nll_nats_per_point": -1.6240244827749277, "nll_nats_per_point_raw": 5.716932810832943,
+                  "sse_per_point": 0.7238539713912027},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
         # `seqbench zoo verify --quick`: `seqbench eval --model zoo:pred-1layer --limit 64`
         quick={"limit": 64,
-               "expected": {"nll_nats_per_line": -725.7665112614632, "sse_per_point": 1.104711908482591,
-                            "nll_nats_per_point": -1.311638571166906, "nll_nats_per_line_raw": 3336.191623715654,
-                            "nll_nats_per_point_raw": 6.029318722440964}},
-        training={"status": "in training: truncated BPTT from scratch (iam-prediction-1x900-fast: 100-point chunks of "
-                            "bucketed batches of 4, Adam 1e-3, restore-best; the rate halved to 5e-4 at step 33,600), "
-                            "best validation at step 26,400; it continues from its run folder",
-                  "steps": 26400, "epochs": 1.4275671875844915,
-                  "cpu_hours": 1.5357480555555556, "recipe": "iam-prediction-1x900-fast"}),
+               "expected": {"nll_nats_per_line": -795.3526495099068, "nll_nats_per_line_raw": 3266.60548546721,
+                            "nll_nats_per_point": -1.4373978360668125, "nll_nats_per_point_raw": 5.903559457541057,
+                            "sse_per_point": 1.0443100531637877}},
+        training={"status": "in training: truncated BPTT (iam-prediction-1x900-fast: 100-point chunks of bucketed "
+                            "batches of 4, restore-best), continued from the step-26,400 weights at Adam 5e-4 on "
+                            "2026-12-04; it continues from its run folder, else from these weights",
+                  "steps": 43200, "epochs": 2.336019034229168, "cpu_hours": 3.502086388888889,
+                  "recipe": "iam-prediction-1x900-fast"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
         weights_sha256="77227459fc6654d9ba0cb761ce62d39dfd0d1958732b78134e601fce10291bfc",
