@@ -58,6 +58,8 @@ def test_keep_thins_a_run_to_what_the_figures_draw_up_to_the_budget(tmp_path):
     assert [e["step"] for e in ev if e["event"] == "train"] == [50, 100, 150, 200, 250]
     # the validation at step 200 is kept (at 220 CPU-s, interpolated), the one at 400 and the stop are past the budget
     assert [(e["step"], e["loss"]) for e in ev if e["event"] == "valid"] == [(200, -500.0)]
+    # what --window draws goes with each validation
+    assert [e["window_sharpness"] for e in ev if e["event"] == "valid"] == [pytest.approx(0.24)]
     assert not any(e["event"] in ("stop", "start") for e in ev)
     assert all("window_sharpness" not in e and "loss" not in e for e in ev if e["event"] == "train")
 

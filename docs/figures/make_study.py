@@ -6,8 +6,8 @@
 
 RUN: a run folder, or a .jsonl file of its events (what --keep writes). Run folders live outside the checkout
 and are lost with the machine that kept them, so each arm's curve is kept in git as docs/figures/data/ARM.jsonl:
---keep copies a run's training events (step, clock, running loss), validations (step, loss) and stop, up to
---xmax CPU-hours, without the rest of each event. A validation event that carries its own clock (cpu_s,
+--keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's
+reading of synthesis runs) and stop, up to --xmax CPU-hours, without the rest of each event. A validation event that carries its own clock (cpu_s,
 wall_s) is drawn there; one without is drawn at its step's time, interpolated between the training events.
 
 --clock cpu: the x axis is the run's CPU-hours (cpu_s in its events: the time its process had a core, which
@@ -55,7 +55,7 @@ def _at(tr: list[tuple[int, float, float]], step: int) -> float:
     return w1 + (w1 - w0) / max(s1 - s0, 1) * (step - s1)
 
 
-_KEEP = {"train": ("step", "epoch", "running", "cpu_s", "wall_s"), "valid": ("step", "loss", "cpu_s", "wall_s"),
+_KEEP = {"train": ("step", "epoch", "running", "cpu_s", "wall_s"), "valid": ("step", "loss", "cpu_s", "wall_s", "window_sharpness", "window_alignment"),
          "stop": ("step", "reason", "cpu_s", "wall_s")}
 
 
