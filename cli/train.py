@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -22,11 +23,12 @@ def _parse_set(values: tuple[str, ...]) -> dict:
 
 
 @click.command("train")
+@click.argument("run", required=False, type=click.Path(file_okay=False, path_type=str))
 @click.option("--recipe", "recipe", default=None, help="Recipe name (see --list).")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Run folder (default: runs/RECIPE).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped, with the recipe "
-                                             "saved there (--set may change only stopping rules and the lr).")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN (or --out) exactly where it stopped, with the "
+                                             "recipe saved there (--set may change only stopping rules and the lr).")
 @click.option("--init-from", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Checkpoint folder or zoo:NAME whose weights start the run (e.g. runs/ptb-char-1x1000/best), sha256-checked.")
 @click.option("--reinit", "reinit", multiple=True, metavar="PART",
@@ -41,7 +43,7 @@ def _parse_set(values: tuple[str, ...]) -> dict:
               help="Override a recipe field, e.g. --set data.batch_size=8 --set model.peephole=false.")
 @click.option("--list", "list_", is_flag=True, help="List the recipes and exit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(recipe, out, resume, init_from, reinit, device, max_steps, max_minutes, sets, list_, quiet):
+def train_cmd(run, recipe, out, resume, init_from, reinit, device, max_steps, max_minutes, sets, list_, quiet):
     """Train one of the paper's networks with a named recipe.
 
     Writes best/ and last/ checkpoints (safetensors + config.json), metrics.jsonl and loss.png
@@ -51,6 +53,7 @@ def train_cmd(recipe, out, resume, init_from, reinit, device, max_steps, max_min
     Examples:
       seqbench train --recipe tiny-synthesis
       seqbench train --recipe iam-synthesis-3x400 --device cuda --out runs/synth
+      seqbench train --resume runs/synth --max-minutes 120
       torchrun --nproc_per_node 2 -m seqbench.cli.main train --recipe tiny-prediction
     """
     from seqbench.training import RECIPES, get_recipe, train
@@ -60,8 +63,16 @@ def train_cmd(recipe, out, resume, init_from, reinit, device, max_steps, max_min
             r = get_recipe(name)
             click.echo(f"{name:28s} {r.description}" + (f"  [{r.paper}]" if r.paper else ""))
         return
+    if run is not None:  # `train --resume RUN`: the run folder as an argument, the same as --out RUN
+        if not resume:
+            raise click.UsageError(f"{run}: a run folder as an argument is what --resume continues: give "
+                                   f"`--resume {run}` to continue it, or `--recipe NAME --out {run}` to start a new "
+                                   "run there")
+        if out is not None and os.path.abspath(out) != os.path.abspath(run):
+            raise click.UsageError(f"two run folders: {run} and --out {out}; give the one to resume once")
+        out = run
     if not recipe and not (resume and out):
-        raise click.UsageError("give --recipe NAME (or --list; --resume --out FOLDER needs no recipe)")
+        raise click.UsageError("give --recipe NAME (or --list; --resume FOLDER needs no recipe)")
     if resume and init_from:
         raise click.UsageError("--init-from starts a new run from other weights; --resume continues the run in --out "
                                "from its own last/ checkpoint: give one of them (a new --out folder to start from "

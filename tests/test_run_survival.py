@@ -346,6 +346,24 @@ def test_resume_with_init_from_is_refused_not_ignored(tmp_path):
     assert (d / "metrics.jsonl").read_bytes() == log
 
 
+def test_resume_takes_the_run_folder_as_its_argument(tmp_path):
+    """`seqbench train --resume RUN` is `--resume --out RUN`; RUN alone, or with another --out, is refused."""
+    from click.testing import CliRunner
+
+    from seqbench.cli.main import cli
+
+    d = _run(tmp_path)
+    log = (d / "metrics.jsonl").read_bytes()
+    for args in (["train", str(d), "-q"], ["train", str(d), "--recipe", "tiny-prediction", "-q"],
+                 ["train", "--resume", str(d), "--out", str(tmp_path / "other"), "-q"]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and str(d) in res.output and "Traceback" not in res.output, (args, res.output)
+    assert (d / "metrics.jsonl").read_bytes() == log and not (tmp_path / "other").exists()
+    res = CliRunner().invoke(cli, ["train", "--resume", str(d), "--out", str(d) + "/", "--max-steps", "6", "-q"])
+    assert res.exit_code == 0 and "6 steps" in res.output, res.output
+    assert json.loads((d / "last" / "training_state.json").read_text())["step"] == 6
+
+
 def _full_disk(monkeypatch, Full):
     """Every whole-file write (seqbench.paths) and every metrics.jsonl append finds the disk full."""
     import builtins
