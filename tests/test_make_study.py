@@ -44,6 +44,19 @@ def test_study_figure_draws_arms_and_window(tmp_path, window):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("extra, unit", [([], "nats/line"), (["--unit", "bits/char"], "bits/char")])
+def test_study_figure_names_the_loss_unit(tmp_path, monkeypatch, extra, unit):
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    labels = []
+    real = Axes.set_ylabel
+    monkeypatch.setattr(Axes, "set_ylabel", lambda self, text, *a, **k: (labels.append(text), real(self, text, *a, **k))[1])
+    a = _run(tmp_path / "arm-a", [2.0, 1.8], False)
+    _load().main([str(tmp_path / "s.png"), "t", f"A={a}", "--clock", "cpu"] + extra)
+    assert labels == [f"running training loss ({unit})", f"validation loss ({unit})"]
+
+
 def test_study_figure_refuses_an_unknown_clock(tmp_path):
     a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)
     with pytest.raises(SystemExit, match="--clock"):

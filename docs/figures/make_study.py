@@ -1,7 +1,7 @@
 """Draw an equal-budget schedule study from its run folders (docs/training.md's study figures).
 
     python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN [LABEL=RUN ...] \
-        [--ylim LO,HI] [--xmax X] [--final FILE] [--clock wall|cpu] [--window] [--start RUN=NATS ...]
+        [--ylim LO,HI] [--xmax X] [--final FILE] [--clock wall|cpu] [--unit UNIT] [--window] [--start RUN=NATS ...]
     python docs/figures/make_study.py --keep RUN_FOLDER OUT.jsonl [--xmax CPU_HOURS]
 
 RUN: a run folder, or a .jsonl file of its events (what --keep writes). Run folders live outside the checkout
@@ -15,6 +15,7 @@ is what a budget of CPU-hours counts, whatever else shared the machine); wall (t
 
 --final: JSON lines {"arm": RUN_FOLDER_NAME, "step", "valid_nats_per_line"} of validations made after a run's
 budget ended (its last/ weights on the same validation set), drawn at the run's stop time as open circles.
+--unit: the loss's unit on the axes (default nats/line; a PTB char study: bits/char).
 --ylim: the loss axes' range (a diverged arm is then drawn clipped, and named so in the legend).
 --xmax: draw each arm up to this clock (CPU-hours or minutes): the study's equal budget, where an arm's run folder
 went on after it (e.g. as a zoo model's run).
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> None:
     rest = []
     it = iter(argv[2:])
     for a in it:
-        if a in ("--ylim", "--xmax", "--final", "--clock"):
+        if a in ("--ylim", "--xmax", "--final", "--clock", "--unit"):
             opts[a] = next(it)
         elif a == "--window":
             opts[a] = True
@@ -169,7 +170,7 @@ def main(argv: list[str]) -> None:
     for ax, what in ((ax1, "running training loss"), (ax2, "validation loss")):
         ax.set_xlabel("CPU-hours (1 thread)" if clock == "cpu" else
                       "wall-clock minutes (1 thread, beside another 1-thread run)")
-        ax.set_ylabel(f"{what} (nats/line)")
+        ax.set_ylabel(f"{what} ({opts.get('--unit', 'nats/line')})")
         ax.grid(alpha=0.3)
         if ylim:
             ax.set_ylim(*ylim)
