@@ -21,7 +21,8 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe,extra", [("tiny-prediction", {}), ("tiny-text", {}),
-                                          ("tiny-synthesis", {"data.chunk": 9})])  # truncated BPTT: state carried
+                                          ("tiny-synthesis", {"data.chunk": 9}),  # truncated BPTT: state carried
+                                          ("tiny-prediction", {"ema": 0.5})])  # validated on the weight average
 def test_two_processes_match_one(tmp_path, recipe, extra):
     steps = ["--max-steps", "6", "--set", "eval_every=3", *[a for k, v in extra.items() for a in ("--set", f"{k}={v}")]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SEQBENCH_DDP_BACKEND": "gloo"}

@@ -80,6 +80,10 @@ class Recipe:
     on_nan: str = "rollback"  # "rollback" to the last good state and skip the batch, or "stop"
     max_rollbacks: int = 3
     amp: bool = False  # bf16/fp16 autocast for the big matrix products; the losses stay float32
+    # weight averaging: validation, best/ and restore-best use an exponential moving average of the trained
+    # weights, updated after every optimiser step with decay min(ema, (1 + n) / (10 + n)) at its n-th update (the
+    # warm-up keeps the first weights from weighing on it); None = the trained weights themselves (the paper)
+    ema: float | None = None
     seed: int = 0
     paper: str = ""  # the row of the paper this reproduces, and its number
 
@@ -153,6 +157,8 @@ class Recipe:
             elif isinstance(d.batch_size, int) and d.batch_size % self.noise_groups:
                 problems.append(f"noise_groups={self.noise_groups} must divide data.batch_size={d.batch_size} "
                                 "(equal groups of sequences, one noise sample each)")
+        if self.ema is not None and not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
+            problems.append(f"ema must be a decay in [0, 1), e.g. 0.999, or null for none (got {self.ema})")
         if not 0 < self.lr_plateau_factor < 1:  # also refuses NaN
             problems.append(f"lr_plateau_factor must be between 0 and 1 (got {self.lr_plateau_factor})")
         from seqbench.checks import numbers_problems, seed_problem

@@ -102,6 +102,8 @@ def save_checkpoint(run: "_Run", best: bool) -> None:
     if run.noise:
         tensors.update({f"noise.{k}": v.cpu() for k, v in run.noise.state_dict().items()})
     tensors.update(_state_tensors(run.carry, "carry"))
+    if run.ema is not None:  # the moving average (best/ holds it at its best validation; last/ the trained weights)
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in run.ema.state_dict().items()})
     if run.best_weights is not None:  # restore-best goes back to these (best/ may hold a stop's better weights)
         tensors.update({f"best_weights.{k}": v.detach().cpu().contiguous() for k, v in run.best_weights.items()})
     meta.update(step=run.step, epoch=run.epoch, batch_in_epoch=run.batch_in_epoch, best=run.best,
@@ -118,7 +120,7 @@ def save_checkpoint(run: "_Run", best: bool) -> None:
     # best/ first: a kill between the two leaves last/ at the previous checkpoint, whose resume replays
     # this step and writes the same best/ again (the other order could leave a stale best/ for good)
     if best:
-        _replace_folder(run.out, "best", lambda folder: save_pretrained(run.model, folder, run._extra()))
+        _replace_folder(run.out, "best", lambda folder: save_pretrained(run.eval_model, folder, run._extra()))
     _replace_folder(run.out, "last", fill_last)
 
 
@@ -139,6 +141,8 @@ def restore_checkpoint(run: "_Run") -> None:
         run.noise_gen.set_state(tensors["rng.noise"])
         if run.noise:
             run.noise.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("noise.")})
+        if run.ema is not None:
+            run.ema.load_state_dict({k[4:]: v.to(run.device) for k, v in tensors.items() if k.startswith("ema.")})
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"{last}/training_state.safetensors: unreadable ({type(e).__name__}: {e}); "
                               "cannot resume exactly: start a new run, or --init-from this folder") from None

@@ -155,6 +155,7 @@ class _Run:
             raise SeqbenchError(f"recipe {recipe.name}: {e}; check the model.* values") from None
         self.model: SeqModel = model.to(self.device)
         self.model.set_clipping(lstm=recipe.clip_lstm, output=recipe.clip_output)
+        self.ema = _averaged(self.model, recipe.ema)  # None without weight averaging
         self.noise = make_noise(recipe.weight_noise, self.model, recipe.noise_std)
         params = list(self.model.parameters()) + (list(self.noise.parameters()) if self.noise else [])
         self.opt = make_optimizer(recipe.optimizer, params, **recipe.optimizer_args)
@@ -211,11 +212,22 @@ class _Run:
         return nll_sum / max(n_seqs, 1)
 
     # -- validation --------------------------------------------------------------
+    @property
+    def eval_model(self) -> SeqModel:
+        """The weights validation scores and best/ keeps: the moving average with ``ema``, else the trained ones."""
+        return self.model if self.ema is None else self.ema.module
+
+    def sync_ema(self) -> None:
+        """Start the average again from the trained weights (after --init-from or a restore-best)."""
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.model.state_dict())
+
     @torch.no_grad()
     def validate(self, deadline: float | None = None) -> dict | None:
-        """The validation loss; None when a stop was requested (a signal, or ``deadline`` in perf_counter
-        seconds passed) before it was complete."""
-        self.model.eval()
+        """The validation loss of :attr:`eval_model`; None when a stop was requested (a signal, or ``deadline`` in
+        perf_counter seconds passed) before it was complete."""
+        model = self.eval_model
+        model.eval()
         tot = torch.zeros(3, dtype=torch.float64)  # nll, units, sequences
         state = None
         pbar = None
@@ -227,7 +239,7 @@ class _Run:
         try:
             for k, b in enumerate(self.valid_batches.epoch(0)):
                 if self.world == 1 and (self.stop_flag.signal or (deadline is not None and time.perf_counter() > deadline)):
-                    self.model.train()
+                    model.train()
                     return None
                 if pbar is not None:
                     pbar.update(1)
@@ -237,7 +249,7 @@ class _Run:
             if pbar is not None:
                 pbar.close()
         _all_reduce(tot, self.world)
-        self.model.train()
+        model.train()
         nll, units, seqs = tot.tolist()
         out = {"loss": self._loss_value(nll, units, seqs), "nll_nats": nll, "units": units, "sequences": seqs}
         if not self.text:
@@ -246,7 +258,7 @@ class _Run:
             # a window that stopped reading its text does not show in the loss; this does (docs/training.md)
             from seqbench.evaluation.alignment import window_alignment
 
-            wa = window_alignment(self.model, self.valid_batches.items, limit=ALIGNMENT_LINES)
+            wa = window_alignment(model, self.valid_batches.items, limit=ALIGNMENT_LINES)
             out["window_alignment"], out["window_sharpness"] = wa["median"], wa["sharpness"]
         return out
 
@@ -256,7 +268,7 @@ class _Run:
         if self.world > 1 and (self.rank != 0 if self.text else k % self.world != self.rank):
             return zero, state  # handwriting: ranks take turns; text streams are sequential: rank 0 scores them
         data = _to(b.data, self.device)
-        nll, n, state = self.model.score_with_state(data, None if b.reset else state)
+        nll, n, state = self.eval_model.score_with_state(data, None if b.reset else state)
         return torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64), state
 
     # -- checkpoints -------------------------------------------------------------
@@ -319,6 +331,7 @@ class _Run:
                 own = self.model.state_dict()
                 for k, v in chosen.items():
                     own[k].copy_(v)
+        self.sync_ema()
         return resolved.folder
 
     # -- logging -----------------------------------------------------------------
@@ -336,6 +349,7 @@ class _Run:
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
             "opt": _clone(self.opt.state_dict()),
             "noise": {k: v.clone() for k, v in self.noise.state_dict().items()} if self.noise else None,
+            "ema": None if self.ema is None else {k: v.detach().clone() for k, v in self.ema.state_dict().items()},
         }
 
     def _rollback(self) -> None:
@@ -344,6 +358,8 @@ class _Run:
         self.opt.load_state_dict(_clone(s["opt"]))
         if self.noise and s["noise"] is not None:
             self.noise.load_state_dict(s["noise"])
+        if self.ema is not None and s["ema"] is not None:
+            self.ema.load_state_dict(s["ema"])
 
     def train_step(self, b: Batch) -> bool:
         """One optimiser step on ``b``; False when it was rolled back instead. ``last_loss`` is then the loss of
@@ -379,6 +395,8 @@ class _Run:
             for g, base in zip(self.opt.param_groups, self.base_lrs):
                 g["lr"] = base * f
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.carry = detach_state(new_state) if b.carry else None
         _all_reduce(stats, self.world)
         if self.partial is not None and not b.reset:  # a later chunk of the same lines: nll and units add up
@@ -450,6 +468,25 @@ class _Run:
 
 
 # ------------------------------------------------------------------ run-folder state
+def _averaged(model: SeqModel, decay: float | None):
+    """``model``'s exponential moving average (torch.optim.swa_utils.AveragedModel, its parameters and buffers),
+    with the decay warmed up as min(decay, (1 + n) / (10 + n)) at the n-th update; None when ``decay`` is None."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        k = float(n)
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + k) / (10.0 + k)))
+        else:  # integer buffers (none in seqbench's networks today) follow the trained ones
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 class _StopFlag:
     """Set by SIGINT / SIGTERM while a run trains: the loop finishes the step it is in, checkpoints and returns.
     A second signal interrupts at once (the checkpoint folders are swapped in whole, so none is left half
@@ -786,6 +823,7 @@ def _restore_best(run: _Run) -> None:
     run.lr_scale *= run.recipe.lr_plateau_factor
     run.evals_since_change = 0
     run.model.load_state_dict(run.best_weights)
+    run.sync_ema()  # with ema, best_weights are the averaged ones: both go on from them
     run.carry = run.partial = None
     rates = [base * run.recipe.lr_factor(run.step) * run.lr_scale for base in run.base_lrs]
     for g, lr in zip(run.opt.param_groups, rates):
@@ -824,7 +862,7 @@ def _evaluate(run: _Run, final: bool = False) -> str:
     if improved:
         run.best, run.evals_since_best, run.evals_since_change = v["loss"], 0, 0
         if run.recipe.lr_plateau:
-            run.best_weights = {k: t.detach().clone() for k, t in run.model.state_dict().items()}
+            run.best_weights = {k: t.detach().clone() for k, t in run.eval_model.state_dict().items()}
     elif scheduled:
         run.evals_since_best += 1
         run.evals_since_change += 1
