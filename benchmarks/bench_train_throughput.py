@@ -14,6 +14,8 @@ PTB windows. Prints medians and the ratio.
     # truncated BPTT: whole lines against chunks of N points (data.chunk), bucketed batches of 4, the
     # prediction or synthesis network; also the updates per second, which is what the chunks multiply:
     python benchmarks/bench_train_throughput.py --task prediction --compare chunk --chunk 100 --batch 4
+    # weight averaging (--set ema=0.999) against none, on the fast recipe's batches (its chunks for handwriting):
+    python benchmarks/bench_train_throughput.py --task prediction --compare ema --threads 1
     # two 1-thread processes side by side (what two training runs at once get):
     python benchmarks/bench_train_throughput.py --threads 1 & python benchmarks/bench_train_throughput.py --threads 1
 """
@@ -34,9 +36,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--root", default=None, help="datasets root (default: $SEQBENCH_HOME/datasets)")
-    ap.add_argument("--compare", choices=["batching", "amp", "chunk"], default="batching",
+    ap.add_argument("--decay", type=float, default=0.999, help="--compare ema: the average's decay")
+    ap.add_argument("--compare", choices=["batching", "amp", "chunk", "ema"], default="batching",
                     help="batching: random against length-bucketed batches (handwriting); amp: float32 against "
-                         "bf16 autocast on the same batches; chunk: whole lines against data.chunk (handwriting)")
+                         "bf16 autocast on the same batches; chunk: whole lines against data.chunk (handwriting); ema: "
+                         "weight averaging against none, on the task's -fast recipe")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
@@ -54,6 +58,9 @@ def main() -> None:
         if a.task in hw:
             configs = {k: {**v, "data.bucket": True} for k, v in configs.items()}
         name = hw.get(a.task, "ptb-char-1x1000")
+    elif a.compare == "ema":
+        configs = {"none": {}, "ema": {"ema": a.decay}}
+        name = {**hw, "ptb": "ptb-char-1x1000"}[a.task] + "-fast"
     elif a.task in hw:
         configs = {"random": {"data.bucket": False}, "bucketed": {"data.bucket": True}}
         name = hw[a.task]
@@ -112,6 +119,8 @@ def main() -> None:
         ups = {k: statistics.median([u / t for u, t in zip(updates[k], times[k])]) for k in runs}
         print(f"chunked ({a.chunk} points) / whole lines: {rate['chunked'] / rate['whole']:.2f}x real {unit}/s, "
               f"{ups['chunked'] / ups['whole']:.2f}x updates/s ({ups['chunked']:.2f} against {ups['whole']:.2f})")
+    elif a.compare == "ema":
+        print(f"ema {a.decay} / none: {rate['ema'] / rate['none']:.3f}x real {unit}/s")
     elif len(rate) == 2:
         print(f"bucketed / random: {rate['bucketed'] / rate['random']:.2f}x real {unit}/s")
 
