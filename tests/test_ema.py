@@ -118,3 +118,18 @@ def test_restore_best_goes_back_to_the_best_average(tmp_path, monkeypatch):
     assert _same(load_state(run.out / "last"), best)  # the trained weights went back to it ...
     state = load_file(str(run.out / "last" / "training_state.safetensors"))
     assert all(torch.equal(state[f"ema.module.{k}"], v) for k, v in best.items())  # ... and so did the average
+
+
+def test_a_card_says_its_weights_are_the_average(tmp_path):
+    from seqbench.zoo import ZOO
+    from seqbench.zoo.card import model_card, training_status
+
+    entry = ZOO.get("pred-3layer")
+    run = train("tiny-prediction", tmp_path / "avg", overrides={"max_steps": 2, "eval_every": 2, "ema": 0.999},
+                quiet=True)
+    status = training_status(run.out)
+    assert status["ema"] == 0.999
+    assert "moving average of the trained weights (`ema=0.999`" in model_card(entry, training=status)
+    plain = train("tiny-prediction", tmp_path / "plain", overrides={"max_steps": 2, "eval_every": 2}, quiet=True)
+    status = training_status(plain.out)
+    assert "ema" not in status and "moving average" not in model_card(entry, training=status)

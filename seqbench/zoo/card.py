@@ -86,7 +86,11 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
              f"| evaluated on | {entry.dataset} / {entry.dataset_config} / {entry.split}, {entry.protocol}"
              + (f", {_JOIN_NAMES[j]}" if (j := ((record or {}).get("protocol") or {}).get("join")) in _JOIN_NAMES
                 and (entry.dataset, entry.dataset_config) == ("ptb", "char") else "") + " |",
-             f"| Hub repo | `{entry.repo_id}` |", ""]
+             f"| Hub repo | `{entry.repo_id}` |"]
+    if (training or {}).get("ema") is not None:
+        body.append(f"| weights | the exponential moving average of the trained weights (`ema={training['ema']:g}`, "
+                    "docs/training.md: Weight averaging) |")
+    body.append("")
     if training and training.get("status"):
         body += [f"**Status: {training['status']}.** These are the true numbers of the weights in this folder: "
                  f"{training.get('steps', '?'):,} steps, {training.get('epochs', 0):.2f} epochs, "
@@ -595,6 +599,7 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             "clock": "cpu" if on_cpu else "wall",
             "valid": valid, "schedule_changes": changes,
             "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
+            **({"ema": rec.ema} if rec is not None and rec.ema is not None else {}),
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
                            if rec and rec.data.valid_limit else
                            f"the whole {rec.data.valid_split} split" if rec else "the run's validation set")}
