@@ -16,6 +16,9 @@ PTB windows. Prints medians and the ratio.
     python benchmarks/bench_train_throughput.py --task prediction --compare chunk --chunk 100 --batch 4
     # weight averaging (--set ema=0.999) against none, on the fast recipe's batches (its chunks for handwriting):
     python benchmarks/bench_train_throughput.py --task prediction --compare ema --threads 1
+    # fixed weight noise: one sample per batch against one per group of G sequences (noise_groups; G = the batch
+    # is the paper's one sample per sequence), PTB char with weight noise:
+    python benchmarks/bench_train_throughput.py --task ptb --compare noise --groups 32 --threads 1
     # two 1-thread processes side by side (what two training runs at once get):
     python benchmarks/bench_train_throughput.py --threads 1 & python benchmarks/bench_train_throughput.py --threads 1
 """
@@ -36,11 +39,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed steps per configuration")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--root", default=None, help="datasets root (default: $SEQBENCH_HOME/datasets)")
+    ap.add_argument("--groups", type=int, default=None, help="--compare noise: noise samples per step (default: "
+                                                              "the batch, one per sequence)")
     ap.add_argument("--decay", type=float, default=0.999, help="--compare ema: the average's decay")
-    ap.add_argument("--compare", choices=["batching", "amp", "chunk", "ema"], default="batching",
+    ap.add_argument("--compare", choices=["batching", "amp", "chunk", "ema", "noise"], default="batching",
                     help="batching: random against length-bucketed batches (handwriting); amp: float32 against "
                          "bf16 autocast on the same batches; chunk: whole lines against data.chunk (handwriting); ema: "
-                         "weight averaging against none, on the task's -fast recipe")
+                         "weight averaging against none, on the task's -fast recipe; noise: one weight-noise sample per "
+                         "batch against --groups (PTB char)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
@@ -58,6 +64,12 @@ def main() -> None:
         if a.task in hw:
             configs = {k: {**v, "data.bucket": True} for k, v in configs.items()}
         name = hw.get(a.task, "ptb-char-1x1000")
+    elif a.compare == "noise":
+        if a.task != "ptb":
+            ap.error("--compare noise: --task ptb (the weight-noise recipes of Table 1)")
+        name = "ptb-char-1x1000-wn-fast"
+        groups = a.groups or a.batch or get_recipe(name).data.batch_size
+        configs = {"1 sample": {}, f"{groups} samples": {"noise_groups": groups}}
     elif a.compare == "ema":
         configs = {"none": {}, "ema": {"ema": a.decay}}
         name = {**hw, "ptb": "ptb-char-1x1000"}[a.task] + "-fast"
@@ -119,6 +131,9 @@ def main() -> None:
         ups = {k: statistics.median([u / t for u, t in zip(updates[k], times[k])]) for k in runs}
         print(f"chunked ({a.chunk} points) / whole lines: {rate['chunked'] / rate['whole']:.2f}x real {unit}/s, "
               f"{ups['chunked'] / ups['whole']:.2f}x updates/s ({ups['chunked']:.2f} against {ups['whole']:.2f})")
+    elif a.compare == "noise":
+        one, many = list(rate)
+        print(f"{many} / {one} per step: {rate[many] / rate[one]:.3f}x real {unit}/s")
     elif a.compare == "ema":
         print(f"ema {a.decay} / none: {rate['ema'] / rate['none']:.3f}x real {unit}/s")
     elif len(rate) == 2:
