@@ -30,10 +30,13 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def test_ema_zero_is_the_trained_weights(tmp_path):
-    over = {"max_steps": 4, "eval_every": 2}
-    plain = train("tiny-prediction", tmp_path / "plain", overrides=over, quiet=True)
-    avg = train("tiny-prediction", tmp_path / "avg", overrides={**over, "ema": 0.0}, quiet=True)
+@pytest.mark.parametrize("name,extra", [("tiny-prediction", {}), ("tiny-text", {}),
+                                        ("tiny-synthesis", {"data.chunk": 9}),
+                                        ("tiny-prediction", {"weight_noise": "adaptive"})])
+def test_ema_zero_is_the_trained_weights(tmp_path, name, extra):
+    over = {"max_steps": 4, "eval_every": 2, **extra}
+    plain = train(name, tmp_path / "plain", overrides=over, quiet=True)
+    avg = train(name, tmp_path / "avg", overrides={**over, "ema": 0.0}, quiet=True)
     assert _valids(plain.out) == _valids(avg.out) and len(_valids(avg.out)) == 2
     assert _same(load_state(plain.out / "best"), load_state(avg.out / "best"))
     assert _same(load_state(plain.out / "last"), load_state(avg.out / "last"))
