@@ -108,6 +108,25 @@ def _to(data: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in data.items()}
 
 
+def _averaged(model: SeqModel, decay: float | None):
+    """``model``'s exponential moving average (torch.optim.swa_utils.AveragedModel, its parameters and buffers),
+    with the decay warmed up as min(decay, (1 + n) / (10 + n)) at the n-th update; None when ``decay`` is None."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        k = float(n)
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + k) / (10.0 + k)))
+        else:  # integer buffers (none in seqbench's networks today) follow the trained ones
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 def plot_losses(history: list[dict], path: Path, unit: str) -> None:
     """Training (running) and validation loss against steps, as a PNG."""
     try:
@@ -468,25 +487,6 @@ class _Run:
 
 
 # ------------------------------------------------------------------ run-folder state
-def _averaged(model: SeqModel, decay: float | None):
-    """``model``'s exponential moving average (torch.optim.swa_utils.AveragedModel, its parameters and buffers),
-    with the decay warmed up as min(decay, (1 + n) / (10 + n)) at the n-th update; None when ``decay`` is None."""
-    if decay is None:
-        return None
-    from torch.optim.swa_utils import AveragedModel
-
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-        k = float(n)
-        if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + k) / (10.0 + k)))
-        else:  # integer buffers (none in seqbench's networks today) follow the trained ones
-            for a, c in zip(averaged, current):
-                a.copy_(c)
-
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
-
 class _StopFlag:
     """Set by SIGINT / SIGTERM while a run trains: the loop finishes the step it is in, checkpoints and returns.
     A second signal interrupts at once (the checkpoint folders are swapped in whole, so none is left half
