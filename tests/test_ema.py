@@ -71,10 +71,34 @@ def test_resume_continues_the_average_exactly(tmp_path):
         assert _same(load_state(ref.out / name), load_state(done.out / name)), name
 
 
-def test_a_resume_cannot_turn_the_average_on(tmp_path):
-    train("tiny-prediction", tmp_path / "r", overrides={"max_steps": 2, "eval_every": 2}, quiet=True)
-    with pytest.raises(SeqbenchError, match="ema"):
-        train(None, tmp_path / "r", overrides={"max_steps": 4, "ema": 0.9}, quiet=True, resume=True)
+def test_validation_also_scores_the_trained_weights(tmp_path):
+    over = {"max_steps": 6, "eval_every": 2}
+    plain = train("tiny-prediction", tmp_path / "plain", overrides=over, quiet=True)
+    avg = train("tiny-prediction", tmp_path / "avg", overrides={**over, "ema": 0.9}, quiet=True)
+    events = [json.loads(x) for x in (avg.out / "metrics.jsonl").read_text().splitlines()]
+    valid = [e for e in events if e["event"] == "valid"]
+    # the trained weights follow the same path with or without the average: their losses are the plain run's
+    assert [e["trained_loss"] for e in valid] == _valids(plain.out)
+    assert [e["loss"] for e in valid] != _valids(plain.out)
+    assert all("trained_loss" not in json.loads(x) for x in (plain.out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_a_resume_can_turn_the_average_on_and_off(tmp_path):
+    over = {"max_steps": 8, "eval_every": 2}
+    plain = train("tiny-prediction", tmp_path / "plain", overrides=over, quiet=True)
+    train("tiny-prediction", tmp_path / "r", overrides={**over, "max_steps": 4}, quiet=True)
+    on = train(None, tmp_path / "r", overrides={"max_steps": 6, "ema": 0.9}, quiet=True, resume=True)
+    events = [json.loads(x) for x in (on.out / "metrics.jsonl").read_text().splitlines()]
+    resume = [e for e in events if e["event"] == "resume"][-1]
+    assert resume["changed"]["ema"] == [None, 0.9]
+    valid = [e for e in events if e["event"] == "valid" and e.get("scheduled", True)]
+    assert [e.get("trained_loss", e["loss"]) for e in valid] == _valids(plain.out)[:3]
+    assert "trained_loss" in valid[-1] and "trained_loss" not in valid[1]
+    off = train(None, tmp_path / "r", overrides={"max_steps": 8, "ema": None}, quiet=True, resume=True)
+    assert _same(load_state(off.out / "last"), load_state(plain.out / "last"))  # the trained path never changed
+    events = [json.loads(x) for x in (off.out / "metrics.jsonl").read_text().splitlines()]
+    last_valid = [e for e in events if e["event"] == "valid"][-1]
+    assert last_valid["step"] == 8 and "trained_loss" not in last_valid
 
 
 def test_init_from_starts_the_average_at_the_loaded_weights(tmp_path):

@@ -89,3 +89,27 @@ def test_an_arm_is_drawn_from_a_kept_file_and_from_validations_with_their_own_cl
     out = tmp_path / "study.png"
     mod.main([str(out), "title", f"A={kept}", f"B={only_valid}", "--clock", "cpu"])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_trained_weights_of_an_averaged_run_are_kept_and_drawn(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    a = _run(tmp_path / "arm-a", [2.0, 1.8], False)
+    lines = (a / "metrics.jsonl").read_text().splitlines()[:-1]
+    ev = [json.loads(x) for x in lines]
+    for e in ev:
+        if e["event"] == "valid":
+            e["trained_loss"] = e["loss"] + 0.25
+    (a / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ev))
+    kept = tmp_path / "arm.jsonl"
+    _load().keep(a, kept)
+    assert [e["trained_loss"] for e in map(json.loads, kept.read_text().splitlines()) if e["event"] == "valid"] \
+        == [2.25, 2.05]
+    drawn = []
+    real = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **k: (drawn.append((a, k)), real(self, *a, **k))[1])
+    _load().main([str(tmp_path / "s.png"), "t", f"A={kept}", "--clock", "cpu"])
+    dashed = [(a, k) for a, k in drawn if "x--" in a]
+    assert len(dashed) == 1 and list(dashed[0][0][1]) == [2.25, 2.05]
+    assert dashed[0][1]["label"] == "A: trained weights"

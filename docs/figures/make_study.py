@@ -6,9 +6,10 @@
 
 RUN: a run folder, or a .jsonl file of its events (what --keep writes). Run folders live outside the checkout
 and are lost with the machine that kept them, so each arm's curve is kept in git as docs/figures/data/ARM.jsonl:
---keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's
-reading of synthesis runs) and stop, up to --xmax CPU-hours, without the rest of each event. A validation event that carries its own clock (cpu_s,
-wall_s) is drawn there; one without is drawn at its step's time, interpolated between the training events.
+--keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's reading
+of synthesis runs, the trained weights' loss of runs with weight averaging) and stop, up to --xmax CPU-hours,
+without the rest of each event. A validation event that carries its own clock (cpu_s, wall_s) is drawn there; one
+without is drawn at its step's time, interpolated between the training events.
 
 --clock cpu: the x axis is the run's CPU-hours (cpu_s in its events: the time its process had a core, which
 is what a budget of CPU-hours counts, whatever else shared the machine); wall (the default): wall-clock minutes.
@@ -56,7 +57,8 @@ def _at(tr: list[tuple[int, float, float]], step: int) -> float:
     return w1 + (w1 - w0) / max(s1 - s0, 1) * (step - s1)
 
 
-_KEEP = {"train": ("step", "epoch", "running", "cpu_s", "wall_s"), "valid": ("step", "loss", "cpu_s", "wall_s", "window_sharpness", "window_alignment"),
+_KEEP = {"train": ("step", "epoch", "running", "cpu_s", "wall_s"), "valid": ("step", "loss", "trained_loss", "cpu_s", "wall_s", "window_sharpness",
+                                                       "window_alignment"),
          "stop": ("step", "reason", "cpu_s", "wall_s")}
 
 
@@ -125,6 +127,7 @@ def main(argv: list[str]) -> None:
         fig, ((ax1, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(10, 7.2))
     else:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    trained_drawn = False
     for label, folder in arms:
         ev = _events(Path(folder))
         tr = [(e["step"], e[key], e["running"]) for e in ev
@@ -148,6 +151,13 @@ def main(argv: list[str]) -> None:
             ax2.plot([0.0], [start[0]], "s", ms=6, mfc="none", color=line.get_color())
         if va:
             ax2.plot(*zip(*va), "o-", ms=4, lw=1.2, color=line.get_color(), label=label)
+        # a run with weight averaging (ema) also scored its trained weights at each validation: dashed
+        tv = [((e[key] if key in e else _at(tr_steps, e["step"])) / scale, e["trained_loss"]) for e in ev
+              if e["event"] == "valid" and e.get("trained_loss") is not None and (tr_steps or key in e)]
+        tv = [(x, y) for x, y in tv if x <= xmax]
+        if tv:
+            ax2.plot(*zip(*tv), "x--", ms=4, lw=1, color=line.get_color(), label=f"{label}: trained weights")
+            trained_drawn = True
         if window:
             wv = [(_at(tr_steps, e["step"]) / scale, e) for e in ev if e["event"] == "valid" and tr_steps]
             wv = [(x, e) for x, e in wv if x <= xmax]
@@ -188,6 +198,9 @@ def main(argv: list[str]) -> None:
             if xmax < float("inf"):
                 ax.set_xlim(0, xmax * 1.02)
     ax1.legend(fontsize=7)
+    if trained_drawn:
+        ax2.text(0.02, 0.03, "dashed, x: the trained weights of a run validated on their moving average (ema)",
+                 transform=ax2.transAxes, fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100), mode=0o644)

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 RECENT = 5
 #: recipe fields whose change on ``--resume --set`` starts a new stretch of the schedule (others, such as
 #: max_steps or patience, change when a run stops, not how it learns)
-SCHEDULE_PREFIXES = ("optimizer_args.", "lr_")
+SCHEDULE_PREFIXES = ("optimizer_args.", "lr_", "ema")  # ema: what is validated changes (the average)
 
 
 def is_schedule_field(key: str) -> bool:

@@ -141,8 +141,9 @@ def restore_checkpoint(run: "_Run") -> None:
         run.noise_gen.set_state(tensors["rng.noise"])
         if run.noise:
             run.noise.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("noise.")})
-        if run.ema is not None:
-            run.ema.load_state_dict({k[4:]: v.to(run.device) for k, v in tensors.items() if k.startswith("ema.")})
+        averaged = {k[4:]: v.to(run.device) for k, v in tensors.items() if k.startswith("ema.")}
+        if run.ema is not None and averaged:
+            run.ema.load_state_dict(averaged)
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"{last}/training_state.safetensors: unreadable ({type(e).__name__}: {e}); "
                               "cannot resume exactly: start a new run, or --init-from this folder") from None
@@ -153,6 +154,8 @@ def restore_checkpoint(run: "_Run") -> None:
                 group[k] = v
     # the schedule multiplies the recipe's rate (the saved groups hold the last step's scheduled one)
     run.base_lrs = [float(run.recipe.optimizer_args.get("lr", b)) for b in run.base_lrs]
+    if run.ema is not None and not averaged:  # weight averaging turned on at this resume: from these weights on
+        run.sync_ema()
     run.carry = _state_from(tensors, "carry", run.device)
     for k in ("step", "epoch", "batch_in_epoch", "best", "evals_since_best", "running", "rollbacks"):
         setattr(run, k, meta[k])
@@ -278,10 +281,11 @@ def _event_problem(ev: dict) -> str | None:
 
 
 # what --resume may change: stopping rules and the learning rate (honoured: the restored optimiser takes the new
-# rate, and the resume event records the change); everything else would make the resumed run another run
+# rate, and the resume event records the change), and weight averaging (``ema``: the trained weights go on as
+# before; an average turned on starts at them); everything else would make the resumed run another run
 RESUMABLE_FIELDS = ("max_epochs", "max_steps", "patience", "eval_every", "on_nan", "max_rollbacks",
                     "optimizer_args.lr", "lr_half_life", "lr_decay_start", "lr_plateau", "lr_plateau_factor",
-                    "data.root", "description", "paper")
+                    "data.root", "description", "paper", "ema")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -243,12 +243,14 @@ class _Run:
 
     @torch.no_grad()
     def validate(self, deadline: float | None = None) -> dict | None:
-        """The validation loss of :attr:`eval_model`; None when a stop was requested (a signal, or ``deadline`` in
-        perf_counter seconds passed) before it was complete."""
-        model = self.eval_model
-        model.eval()
-        tot = torch.zeros(3, dtype=torch.float64)  # nll, units, sequences
-        state = None
+        """The validation loss of :attr:`eval_model`; with weight averaging also that of the trained weights
+        (``trained_loss``, scored on the same batches: what the average buys). None when a stop was requested (a
+        signal, or ``deadline`` in perf_counter seconds passed) before it was complete."""
+        models = [self.eval_model] + ([self.model] if self.ema is not None else [])
+        for m in models:
+            m.eval()
+        tot = torch.zeros(len(models), 3, dtype=torch.float64)  # per model: nll, units, sequences
+        states: list = [None] * len(models)
         pbar = None
         if self.main and not self.quiet:
             from tqdm.auto import tqdm
@@ -258,36 +260,40 @@ class _Run:
         try:
             for k, b in enumerate(self.valid_batches.epoch(0)):
                 if self.world == 1 and (self.stop_flag.signal or (deadline is not None and time.perf_counter() > deadline)):
-                    model.train()
                     return None
                 if pbar is not None:
                     pbar.update(1)
-                stats, state = self._valid_batch(k, b, state)
-                tot += stats
+                for i, m in enumerate(models):
+                    stats, states[i] = self._valid_batch(m, k, b, states[i])
+                    tot[i] += stats
         finally:
+            for m in models:
+                m.train()
             if pbar is not None:
                 pbar.close()
         _all_reduce(tot, self.world)
-        model.train()
-        nll, units, seqs = tot.tolist()
+        nll, units, seqs = tot[0].tolist()
         out = {"loss": self._loss_value(nll, units, seqs), "nll_nats": nll, "units": units, "sequences": seqs}
         if not self.text:
             out["nats_per_point"] = nll / max(units, 1)
+        if len(models) > 1:
+            out["trained_loss"] = self._loss_value(*tot[1].tolist())
         if self.main and is_conditional(self.model):
             # a window that stopped reading its text does not show in the loss; this does (docs/training.md)
             from seqbench.evaluation.alignment import window_alignment
 
-            wa = window_alignment(model, self.valid_batches.items, limit=ALIGNMENT_LINES)
+            wa = window_alignment(models[0], self.valid_batches.items, limit=ALIGNMENT_LINES)
             out["window_alignment"], out["window_sharpness"] = wa["median"], wa["sharpness"]
         return out
 
-    def _valid_batch(self, k: int, b: Batch, state) -> tuple[torch.Tensor, Any]:
-        """(nll, units, sequences) of one validation batch on this rank, and the carried text state."""
+    def _valid_batch(self, model: SeqModel, k: int, b: Batch, state) -> tuple[torch.Tensor, Any]:
+        """(nll, units, sequences) of one validation batch on this rank under ``model``, and its carried text
+        state."""
         zero = torch.zeros(3, dtype=torch.float64)
         if self.world > 1 and (self.rank != 0 if self.text else k % self.world != self.rank):
             return zero, state  # handwriting: ranks take turns; text streams are sequential: rank 0 scores them
         data = _to(b.data, self.device)
-        nll, n, state = self.eval_model.score_with_state(data, None if b.reset else state)
+        nll, n, state = model.score_with_state(data, None if b.reset else state)
         return torch.tensor([float(nll.sum()), float(n.sum()), float(len(nll))], dtype=torch.float64), state
 
     # -- checkpoints -------------------------------------------------------------
