@@ -199,8 +199,8 @@ def main(argv: list[str]) -> None:
                 ax.set_xlim(0, xmax * 1.02)
     ax1.legend(fontsize=7)
     if trained_drawn:
-        ax2.text(0.02, 0.03, "dashed, x: the trained weights of a run validated on their moving average (ema)",
-                 transform=ax2.transAxes, fontsize=7)
+        ax2.text(0.98, 0.97, "dashed, x: the trained weights\nof a run validated on their average (ema)",
+                 transform=ax2.transAxes, fontsize=7, ha="right", va="top")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=100), mode=0o644)
