@@ -270,8 +270,8 @@ def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
         out.append(f"| {k} | {float(v['value']):.6g} | {v.get('unit', '')} |"
                    + (f" {pv:g} |" if pv is not None else (" |" if row else "")))
     if sel.get("trials"):
-        where = f"the first {sel['limit']:,} units of" if sel.get("limit") else "the whole"
-        out += ["", f"The rate was chosen on {where} the {sel['split']} split (never on {entry.split}), the lowest "
+        where = f"the first {sel['limit']:,} units of the" if sel.get("limit") else "the whole"
+        out += ["", f"The rate was chosen on {where} {sel['split']} split (never on {entry.split}), the lowest "
                     f"{sel['metric']} among:", "", f"| learning rate | {sel['metric']} ({sel['unit']}) |", "|---|---|"]
         out += [f"| {t['lr']:g}{' (chosen)' if t['lr'] == sel.get('chosen') else ''} | "
                 + ("diverged (scores not finite)" if t.get("value") is None else f"{t['value']:.6g}") + " |"
