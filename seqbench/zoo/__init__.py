@@ -248,22 +248,24 @@ _TRAINED: dict[str, dict[str, Any]] = {
                   "cpu_hours": 6.794534444444444, "recipe": "iam-prediction-3x400"}),
     "pred-1layer": dict(
         # the run: iam-prediction-1x900-fast (truncated BPTT) from scratch, 2026-12-03, to step 26,400; continued from
-        # those weights at Adam 5e-4, 2026-12-04: the weights of its best validation, its step 43,200
+        # those weights at Adam 5e-4, 2026-12-04 and 2026-12-05 (restore-best to 2.5e-4, 1.25e-4, 6.25e-5), weight
+        # averaging (ema 0.999) from its step 67,855: the average at its best validation, its step 88,800
         recipe="iam-prediction-1x900-fast",
-        weights_sha256="f7635d2f42670262344406ef40da2b4c7cbb3b30287db8b0a3d554362d4a4a38",
-        expected={"nll_nats_per_line": -1002.0682804057263, "nll_nats_per_line_raw": 3527.5065688405552,
-                  "nll_nats_per_point": -1.6240244827749277, "nll_nats_per_point_raw": 5.716932810832943,
-                  "sse_per_point": 0.7238539713912027},
+        weights_sha256="769bb34ca1d9052d0b201cc6040980204e4419af694b7baa7fb40f04ac4af599",
+        expected={"nll_nats_per_line": -1025.04723632717, "nll_nats_per_line_raw": 3504.5276129191116,
+                  "nll_nats_per_point": -1.6612658442018362, "nll_nats_per_point_raw": 5.679691449406034,
+                  "sse_per_point": 0.7032037732243481},
         data_fingerprint="94557d20d7ae0d7ad2ab00b17cc91f11168fab99ead04348e3b16d069ecc8b2b",
         # `seqbench zoo verify --quick`: `seqbench eval --model zoo:pred-1layer --limit 64`
         quick={"limit": 64,
-               "expected": {"nll_nats_per_line": -795.3526495099068, "nll_nats_per_line_raw": 3266.60548546721,
-                            "nll_nats_per_point": -1.4373978360668125, "nll_nats_per_point_raw": 5.903559457541057,
-                            "sse_per_point": 1.0443100531637877}},
+               "expected": {"nll_nats_per_line": -818.1616749167442, "nll_nats_per_line_raw": 3243.7964600603727,
+                            "nll_nats_per_point": -1.478619354323882, "nll_nats_per_point_raw": 5.862337939283988,
+                            "sse_per_point": 1.01588723827357}},
         training={"status": "in training: truncated BPTT (iam-prediction-1x900-fast: 100-point chunks of bucketed "
-                            "batches of 4, restore-best), continued from the step-26,400 weights at Adam 5e-4 on "
-                            "2026-12-04; it continues from its run folder, else from these weights",
-                  "steps": 43200, "epochs": 2.336019034229168, "cpu_hours": 3.502086388888889,
+                            "batches of 4, restore-best), continued from the step-26,400 weights on 2026-12-04 and "
+                            "2026-12-05, with weight averaging (ema 0.999) from step 67,855; it continues from its "
+                            "run folder, else from these weights",
+                  "steps": 88800, "epochs": 4.80181690369329, "cpu_hours": 5.644106944444444,
                   "recipe": "iam-prediction-1x900-fast"}),
     "ptb-char": dict(
         recipe="ptb-char-1x1000-fast",
