@@ -392,8 +392,10 @@ def zoo_export(run, name, out, record, status, dynamic_lrs, select_limit, jobs, 
     shutil.rmtree(stage, ignore_errors=True)
     try:
         stage.mkdir()
+        mv = rec.metrics.get(main_metric, {})
         plot_curve(training, stage / "training_curve.png", f"zoo:{name} ({training.get('recipe')})",
-                   paper=row.metrics.get(main_metric) if same_unit else None)
+                   paper=row.metrics.get(main_metric) if same_unit else None, split=entry.split,
+                   result=float(mv["value"]) if mv.get("unit") == training.get("unit") and "value" in mv else None)
         _, sha = export(model, entry, stage, record=rec.to_dict(), training=training, symbols=symbols,
                         dynamic=dynamic, alignment=alignment, quick=quick, procedure=procedure, streams=streams)
         folder.mkdir(exist_ok=True)

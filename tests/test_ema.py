@@ -160,3 +160,33 @@ def test_a_card_says_its_weights_are_the_average(tmp_path):
     plain = train("tiny-prediction", tmp_path / "plain", overrides={"max_steps": 2, "eval_every": 2}, quiet=True)
     status = training_status(plain.out)
     assert "ema" not in status and "moving average" not in model_card(entry, training=status)
+
+
+def test_a_card_tables_and_draws_the_trained_weights_beside_their_average(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from seqbench.zoo import ZOO
+    from seqbench.zoo.card import curve_figure, model_card, training_status
+
+    run = tmp_path / "r"
+    train("tiny-prediction", run, overrides={"max_steps": 4, "eval_every": 2}, quiet=True)
+    train(None, run, overrides={"max_steps": 8, "ema": 0.9}, quiet=True, resume=True)  # averaged from step 4
+    status = training_status(run)
+    events = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    trained = {e["step"]: e["trained_loss"] for e in events if e["event"] == "valid" and "trained_loss" in e}
+    assert {v["step"]: v["trained_loss"] for v in status["valid"] if "trained_loss" in v} == trained
+    assert 2 in {v["step"] for v in status["valid"]} and 2 not in trained and 6 in trained
+    card = model_card(ZOO.get("pred-3layer"), training={**status, "curve": "training_curve.png"})
+    rows = [r for r in card.splitlines() if r.startswith("| 2 |") or r.startswith("| 6 |")]
+    assert "trained weights |" in card and rows[0].endswith("| — |")
+    assert f"{trained[6]:.4g}" in rows[1].split("|")[5]  # the trained weights' column, beside the average's
+    assert f"From step {min(trained):,} in this table the run kept a moving average" in card
+    fig = curve_figure(status, "t", paper=-1041.0, result=-950.0, split="valid")
+    try:
+        labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
+        assert labels[0].startswith("validation (") and "trained weights (not averaged)" in labels
+        assert "these weights on all of valid: -950" in labels and "paper -1041 on all of valid" in labels
+        dashed = next(ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("trained"))
+        assert list(dashed.get_ydata()) == [trained[s] for s in sorted(trained)]
+    finally:
+        plt.close(fig)

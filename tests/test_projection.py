@@ -34,7 +34,17 @@ def test_a_levelling_curve_says_its_hours_are_a_lower_bound():
 def test_a_curve_that_stopped_improving_gives_no_hours():
     p = project(_pts([-950, -949, -951, -948, -947]), value=-940.0, target=-1096.9)
     assert p["hours"] is None and p["rate_recent"] < 0
-    assert "levelled off" in describe(p, "nats/line")
+    text = describe(p, "nats/line")
+    assert "levelled off" in text
+    # a loss that went up is said to have risen, never to have "fallen by" a negative amount
+    assert f"rose by {-p['rate_recent']:.3g} nats/line per core-hour" in text and "fell by -" not in text
+
+
+def test_a_rise_over_the_last_validations_after_a_fall_over_the_stretch_says_both():
+    p = project(_pts([-900, -940, -980, -1000, -1001, -1000, -999, -998]), value=-998.0, target=-1025.7)
+    assert p["rate_recent"] < 0 < p["rate_stretch"]
+    text = describe(p, "nats/line")
+    assert "rose by" in text and "(fell by" in text and "over all 8" in text and "fell by -" not in text
 
 
 def test_only_the_stretch_since_the_last_change_of_schedule_counts():

@@ -88,6 +88,12 @@ def _g(x: Any) -> str:
     return format(x, "g") if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
 
 
+def _moved(rate: float, unit: str, per: str) -> str:
+    """A fall per hour (positive = improving) in words: "fell by 0.8 bits/char per core-hour", or "rose by" where
+    the loss went up (never "fell by -0.2")."""
+    return f"{'fell' if rate >= 0 else 'rose'} by {abs(rate):.3g} {unit} per {per}"
+
+
 def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's value") -> str:
     """One paragraph of :func:`project`'s answer, with its units."""
     if p["reached"]:
@@ -98,12 +104,12 @@ def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's va
                        "schedule) to measure a rate." if p["since_step"] is not None
                        else " No validation curve to measure a rate on.")
     n = min(RECENT, p["validations"])
-    over_all = (f" ({p['rate_stretch']:.3g} over all {p['validations']})" if p["validations"] > n else "")
+    over_all = (f" ({_moved(p['rate_stretch'], unit, 'core-hour')} over all {p['validations']})"
+                if p["validations"] > n and p["rate_stretch"] is not None else "")
     what = "; ".join(f"{k} {_g(a)} → {_g(b)}" for k, (a, b) in (p.get("change") or {}).get("changed", {}).items())
     since = (f"Since the last change of schedule (step {p['since_step']:,}{': ' + what if what else ''})"
              if p.get("change") else f"Since this run's start (first validation at step {p['since_step']:,})")
-    text += (f" {since} the validation loss fell by "
-             f"{p['rate_recent']:.3g} {unit} per core-hour over its last {n} validations{over_all}.")
+    text += f" {since} the validation loss {_moved(p['rate_recent'], unit, 'core-hour')} over its last {n} validations{over_all}."
     if p["hours"] is None:
         return text + " At that rate it does not get there: this schedule has levelled off."
     text += f" At the recent rate that is about {p['hours']:.3g} more core-hours"

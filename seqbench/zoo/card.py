@@ -156,16 +156,24 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
         if valid:
             runs = any("run" in v for v in valid)
             win = any("window_alignment" in v for v in valid[-16:])
+            avg = [v for v in valid[-16:] if "trained_loss" in v]
+            unit = training.get("unit", "")
             body += [f"Validation during training ({training.get('valid_note', 'the recipe validation set')}):", "",
                      "| step | epoch | " + ("CPU-hours" if training.get("clock") == "cpu" else "core-hours (wall × threads)")
-                     + " | validation loss |" + (" recipe |" if runs else "")
+                     + " | validation loss |" + (" trained weights |" if avg else "") + (" recipe |" if runs else "")
                      + (" window at 25/50/75/100 % of the line |" if win else ""),
-                     "|---|---|---|---|" + ("---|" if runs else "") + ("---|" if win else "")]
-            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {training.get('unit', '')} |"
+                     "|---|---|---|---|" + ("---|" if avg else "") + ("---|" if runs else "") + ("---|" if win else "")]
+            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {unit} |"
+                     + ((f" {v['trained_loss']:.4g} {unit} |" if "trained_loss" in v else " — |") if avg else "")
                      + (f" {v.get('run', '')} |" if runs else "")
                      + ((" " + "/".join(f"{x:.2f}" for x in v["window_alignment"]) + " |"
                          if v.get("window_alignment") else " |") if win else "") for v in valid[-16:]]
             body.append("")
+            if avg:
+                body += [f"From step {avg[0]['step']:,} in this table the run kept a moving average of its weights: "
+                         "the validation loss is the average's (the weights a run keeps and exports), the trained "
+                         "weights column scores the weights the optimiser trains, on the same lines (— where there "
+                         "was no average, and the two are the same weights).", ""]
             if win:
                 body += ["The window column: where the soft window reads, teacher-forced on 16 of the validation "
                          "lines, as a fraction of each line's characters (median); about 0.25/0.50/0.75/1.00 "
@@ -537,6 +545,8 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             hours = (c or 0.0) / 3600 if on_cpu else t * threads / 3600
             valid.append({"step": e["step"], "epoch": ep, "cpu_hours": hours, "loss": e["loss"],
                           "regime": regime,
+                          **({"trained_loss": e["trained_loss"]}
+                             if isinstance(e.get("trained_loss"), (int, float)) else {}),
                           **({"window_alignment": e["window_alignment"]} if e.get("window_alignment") else {})})
     steps = int(state.get("step", valid[-1]["step"] if valid else 0))
     # the clock when last/ was written: the last event of that step or before (events after it are not in last/)
@@ -602,7 +612,9 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             **({"ema": rec.ema} if rec is not None and rec.ema is not None else {}),
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
                            if rec and rec.data.valid_limit else
-                           f"the whole {rec.data.valid_split} split" if rec else "the run's validation set")}
+                           f"the whole {rec.data.valid_split} split" if rec else "the run's validation set"),
+            "valid_label": (f"{rec.data.valid_limit} lines of {rec.data.valid_split}" if rec and rec.data.valid_limit
+                            else f"all of {rec.data.valid_split}" if rec else "")}
 
 
 def _checked_state(state: Any, where: Path) -> dict:
@@ -696,32 +708,58 @@ def _steps_per_epoch(rec) -> int | None:
         return None
 
 
-def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str, paper: float | None = None) -> Path:
-    """The validation curve (loss against CPU-hours), with the paper's value as a line, as a PNG."""
+def curve_figure(training: Mapping[str, Any], title: str, paper: float | None = None, result: float | None = None,
+                 split: str | None = None):
+    """The matplotlib figure of :func:`plot_curve` (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from seqbench.paths import atomic_write
-
     v = training.get("valid") or []
+    on = f" on all of {split}" if split else ""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot([p["cpu_hours"] for p in v], [p["loss"] for p in v], "o-", ms=3, lw=1.2, label="validation")
+    label = f"validation ({training['valid_label']})" if training.get("valid_label") else "validation"
+    avg = [p for p in v if "trained_loss" in p]
+    line, = ax.plot([p["cpu_hours"] for p in v], [p["loss"] for p in v], "o-", ms=3, lw=1.2,
+                    label=label + (", moving average where averaged" if avg else ""))
+    if avg:
+        ax.plot([p["cpu_hours"] for p in avg], [p["trained_loss"] for p in avg], "--", lw=1, color=line.get_color(),
+                alpha=0.6, label="trained weights (not averaged)")
+    if result is not None:
+        ax.plot([training.get("cpu_hours", v[-1]["cpu_hours"] if v else 0.0)], [result], "*", ms=11, color="C3",
+                label=f"these weights{on}: {result:.6g}")
     if paper is not None:
-        ax.axhline(paper, color="k", ls="--", lw=1, label=f"paper {paper:g}")
+        ax.axhline(paper, color="k", ls="--", lw=1, label=f"paper {paper:g}{on}")
     ax.set_xlabel("CPU-hours" if training.get("clock") == "cpu" else "core-hours (wall-clock × threads)")
     ax.set_ylabel(training.get("unit") or "loss")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), mode=0o644)
-    plt.close(fig)
+    return fig
+
+
+def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str, paper: float | None = None,
+               result: float | None = None, split: str | None = None) -> Path:
+    """The validation curve (loss against CPU-hours), with the paper's value as a line, as a PNG.
+
+    Each line says what it was measured on: the validation points on the run's validation set (a subset of
+    lines, say), the paper's line and ``result`` (the exported weights' score, drawn as a star at their CPU-hours)
+    on ``split``, the entry's split. Where the run averaged its weights, the trained weights' validations
+    (``trained_loss``) are drawn dashed beside the average's."""
+    import matplotlib.pyplot as plt
+
+    from seqbench.paths import atomic_write
+
+    fig = curve_figure(training, title, paper=paper, result=result, split=split)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), mode=0o644)
+    finally:
+        plt.close(fig)
     return Path(path)
 
-
 __all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
-           "plot_curve", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING",
+           "plot_curve", "curve_figure", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING",
            "comparable_with_paper", "run_step", "run_symbols", "remove_stale_stages", "recorded_parent",
            "zoo_lineage", "record_lineage"]
