@@ -179,7 +179,7 @@ def test_a_card_tables_and_draws_the_trained_weights_beside_their_average(tmp_pa
     card = model_card(ZOO.get("pred-3layer"), training={**status, "curve": "training_curve.png"})
     rows = [r for r in card.splitlines() if r.startswith("| 2 |") or r.startswith("| 6 |")]
     assert "trained weights |" in card and rows[0].endswith("| — |")
-    assert f"{trained[6]:.4g}" in rows[1].split("|")[5]  # the trained weights' column, beside the average's
+    assert f"{trained[6]:.5g}" in rows[1].split("|")[5]  # the trained weights' column, beside the average's
     assert f"From step {min(trained):,} in this table the run kept a moving average" in card
     fig = curve_figure(status, "t", paper=-1041.0, result=-950.0, split="valid")
     try:

@@ -163,8 +163,8 @@ def model_card(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None 
                      + " | validation loss |" + (" trained weights |" if avg else "") + (" recipe |" if runs else "")
                      + (" window at 25/50/75/100 % of the line |" if win else ""),
                      "|---|---|---|---|" + ("---|" if avg else "") + ("---|" if runs else "") + ("---|" if win else "")]
-            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.4g} {unit} |"
-                     + ((f" {v['trained_loss']:.4g} {unit} |" if "trained_loss" in v else " — |") if avg else "")
+            body += [f"| {v['step']:,} | {v['epoch']:.2f} | {v['cpu_hours']:.2f} | {v['loss']:.5g} {unit} |"
+                     + ((f" {v['trained_loss']:.5g} {unit} |" if "trained_loss" in v else " — |") if avg else "")
                      + (f" {v.get('run', '')} |" if runs else "")
                      + ((" " + "/".join(f"{x:.2f}" for x in v["window_alignment"]) + " |"
                          if v.get("window_alignment") else " |") if win else "") for v in valid[-16:]]
