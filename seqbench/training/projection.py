@@ -109,7 +109,8 @@ def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's va
     what = "; ".join(f"{k} {_g(a)} → {_g(b)}" for k, (a, b) in (p.get("change") or {}).get("changed", {}).items())
     since = (f"Since the last change of schedule (step {p['since_step']:,}{': ' + what if what else ''})"
              if p.get("change") else f"Since this run's start (first validation at step {p['since_step']:,})")
-    text += f" {since} the validation loss {_moved(p['rate_recent'], unit, 'core-hour')} over its last {n} validations{over_all}."
+    moved = _moved(p["rate_recent"], unit, "core-hour")
+    text += f" {since} the validation loss {moved} over its last {n} validations{over_all}."
     if p["hours"] is None:
         return text + " At that rate it does not get there: this schedule has levelled off."
     text += f" At the recent rate that is about {p['hours']:.3g} more core-hours"

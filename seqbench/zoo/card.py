@@ -759,7 +759,9 @@ def plot_curve(training: Mapping[str, Any], path: str | os.PathLike, title: str,
         plt.close(fig)
     return Path(path)
 
+
 __all__ = ["model_card", "export", "check_exportable", "ExportError", "training_status",
-           "plot_curve", "curve_figure", "projection", "quick_section", "procedure_of", "QUICK_HEADING", "PROCEDURE_HEADING",
+           "plot_curve", "curve_figure", "projection", "quick_section", "procedure_of", "QUICK_HEADING",
+           "PROCEDURE_HEADING",
            "comparable_with_paper", "run_step", "run_symbols", "remove_stale_stages", "recorded_parent",
            "zoo_lineage", "record_lineage"]
