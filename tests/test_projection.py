@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seqbench.training import train
-from seqbench.training.projection import current_stretch, describe, is_schedule_field, project
+from seqbench.training.projection import after_weights, current_stretch, describe, is_schedule_field, project
 from seqbench.zoo import ZooEntry
 from seqbench.zoo.card import model_card, projection, training_status
 
@@ -107,3 +107,38 @@ def test_a_run_resumed_at_a_lower_rate_is_two_stretches_on_its_card(tmp_path, mo
     assert "## What reaching the paper would take" in card and "step 8: optimizer_args.lr 0.003 → 0.001" in card
     # a metric in another unit than the curve's: no projection rather than a wrong one
     assert projection(entry, {"nll_nats_per_line": {"value": -1.0, "unit": "nats/point"}}, t, real) is None
+
+
+def test_a_run_that_went_on_past_the_weights_says_what_came_after():
+    """A card of a run's best weights, exported after the run went on: its later validations are reported, and
+    where none was better the projection at the recent rate is said not to hold (the run levelled off)."""
+    p = project(_pts([1.60, 1.55, 1.50, 1.47, 1.45]), 1.40, 1.32)
+    assert p["hours"] is not None
+    p["after"] = {"validations": 3, "to_step": 5620, "cpu_hours": 0.87, "best_loss": 1.4513, "best_step": 900,
+                  "loss_at_weights": 1.45}
+    text = describe(p, "bits/char")
+    assert "went on past these weights to step 5,620 (3 more validations, 0.87 more core-hours)" in text
+    assert "without a better validation (its best after them: 1.4513 bits/char at step 900, against 1.45" in text
+    assert "That projection does not hold" in text
+    p["after"] = {**p["after"], "best_loss": 1.44}  # a later validation was better: not the run's best weights
+    text = describe(p, "bits/char")
+    assert "validated better there (1.44 bits/char at step 900" in text and "not its best weights" in text
+    assert "does not hold" not in text
+    assert after_weights(None, "x") is None and after_weights({"validations": 0}, "x") is None
+    p.pop("after")
+    assert "went on" not in describe(p, "bits/char")
+
+
+def test_training_status_at_an_earlier_step_keeps_the_later_validations_apart(tmp_path):
+    d = tmp_path / "r"
+    train("tiny-prediction", d, overrides={"max_steps": 12, "eval_every": 2}, quiet=True)
+    whole = training_status(d)
+    assert "after" not in whole
+    t = training_status(d, at_step=6)
+    later = [v for v in whole["valid"] if v["step"] > 6]
+    assert [v["step"] for v in t["valid"]] == [v["step"] for v in whole["valid"] if v["step"] <= 6]
+    a = t["after"]
+    assert a["validations"] == len(later) and a["to_step"] == whole["steps"]
+    assert a["best_loss"] == min(v["loss"] for v in later)
+    assert a["loss_at_weights"] == next(v["loss"] for v in reversed(whole["valid"]) if v["step"] <= 6)
+    assert a["cpu_hours"] == pytest.approx(whole["own_cpu_hours"] - t["own_cpu_hours"])

@@ -94,10 +94,38 @@ def _moved(rate: float, unit: str, per: str) -> str:
     return f"{'fell' if rate >= 0 else 'rose'} by {abs(rate):.3g} {unit} per {per}"
 
 
+def after_weights(after: Mapping[str, Any] | None, unit: str) -> tuple[str, bool] | None:
+    """What a run did after the weights a card shows (``training_status``'s ``after``: its validations past
+    their step) in one sentence, and whether it validated better later; None where it did not go on."""
+    if not after or not after.get("validations"):
+        return None
+    n, here = int(after["validations"]), after.get("loss_at_weights")
+    text = (f"The run went on past these weights to step {int(after['to_step']):,} ({n} more validation"
+            f"{'s' if n > 1 else ''}, {float(after['cpu_hours']):.2g} more core-hours)")
+    best, at = float(after["best_loss"]), int(after["best_step"])
+    if here is not None and best < float(here):
+        return (text + f" and validated better there ({best:.5g} {unit} at step {at:,}, against {float(here):.5g} "
+                "at these weights): these are not its best weights.", True)
+    vs = f", against {float(here):.5g} at these weights" if here is not None else ""
+    return text + f" without a better validation (its best after them: {best:.5g} {unit} at step {at:,}{vs}).", False
+
+
 def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's value") -> str:
-    """One paragraph of :func:`project`'s answer, with its units."""
+    """One paragraph of :func:`project`'s answer, with its units, and what the run did after the weights where
+    ``p`` has ``after`` (:func:`after_weights`)."""
     if p["reached"]:
         return f"These weights are {-p['gap']:.4g} {unit} better than {target_name}."
+    text = _describe_gap(p, unit, target_name)
+    later = after_weights(p.get("after"), unit)
+    if later is None:
+        return text
+    sentence, better = later
+    if not better and p.get("hours") is not None:
+        sentence += " That projection does not hold: the run has levelled off."
+    return f"{text} {sentence}"
+
+
+def _describe_gap(p: Mapping[str, Any], unit: str, target_name: str) -> str:
     text = f"{p['gap']:.4g} {unit} to go to {target_name}."
     if p["validations"] < 3 or p["rate_recent"] is None:
         return text + (f" Too few validations since step {p['since_step']:,} (the start of this stretch of the "
@@ -121,4 +149,4 @@ def describe(p: Mapping[str, Any], unit: str, target_name: str = "the paper's va
                    else "; the rate is not falling yet.")
 
 
-__all__ = ["project", "describe", "current_stretch", "is_schedule_field", "RECENT", "SCHEDULE_PREFIXES"]
+__all__ = ["project", "describe", "after_weights", "current_stretch", "is_schedule_field", "RECENT", "SCHEDULE_PREFIXES"]

@@ -258,7 +258,7 @@ def projection(entry: ZooEntry, results: Mapping[str, Mapping[str, Any]] | None,
     changes = training.get("schedule_changes") or []
     change = changes[int(stretch[0]["regime"]) - 1] if stretch and int(stretch[0]["regime"]) > 0 and changes else None
     return {**project(training["valid"], float(mv["value"]), float(target), change=change),
-            "target": float(target), "metric": main}
+            "target": float(target), "metric": main, "after": training.get("after")}
 
 
 def _dynamic_section(entry: ZooEntry, dynamic: Mapping[str, Any]) -> list[str]:
@@ -553,7 +553,9 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
     at = [t for e, t in zip(events, clock) if e.get("step", 0) <= steps]
     wall = float(state["wall_s"]) if "wall_s" in state else (at[-1] if at else 0.0)
     cpu = float(state["cpu_s"]) if "cpu_s" in state else wall * threads
+    after = None
     if at_step is not None and at_step < steps:  # the exported weights are of an earlier step (best/, say)
+        cpu_total = cpu
         ev = [(e, t, c) for e, t, c in zip(events, clock, cpu_clock) if e.get("step", 0) <= at_step]
         t_at = ev[-1][1] if ev else 0.0
         if on_cpu:  # the run's own CPU clock at that step; where no reading came before it (a best at the
@@ -562,6 +564,13 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
                 (c for e, _, c in zip(events, clock, cpu_clock) if c is not None and e.get("step", 0) > at_step), 0.0)
         else:
             cpu = cpu * (t_at / wall) if wall > 0 else 0.0  # the run's CPU share up to that step
+        # what the run did after these weights: its later validations, in the same unit and on the same set
+        later = [v for v in valid if v["step"] > at_step]
+        if later:
+            here = next((v["loss"] for v in reversed(valid) if v["step"] <= at_step), None)
+            best = min(later, key=lambda v: v["loss"])
+            after = {"validations": len(later), "to_step": steps, "cpu_hours": max(cpu_total - cpu, 0.0) / 3600,
+                     "best_loss": best["loss"], "best_step": best["step"], "loss_at_weights": here}
         wall, steps = t_at, at_step
         valid = [v for v in valid if v["step"] <= at_step]
         changes = [c for c in changes if c["step"] <= at_step]
@@ -608,6 +617,7 @@ def training_status(run: str | os.PathLike, status: str = "in training", hardwar
             "hardware": hardware or f"{os.cpu_count()}-core {platform.machine()} CPU, {threads} thread(s)",
             "clock": "cpu" if on_cpu else "wall",
             "valid": valid, "schedule_changes": changes,
+            **({"after": after} if after else {}),
             "unit": rec.unit if rec else "", "recipe": rec.name if rec else None,
             **({"ema": rec.ema} if rec is not None and rec.ema is not None else {}),
             "valid_note": (f"{rec.data.valid_limit} lines spread evenly over the {rec.data.valid_split} split"
