@@ -113,3 +113,19 @@ def test_the_trained_weights_of_an_averaged_run_are_kept_and_drawn(tmp_path, mon
     dashed = [(a, k) for a, k in drawn if "x--" in a]
     assert len(dashed) == 1 and list(dashed[0][0][1]) == [2.25, 2.05]
     assert dashed[0][1]["label"] == "A: trained weights"
+
+
+def test_only_an_arm_that_ends_or_validates_off_the_axes_is_named_off_the_scale(tmp_path, monkeypatch):
+    """A run from scratch starts with a training loss above any useful range: that is not clipping worth a word in
+    the legend. An arm whose validation, or whose last training loss, lies off the axes (diverged) is named so."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    labels = []
+    real = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **k: (labels.append(k.get("label")), real(self, *a, **k))[1])
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)  # training from -100 (above -150) down to -800
+    b = _run(tmp_path / "arm-b", [-500.0, +50.0], False)  # its last validation above the axes
+    _load().main([str(tmp_path / "s.png"), "t", f"A={a}", f"B={b}", "--clock", "cpu", "--ylim", "-900,-150"])
+    assert "A" in labels and "A (off the scale)" not in labels
+    assert "B (off the scale)" in labels

@@ -142,7 +142,9 @@ def main(argv: list[str]) -> None:
         va = [(x, y) for x, y in va if x <= xmax]
         if stop is not None and stop / scale > xmax:
             stop = None
-        if ylim and any(not ylim[0] <= y <= ylim[1] for _, y in tr + va):
+        # clipped where it matters: a validation off the axes, or a training curve that ends off them (diverged);
+        # not the first minutes of a run from scratch, whose training loss starts above any useful range
+        if ylim and any(not ylim[0] <= y <= ylim[1] for _, y in va + tr[-1:]):
             label += " (off the scale)"
         (line,) = ax1.plot(*zip(*tr), lw=1.2, label=label) if tr else ax1.plot([], [], label=label)
         start = opts.get("--start", {}).get(Path(folder).name)
