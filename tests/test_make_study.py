@@ -129,3 +129,26 @@ def test_only_an_arm_that_ends_or_validates_off_the_axes_is_named_off_the_scale(
     _load().main([str(tmp_path / "s.png"), "t", f"A={a}", f"B={b}", "--clock", "cpu", "--ylim", "-900,-150"])
     assert "A" in labels and "A (off the scale)" not in labels
     assert "B (off the scale)" in labels
+
+
+def test_the_study_table_is_computed_from_the_arms(tmp_path, capsys):
+    """Best validation within each budget (— past an arm's curve), CPU-hours to a loss (— where never reached)."""
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)  # validations at 220 and 440 CPU-s, stop at 460
+    b = _run(tmp_path / "arm-b", [-550.0, -540.0], False)
+    _load().main(["--table", "0.1,0.2", "--reach", "-550,-590", f"A={a}", f"B={b}"])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == ("| arm | best by 0.1 CPU-h | best by 0.2 CPU-h | CPU-h to \u2212550.0 | CPU-h to \u2212590.0 "
+                       "| curve ends |")
+    assert rows[2] == "| A | \u2212500.0 (0.06) | \u2014 | 0.12 (step 400) | 0.12 (step 400) | 0.13 CPU-h, step 400 |"
+    # the best so far, not the last: B's second validation is worse than its first
+    assert rows[3] == "| B | \u2212550.0 (0.06) | \u2014 | 0.06 (step 200) | \u2014 | 0.13 CPU-h, step 400 |"
+    assert _load()._fmt(1.40991) == "1.4099" and _load()._fmt(-1035.04) == "\u22121,035.0"
+
+
+def test_the_study_table_names_a_missing_arm(tmp_path):
+    with pytest.raises(SystemExit, match="no run folder or kept curve at .*nowhere"):
+        _load().main(["--table", "1", f"A={tmp_path / 'nowhere'}"])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"event": "train", "step": 50, "running": 1.0, "cpu_s": 9}) + "\n")
+    with pytest.raises(SystemExit, match="empty.jsonl: no validation"):
+        _load().main(["--table", "1", f"A={empty}"])

@@ -3,9 +3,16 @@
     python docs/figures/make_study.py OUT.png "TITLE" LABEL=RUN [LABEL=RUN ...] \
         [--ylim LO,HI] [--xmax X] [--final FILE] [--clock wall|cpu] [--unit UNIT] [--window] [--start RUN=NATS ...]
     python docs/figures/make_study.py --keep RUN_FOLDER OUT.jsonl [--xmax CPU_HOURS]
+    python docs/figures/make_study.py --table CPU_HOURS[,...] [--reach LOSS[,...]] LABEL=RUN [LABEL=RUN ...]
 
 RUN: a run folder, or a .jsonl file of its events (what --keep writes). Run folders live outside the checkout
 and are lost with the machine that kept them, so each arm's curve is kept in git as docs/figures/data/ARM.jsonl:
+--table prints a study's table (markdown) from the same arms, so that the docs' numbers are computed, not copied:
+for each arm and each budget of CPU-hours, the best validation made within it (the loss that a run's best/ weights
+would score there), with the CPU-hours it was made at; with --reach, the CPU-hours (and step) of an arm's first
+validation at or below each loss (lower is better). "—": the arm's curve ends before that budget (by more than 2 %
+of it: an arm stopped at 1.99 CPU-hours counts for a budget of 2), or never reached that loss within its curve,
+whose end is given in the last column.
 --keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's reading
 of synthesis runs, the trained weights' loss of runs with weight averaging) and stop, up to --xmax CPU-hours,
 without the rest of each event. A validation event that carries its own clock (cpu_s, wall_s) is drawn there; one
@@ -80,7 +87,60 @@ def keep(run: Path, out: Path, xmax_h: float = float("inf")) -> int:
     return len(rows)
 
 
+def _validations(ev: list[dict], key: str = "cpu_s", scale: float = 3600.0) -> list[tuple[float, int, float]]:
+    """(clock, step, loss) of each validation: its own clock where the event carries one, else its step's time
+    interpolated between the training events (past the last one, at the last 50 steps' pace)."""
+    tr = [(e["step"], e[key], None) for e in ev if e["event"] == "train" and key in e]
+    return [((e[key] if key in e else _at(tr, e["step"])) / scale, e["step"], e["loss"]) for e in ev
+            if e["event"] == "valid" and (tr or key in e)]
+
+
+def _fmt(x: float) -> str:
+    """A loss as the docs write it: the minus sign, thousands separated, 1 decimal (nats/line) or 4 (bits/char)."""
+    s = f"{abs(x):,.1f}" if abs(x) >= 100 else f"{abs(x):.4f}"
+    return ("\u2212" if x < 0 else "") + s
+
+
+def table(arms: list[tuple[str, Path]], hours: list[float], reach: list[float] = ()) -> str:
+    """The study's markdown table: best validation within each CPU-hours budget, CPU-hours to each loss."""
+    head = [f"best by {h:g} CPU-h" for h in hours] + [f"CPU-h to {_fmt(r)}" for r in reach] + ["curve ends"]
+    rows = ["| arm | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for label, run in arms:
+        ev = _events(run)
+        va = _validations(ev)
+        if not va:
+            raise SystemExit(f"{run}: no validation with a CPU clock (cpu_s) to tabulate; is it a run folder or a "
+                             f"kept curve of a run (make_study.py --keep)?")
+        ends = [e["cpu_s"] / 3600.0 for e in ev if "cpu_s" in e] + [t for t, _, _ in va]
+        end, last_step = max(ends), max(e.get("step", 0) for e in ev)
+        cells = []
+        for h in hours:
+            within = [(loss, t) for t, _, loss in va if t <= h]
+            cells.append("\u2014" if end < 0.98 * h or not within else "%s (%.2f)" % (_fmt(min(within)[0]), min(within)[1]))
+        for r in reach:
+            first = next(((t, s) for t, s, loss in va if loss <= r), None)
+            cells.append("\u2014" if first is None else f"{first[0]:.2f} (step {first[1]:,})")
+        cells.append(f"{end:.2f} CPU-h, step {last_step:,}")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--table"]:
+        if len(argv) < 3:
+            sys.exit(__doc__)
+        reach, rest = [], argv[2:]
+        if rest[:1] == ["--reach"]:
+            reach, rest = [float(x) for x in rest[1].split(",")], rest[2:]
+        bad = [a for a in rest if "=" not in a]
+        if bad or not rest:
+            sys.exit(f"--table: each arm is LABEL=RUN, not {bad[0]!r}" if bad else __doc__)
+        arms = [(lab, Path(run)) for lab, run in (a.split("=", 1) for a in rest)]
+        missing = [str(p) for _, p in arms if not p.exists()]
+        if missing:
+            sys.exit(f"--table: no run folder or kept curve at {', '.join(missing)}")
+        print(table(arms, [float(x) for x in argv[1].split(",")], reach), end="")
+        return
     if argv[:1] == ["--keep"]:
         if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] != "--xmax"):
             sys.exit(__doc__)
@@ -132,10 +192,7 @@ def main(argv: list[str]) -> None:
         ev = _events(Path(folder))
         tr = [(e["step"], e[key], e["running"]) for e in ev
               if e["event"] == "train" and key in e and e.get("running") is not None]
-        # a validation has no clock of its own: its step's time, interpolated between the training events
-        # (past the last one, at the last 50 steps' pace)
-        va = [((e[key] if key in e else _at(tr, e["step"])) / scale, e["loss"]) for e in ev
-              if e["event"] == "valid" and (tr or key in e)]
+        va = [(t, loss) for t, _, loss in _validations(ev, key, scale)]
         stop = next((e[key] for e in reversed(ev) if e["event"] == "stop" and key in e), None)
         tr_steps = tr
         tr = [(w / scale, r) for _, w, r in tr if w / scale <= xmax]
