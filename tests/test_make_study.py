@@ -137,6 +137,8 @@ def test_the_study_table_is_computed_from_the_arms(tmp_path, capsys):
     b = _run(tmp_path / "arm-b", [-550.0, -540.0], False)
     _load().main(["--table", "0.1,0.2", "--reach", "-550,-590", f"A={a}", f"B={b}"])
     rows = capsys.readouterr().out.splitlines()
+    _load().main(["--table", "0.05", f"A={a}"])  # a budget before the arm's first validation (0.06 CPU-hours)
+    assert capsys.readouterr().out.splitlines()[2] == "| A | none yet | 0.13 CPU-h, step 400 |"
     assert rows[0] == ("| arm | best by 0.1 CPU-h | best by 0.2 CPU-h | CPU-h to \u2212550.0 | CPU-h to \u2212590.0 "
                        "| curve ends |")
     assert rows[2] == "| A | \u2212500.0 (0.06) | \u2014 | 0.12 (step 400) | 0.12 (step 400) | 0.13 CPU-h, step 400 |"

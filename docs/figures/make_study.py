@@ -12,7 +12,7 @@ for each arm and each budget of CPU-hours, the best validation made within it (t
 would score there), with the CPU-hours it was made at; with --reach, the CPU-hours (and step) of an arm's first
 validation at or below each loss (lower is better). "—": the arm's curve ends before that budget (by more than 2 %
 of it: an arm stopped at 1.99 CPU-hours counts for a budget of 2), or never reached that loss within its curve,
-whose end is given in the last column.
+whose end is given in the last column; "none yet": no validation within that budget.
 --keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's reading
 of synthesis runs, the trained weights' loss of runs with weight averaging) and stop, up to --xmax CPU-hours,
 without the rest of each event. A validation event that carries its own clock (cpu_s, wall_s) is drawn there; one
@@ -116,7 +116,10 @@ def table(arms: list[tuple[str, Path]], hours: list[float], reach: list[float] =
         cells = []
         for h in hours:
             within = [(loss, t) for t, _, loss in va if t <= h]
-            cells.append("\u2014" if end < 0.98 * h or not within else "%s (%.2f)" % (_fmt(min(within)[0]), min(within)[1]))
+            if end < 0.98 * h:
+                cells.append("\u2014")
+            else:
+                cells.append("%s (%.2f)" % (_fmt(min(within)[0]), min(within)[1]) if within else "none yet")
         for r in reach:
             first = next(((t, s) for t, s, loss in va if loss <= r), None)
             cells.append("\u2014" if first is None else f"{first[0]:.2f} (step {first[1]:,})")
