@@ -147,9 +147,18 @@ def test_the_study_table_is_computed_from_the_arms(tmp_path, capsys):
     assert _load()._fmt(1.40991) == "1.4099" and _load()._fmt(-1035.04) == "\u22121,035.0"
 
 
-def test_the_study_table_names_a_missing_arm(tmp_path):
-    with pytest.raises(SystemExit, match="no run folder or kept curve at .*nowhere"):
-        _load().main(["--table", "1", f"A={tmp_path / 'nowhere'}"])
+def test_the_study_table_names_a_missing_arm_and_a_budget_that_is_not_a_number(tmp_path):
+    a = _run(tmp_path / "arm-a", [-500.0, -600.0], False)
+    with pytest.raises(SystemExit, match="--table takes numbers .* not '1h'"):
+        _load().main(["--table", "1h", f"A={a}"])
+    with pytest.raises(SystemExit, match="--reach takes numbers"):
+        _load().main(["--table", "1", "--reach", "-9x", f"A={a}"])
+    for where in (tmp_path / "nowhere", tmp_path / "arm-a" / "sub"):  # no such path; a folder without metrics
+        where.parent.mkdir(exist_ok=True)
+        if where.name == "sub":
+            where.mkdir()
+        with pytest.raises(SystemExit, match="no run folder .* or kept curve at " + str(where)):
+            _load().main(["--table", "1", f"A={where}"])
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"event": "train", "step": 50, "running": 1.0, "cpu_s": 9}) + "\n")
     with pytest.raises(SystemExit, match="empty.jsonl: no validation"):

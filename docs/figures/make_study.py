@@ -7,16 +7,17 @@
 
 RUN: a run folder, or a .jsonl file of its events (what --keep writes). Run folders live outside the checkout
 and are lost with the machine that kept them, so each arm's curve is kept in git as docs/figures/data/ARM.jsonl:
+--keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's reading
+of synthesis runs, the trained weights' loss of runs with weight averaging) and stop, up to --xmax CPU-hours,
+without the rest of each event. A validation event that carries its own clock (cpu_s, wall_s) is drawn there; one
+without is drawn at its step's time, interpolated between the training events.
+
 --table prints a study's table (markdown) from the same arms, so that the docs' numbers are computed, not copied:
 for each arm and each budget of CPU-hours, the best validation made within it (the loss that a run's best/ weights
 would score there), with the CPU-hours it was made at; with --reach, the CPU-hours (and step) of an arm's first
 validation at or below each loss (lower is better). "—": the arm's curve ends before that budget (by more than 2 %
 of it: an arm stopped at 1.99 CPU-hours counts for a budget of 2), or never reached that loss within its curve,
 whose end is given in the last column; "none yet": no validation within that budget.
---keep copies a run's training events (step, clock, running loss), validations (step, loss, the window's reading
-of synthesis runs, the trained weights' loss of runs with weight averaging) and stop, up to --xmax CPU-hours,
-without the rest of each event. A validation event that carries its own clock (cpu_s, wall_s) is drawn there; one
-without is drawn at its step's time, interpolated between the training events.
 
 --clock cpu: the x axis is the run's CPU-hours (cpu_s in its events: the time its process had a core, which
 is what a budget of CPU-hours counts, whatever else shared the machine); wall (the default): wall-clock minutes.
@@ -132,17 +133,25 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--table"]:
         if len(argv) < 3:
             sys.exit(__doc__)
-        reach, rest = [], argv[2:]
+        def numbers(opt: str, text: str) -> list[float]:
+            try:
+                return [float(x) for x in text.split(",")]
+            except ValueError:
+                sys.exit(f"{opt} takes numbers separated by commas (e.g. 0.5,1,1.5), not {text!r}")
+
+        hours, reach, rest = numbers("--table", argv[1]), [], argv[2:]
         if rest[:1] == ["--reach"]:
-            reach, rest = [float(x) for x in rest[1].split(",")], rest[2:]
+            if len(rest) < 2:
+                sys.exit(__doc__)
+            reach, rest = numbers("--reach", rest[1]), rest[2:]
         bad = [a for a in rest if "=" not in a]
         if bad or not rest:
             sys.exit(f"--table: each arm is LABEL=RUN, not {bad[0]!r}" if bad else __doc__)
         arms = [(lab, Path(run)) for lab, run in (a.split("=", 1) for a in rest)]
-        missing = [str(p) for _, p in arms if not p.exists()]
+        missing = [str(p) for _, p in arms if not (p.is_file() or (p / "metrics.jsonl").is_file())]
         if missing:
-            sys.exit(f"--table: no run folder or kept curve at {', '.join(missing)}")
-        print(table(arms, [float(x) for x in argv[1].split(",")], reach), end="")
+            sys.exit(f"--table: no run folder (with its metrics.jsonl) or kept curve at {', '.join(missing)}")
+        print(table(arms, hours, reach), end="")
         return
     if argv[:1] == ["--keep"]:
         if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] != "--xmax"):
