@@ -769,3 +769,14 @@ def test_noise_groups_draw_one_sample_per_group(tmp_path, monkeypatch):
 def test_noise_groups_refused_where_they_would_not_mean_what_they_say(tmp_path, changes, match):
     with pytest.raises(SeqbenchError, match=match):
         train("tiny-text", tmp_path / "r", max_steps=1, quiet=True, overrides=changes)
+
+
+@pytest.mark.parametrize("name", ["iam-prediction-3x400-fast", "iam-prediction-1x900-fast"])
+def test_prediction_fast_recipes_are_the_studied_schedule(name):
+    """docs/training.md's batch study chose batches of 8 with the weights averaged, validated after as many lines
+    as the batch-4 arms (2,400 steps × 4): a batch changed without its validation interval would put the
+    recipe's curve off the study's, and the description is what `seqbench train --list` shows."""
+    r = get_recipe(name)
+    assert (r.data.batch_size, r.data.chunk, r.data.bucket, r.ema) == (8, 100, True, 0.999)
+    assert r.data.batch_size * r.eval_every == 4 * 2400
+    assert f"batches of {r.data.batch_size}" in r.description
