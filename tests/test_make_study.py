@@ -139,6 +139,9 @@ def test_the_study_table_is_computed_from_the_arms(tmp_path, capsys):
     rows = capsys.readouterr().out.splitlines()
     _load().main(["--table", "0.05", f"A={a}"])  # a budget before the arm's first validation (0.06 CPU-hours)
     assert capsys.readouterr().out.splitlines()[2] == "| A | none yet | 0.13 CPU-h, step 400 |"
+    # a validation counts for a budget at the CPU-hours the table shows for it: 440 CPU-s is 0.1222, shown "0.12"
+    _load().main(["--table", "0.12", f"A={a}"])
+    assert capsys.readouterr().out.splitlines()[2] == "| A | \u2212600.0 (0.12) | 0.13 CPU-h, step 400 |"
     assert rows[0] == ("| arm | best by 0.1 CPU-h | best by 0.2 CPU-h | CPU-h to \u2212550.0 | CPU-h to \u2212590.0 "
                        "| curve ends |")
     assert rows[2] == "| A | \u2212500.0 (0.06) | \u2014 | 0.12 (step 400) | 0.12 (step 400) | 0.13 CPU-h, step 400 |"

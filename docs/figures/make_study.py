@@ -14,7 +14,7 @@ without is drawn at its step's time, interpolated between the training events.
 
 --table prints a study's table (markdown) from the same arms, so that the docs' numbers are computed, not copied:
 for each arm and each budget of CPU-hours, the best validation made within it (the loss that a run's best/ weights
-would score there), with the CPU-hours it was made at; with --reach, the CPU-hours (and step) of an arm's first
+would score there), with the CPU-hours it was made at (to 0.01, the precision a validation is counted at); with --reach, the CPU-hours (and step) of an arm's first
 validation at or below each loss (lower is better). "—": the arm's curve ends before that budget (by more than 2 %
 of it: an arm stopped at 1.99 CPU-hours counts for a budget of 2), or never reached that loss within its curve,
 whose end is given in the last column; "none yet": no validation within that budget.
@@ -116,7 +116,7 @@ def table(arms: list[tuple[str, Path]], hours: list[float], reach: list[float] =
         end, last_step = max(ends), max(e.get("step", 0) for e in ev)
         cells = []
         for h in hours:
-            within = [(loss, t) for t, _, loss in va if t <= h]
+            within = [(loss, t) for t, _, loss in va if round(t, 2) <= h]
             if end < 0.98 * h:
                 cells.append("\u2014")
             else:
