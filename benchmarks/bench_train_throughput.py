@@ -11,6 +11,9 @@ PTB windows. Prints medians and the ratio.
     # bf16 autocast (--set amp=true) against float32, on the same batches from the same weights:
     python benchmarks/bench_train_throughput.py --compare amp --threads 1
     python benchmarks/bench_train_throughput.py --task ptb --compare amp --threads 1
+    # the same on a CPU without native bf16, emulated by holding oneDNN and ATen to AVX2:
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_train_throughput.py --compare amp \
+        --task prediction --batch 8
     # truncated BPTT: whole lines against chunks of N points (data.chunk), bucketed batches of 4, the
     # prediction or synthesis network; also the updates per second, which is what the chunks multiply:
     python benchmarks/bench_train_throughput.py --task prediction --compare chunk --chunk 100 --batch 4
@@ -116,7 +119,11 @@ def main() -> None:
             units[k].append(n)
             updates[k].append(u)
     unit = "points" if a.task in hw else "symbols"
-    print(f"{name}  threads {torch.get_num_threads()}  batch {runs[next(iter(runs))][0].recipe.data.batch_size}")
+    from seqbench.devices import cpu_has_native_bf16
+
+    native = {True: "yes", False: "no", None: "unknown"}[cpu_has_native_bf16()]
+    print(f"{name}  threads {torch.get_num_threads()}  batch {runs[next(iter(runs))][0].recipe.data.batch_size}"
+          + (f"  native bf16: {native}" if a.compare == "amp" else ""))
     rate = {}
     for k in runs:
         per = [u / t for u, t in zip(units[k], times[k])]

@@ -327,6 +327,32 @@ def test_mixed_precision_trains_like_float32(tmp_path):
     assert _valid_losses(amp)[0] == pytest.approx(_valid_losses(fp32)[0], rel=0.02)
 
 
+@pytest.mark.parametrize("native", [True, False, None])
+def test_amp_on_a_cpu_without_native_bf16_is_named(tmp_path, monkeypatch, caplog, native):
+    """bf16 autocast is emulated (measured 5x slower) where the CPU has no native bf16: the run says so, and
+    only then (None: torch cannot tell, as on ARM)."""
+    import seqbench.devices
+
+    monkeypatch.setattr(seqbench.devices, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="seqbench.training.trainer"):
+        train("tiny-prediction", tmp_path / "run", quiet=True, max_steps=1, overrides={"amp": True})
+        train("tiny-prediction", tmp_path / "fp32", quiet=True, max_steps=1)
+    said = [r.getMessage() for r in caplog.records if "native bf16" in r.getMessage()]
+    assert len(said) == (native is False), said
+    assert not said or "--set amp=false" in said[0]
+
+
+def test_native_bf16_follows_an_isa_held_back_by_the_environment(monkeypatch):
+    from seqbench.devices import cpu_has_native_bf16
+
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert cpu_has_native_bf16() in (False, None)  # None: not an x86 CPU
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert cpu_has_native_bf16() in (False, None)
+
+
 def test_synthesis_trains_on_prepared_iam_sample(tmp_path):
     """The whole path: IAM-shaped sample → prepare → load_dataset → collate → train → checkpoint."""
     from seqbench.data.iam import prepare_iam
