@@ -686,7 +686,7 @@ def _warn_if_amp_is_emulated(rec: Recipe, device: torch.device) -> None:
 
     if rec.amp and device.type == "cpu" and cpu_has_native_bf16() is False:
         log.warning("amp=true on a CPU without native bf16 (AVX-512 BF16 or AMX): bf16 autocast is emulated here "
-                    "and was measured 5x slower than float32 (benchmarks/bench_train_throughput.py --compare amp); "
+                    "and was measured about 5x slower than float32 (benchmarks/bench_train_throughput.py --compare amp); "
                     "train with --set amp=false unless you are measuring it")
 
 
