@@ -347,8 +347,9 @@ _add(Recipe(name="iam-synthesis-3x400-fast",
 # against whole lines"): the paper's networks exactly; bucketed batches of lines cut into 100-point chunks, one
 # Adam step per chunk with the state carried (about 6.7x the updates of whole lines for the same points per
 # second), validation every 1,200 steps on 256 testset_v lines, and restore-best: after 3 validations without a
-# new best the rate halves and the weights go back to the best (the study's arm ran without it; long runs need a
-# way down once the rate stops paying), and from 2026-12-05 a moving average of the weights (ema 0.999), which is
+# new best the rate halves and the weights go back to the best (long runs need a way down once the average stops
+# improving; halving earlier, at 2 CPU-hours while the average still improved, trailed holding the rate within an
+# hour: docs/training.md, "Past 2 CPU-hours: the rate held or halved"), and from 2026-12-05 a moving average of the weights (ema 0.999), which is
 # what validates and exports: from scratch it was ahead of the trained weights at all 17 validations, by 22-73
 # nats/line (docs/training.md, "That arm, measured"). Runs before that date trained without it (`--set ema=null`).
 # Also from 2026-12-05, batches of 8 lines, validated every 1,200 steps (as many lines as 2,400 steps of 4): with
